@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/notifyd/notifyd/internal/retry"
+)
+
+// Receiver is a merchant that gets notifications.
+type Receiver struct {
+	ID                  uuid.UUID
+	Name                string
+	CallbackURL         string
+	SigningSecret       string
+	PreviousSecret      string     // still signs until PreviousSecretUntil
+	PreviousSecretUntil *time.Time // nil when there is no previous secret
+	Retry               *retry.Policy
+	SuccessBody         *string
+	Timeout             time.Duration // 0: the service default
+	Active              bool
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+// HashAPIKey is how API keys are stored: a fast hash is right here because
+// the keys are long random strings, not passwords.
+func HashAPIKey(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+const receiverColumns = `id, name, callback_url, signing_secret, coalesce(previous_signing_secret, ''),
+	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), active, created_at, updated_at`
+
+func scanReceiver(row pgx.Row) (*Receiver, error) {
+	var r Receiver
+	var policy []byte
+	var timeoutMS int
+	err := row.Scan(&r.ID, &r.Name, &r.CallbackURL, &r.SigningSecret, &r.PreviousSecret,
+		&r.PreviousSecretUntil, &policy, &r.SuccessBody, &timeoutMS, &r.Active, &r.CreatedAt, &r.UpdatedAt)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	if len(policy) > 0 {
+		r.Retry = new(retry.Policy)
+		if err := json.Unmarshal(policy, r.Retry); err != nil {
+			return nil, fmt.Errorf("receiver %s: stored retry policy: %w", r.ID, err)
+		}
+	}
+	r.Timeout = time.Duration(timeoutMS) * time.Millisecond
+	return &r, nil
+}
+
+func policyJSON(p *retry.Policy) ([]byte, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return json.Marshal(p)
+}
+
+func timeoutMS(d time.Duration) *int {
+	if d == 0 {
+		return nil
+	}
+	ms := int(d / time.Millisecond)
+	return &ms
+}
+
+// CreateReceiver inserts r (ID, Name, CallbackURL, SigningSecret, Retry,
+// SuccessBody, Timeout) with the hash of its API key, and fills in the times.
+func (s *Store) CreateReceiver(ctx context.Context, r *Receiver, apiKeyHash []byte) error {
+	policy, err := policyJSON(r.Retry)
+	if err != nil {
+		return err
+	}
+	err = s.pool.QueryRow(ctx, `
+		INSERT INTO receivers (id, name, callback_url, api_key_hash, signing_secret, retry_policy, success_body, timeout_ms, active)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)
+		RETURNING created_at, updated_at`,
+		r.ID, r.Name, r.CallbackURL, apiKeyHash, r.SigningSecret, policy, r.SuccessBody, timeoutMS(r.Timeout),
+	).Scan(&r.CreatedAt, &r.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("create receiver: %w", err)
+	}
+	r.Active = true
+	return nil
+}
+
+// GetReceiver returns ErrNotFound for an unknown id.
+func (s *Store) GetReceiver(ctx context.Context, id uuid.UUID) (*Receiver, error) {
+	r, err := scanReceiver(s.pool.QueryRow(ctx, `SELECT `+receiverColumns+` FROM receivers WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("get receiver %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ReceiverByAPIKey finds the receiver whose key hashes to hash.
+func (s *Store) ReceiverByAPIKey(ctx context.Context, hash []byte) (*Receiver, error) {
+	r, err := scanReceiver(s.pool.QueryRow(ctx, `SELECT `+receiverColumns+` FROM receivers WHERE api_key_hash = $1`, hash))
+	if err != nil {
+		return nil, fmt.Errorf("receiver by api key: %w", err)
+	}
+	return r, nil
+}
+
+// ListReceiverStates returns every receiver id with its active flag, for the
+// registry that producers consult in Redis.
+func (s *Store) ListReceiverStates(ctx context.Context) (map[uuid.UUID]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, active FROM receivers`)
+	if err != nil {
+		return nil, fmt.Errorf("list receivers: %w", err)
+	}
+	out := make(map[uuid.UUID]bool)
+	var id uuid.UUID
+	var active bool
+	_, err = pgx.ForEachRow(rows, []any{&id, &active}, func() error { out[id] = active; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("list receivers: %w", err)
+	}
+	return out, nil
+}
+
+// ReceiverPatch holds the fields to change; nil leaves a field alone.
+// ClearRetry, ClearSuccessBody and ClearTimeout reset to the service default.
+type ReceiverPatch struct {
+	Name             *string
+	CallbackURL      *string
+	Retry            *retry.Policy
+	ClearRetry       bool
+	SuccessBody      *string
+	ClearSuccessBody bool
+	Timeout          *time.Duration
+	Active           *bool
+}
+
+// UpdateReceiver applies p and returns the receiver as stored.
+func (s *Store) UpdateReceiver(ctx context.Context, id uuid.UUID, p ReceiverPatch) (*Receiver, error) {
+	policy, err := policyJSON(p.Retry)
+	if err != nil {
+		return nil, err
+	}
+	var timeout *int
+	if p.Timeout != nil {
+		timeout = timeoutMS(*p.Timeout)
+	}
+	r, err := scanReceiver(s.pool.QueryRow(ctx, `
+		UPDATE receivers SET
+			name = coalesce($2, name),
+			callback_url = coalesce($3, callback_url),
+			retry_policy = CASE WHEN $4 THEN NULL ELSE coalesce($5, retry_policy) END,
+			success_body = CASE WHEN $6 THEN NULL ELSE coalesce($7, success_body) END,
+			timeout_ms = CASE WHEN $8 THEN $9 ELSE timeout_ms END,
+			active = coalesce($10, active),
+			updated_at = now()
+		WHERE id = $1
+		RETURNING `+receiverColumns,
+		id, p.Name, p.CallbackURL, p.ClearRetry, policy, p.ClearSuccessBody, p.SuccessBody,
+		p.Timeout != nil, timeout, p.Active))
+	if err != nil {
+		return nil, fmt.Errorf("update receiver %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// RotateSecret makes secret the signing secret; the old one keeps signing
+// (alongside) until now+grace so receivers can switch without a gap.
+func (s *Store) RotateSecret(ctx context.Context, id uuid.UUID, secret string, grace time.Duration) (*Receiver, error) {
+	r, err := scanReceiver(s.pool.QueryRow(ctx, `
+		UPDATE receivers SET
+			previous_signing_secret = signing_secret,
+			previous_secret_until = now() + make_interval(secs => $3),
+			signing_secret = $2,
+			updated_at = now()
+		WHERE id = $1
+		RETURNING `+receiverColumns, id, secret, grace.Seconds()))
+	if err != nil {
+		return nil, fmt.Errorf("rotate secret %s: %w", id, err)
+	}
+	return r, nil
+}

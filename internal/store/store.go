@@ -1,0 +1,83 @@
+// Package store is notifyd's PostgreSQL data layer: every SQL statement the
+// service runs lives here, behind methods named for what they mean.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrUnknownReceiver: a notification names a receiver that does not exist.
+	ErrUnknownReceiver = errors.New("unknown receiver")
+)
+
+// Store wraps a connection pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to Postgres. The pool is sized for a worker's batching
+// recorder plus the API; override with pool_max_conns in the URL.
+func Open(ctx context.Context, databaseURL string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "notifyd"
+	}
+	cfg.MaxConnIdleTime = 5 * time.Minute
+	cfg.HealthCheckPeriod = 15 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect database: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// New wraps an existing pool (tests, embedding).
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool exposes the pool for components that run their own statements in
+// transactions they own (migrations, maintenance jobs).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks that the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Close releases every connection.
+func (s *Store) Close() { s.pool.Close() }
+
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// IsTransient reports whether err is worth retrying: the database is
+// unreachable, restarting or shedding load, as opposed to a bad statement.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "53", "57", "40": // connection, resources, operator intervention (shutdown), serialization
+			return true
+		}
+		return false
+	}
+	// Dial errors, resets, EOFs and pool timeouts surface without a PgError.
+	return !errors.Is(err, context.Canceled)
+}

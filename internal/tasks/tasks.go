@@ -1,0 +1,119 @@
+// Package tasks defines the Asynq tasks that carry notifications from
+// producers to workers: their type names, queues, ids and payload encoding.
+// Producers (notifier, the HTTP ingest, the re-drive job) and the worker all
+// go through this package so that they agree on task ids; those ids are what
+// keeps a notification from being queued twice.
+package tasks
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+)
+
+// TypeDeliver is the one task type: "make attempt N of notification X".
+const TypeDeliver = "notify:deliver"
+
+// Queues. First attempts and retries live in separate queues so a backlog of
+// retries (a receiver outage ending) never delays fresh notifications.
+const (
+	QueueFirst  = "notify"
+	QueueRetry  = "notify_retry"
+	QueueManual = "notify_manual"
+)
+
+// Weights for the Asynq server: fresh work first, retries still make
+// progress, manual redeliveries (rare, someone is waiting) highest.
+var QueueWeights = map[string]int{QueueManual: 8, QueueFirst: 6, QueueRetry: 3}
+
+// namespace makes notification ids derived from (receiver, key) unique to notifyd.
+var namespace = uuid.MustParse("6f1b7f0c-8a8e-4c55-9a37-2f1d5b0c9e11")
+
+// NotificationID is the stable id of the notification that receiver gets for
+// idempotencyKey: the same inputs give the same id on every call, which is
+// what lets a producer retry its own request without creating a duplicate.
+func NotificationID(receiverID uuid.UUID, idempotencyKey string) uuid.UUID {
+	b := make([]byte, 0, 16+len(idempotencyKey))
+	b = append(b, receiverID[:]...)
+	b = append(b, idempotencyKey...)
+	return uuid.NewSHA1(namespace, b)
+}
+
+// Deliver is the task payload. It carries the whole notification so that a
+// worker can record a notification it has never seen (the Go client enqueues
+// straight to Redis, without touching Postgres).
+type Deliver struct {
+	ID             uuid.UUID       `json:"id"`
+	ReceiverID     uuid.UUID       `json:"receiver_id"`
+	EventType      string          `json:"event_type"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	CallbackURL    string          `json:"callback_url,omitempty"`
+	Payload        json.RawMessage `json:"payload"`
+	CreatedAt      time.Time       `json:"created_at"`
+	// Attempt is the automatic attempt this task makes (1-based), or 0 for a
+	// manual redelivery.
+	Attempt int `json:"attempt"`
+	// Manual is the manual redelivery number when Attempt is 0.
+	Manual int `json:"manual,omitempty"`
+}
+
+// TaskID names the task for one attempt. Asynq refuses a second task with a
+// live id, so the re-drive job can enqueue "attempt N of X" without
+// checking whether it is already queued.
+func (d *Deliver) TaskID() string {
+	if d.Attempt == 0 {
+		return d.ID.String() + ":m" + strconv.Itoa(d.Manual)
+	}
+	return d.ID.String() + ":" + strconv.Itoa(d.Attempt)
+}
+
+// Queue is where this attempt belongs.
+func (d *Deliver) Queue() string {
+	switch {
+	case d.Attempt == 0:
+		return QueueManual
+	case d.Attempt == 1:
+		return QueueFirst
+	}
+	return QueueRetry
+}
+
+// MaxRetry is Asynq's retry budget for one task. Asynq's own retries are used
+// only when the worker cannot reach its own infrastructure (Postgres, Redis);
+// delivery retries are separate tasks counted in Postgres. The budget is
+// large so that a long database outage never makes Asynq archive a task.
+const MaxRetry = 10000
+
+// Task builds the Asynq task. Retention is zero so that a completed task frees
+// its id at once.
+func (d *Deliver) Task(opts ...asynq.Option) (*asynq.Task, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode task %s: %w", d.TaskID(), err)
+	}
+	base := []asynq.Option{
+		asynq.TaskID(d.TaskID()),
+		asynq.Queue(d.Queue()),
+		asynq.MaxRetry(MaxRetry),
+		// Bounds a handler that is stuck for reasons of its own; a delivery
+		// itself is bounded far below this.
+		asynq.Timeout(5 * time.Minute),
+	}
+	return asynq.NewTask(TypeDeliver, b, append(base, opts...)...), nil
+}
+
+// Decode reads a task payload.
+func Decode(b []byte) (*Deliver, error) {
+	var d Deliver
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("decode task: %w", err)
+	}
+	if d.ID == uuid.Nil || d.ReceiverID == uuid.Nil || d.Attempt < 0 {
+		return nil, fmt.Errorf("decode task: missing id, receiver or attempt")
+	}
+	return &d, nil
+}

@@ -1,0 +1,60 @@
+// Package migrations holds notifyd's PostgreSQL schema as numbered SQL files,
+// embedded in the binary so that `notifyd migrate` needs nothing on disk.
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io"
+	"log/slog"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+// Files holds the SQL migrations.
+//
+//go:embed *.sql
+var Files embed.FS
+
+// Up applies every migration not yet applied. It is safe to call concurrently
+// from several processes: goose serialises them with a Postgres advisory lock.
+func Up(ctx context.Context, databaseURL string, logger *slog.Logger) error {
+	db, err := sql.Open("pgx", databaseURL)
+	if err != nil {
+		return fmt.Errorf("migrate: open: %w", err)
+	}
+	defer db.Close()
+	return up(ctx, db, logger)
+}
+
+func up(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("migrate: locker: %w", err)
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, Files,
+		goose.WithSessionLocker(locker),
+		goose.WithSlog(logger),
+	)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: up: %w", err)
+	}
+	for _, r := range results {
+		logger.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	}
+	return nil
+}
+
+// discard is a logger for callers that do not care.
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// UpQuiet applies migrations without logging.
+func UpQuiet(ctx context.Context, databaseURL string) error { return Up(ctx, databaseURL, discard) }
