@@ -6,7 +6,9 @@
 package tasks
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -116,4 +118,24 @@ func Decode(b []byte) (*Deliver, error) {
 		return nil, fmt.Errorf("decode task: missing id, receiver or attempt")
 	}
 	return &d, nil
+}
+
+// Enqueuer is the part of an Asynq client that scheduling needs.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Schedule queues automatic attempt number attempt of d at due. A task for
+// that attempt already in Redis is not an error: it is queued, which is what
+// the caller wants.
+func Schedule(ctx context.Context, q Enqueuer, d Deliver, attempt int, due time.Time) error {
+	d.Attempt, d.Manual = attempt, 0
+	task, err := d.Task(asynq.ProcessAt(due))
+	if err != nil {
+		return err
+	}
+	if _, err := q.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("schedule attempt %d of %s: %w", attempt, d.ID, err)
+	}
+	return nil
 }

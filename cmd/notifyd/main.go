@@ -1,0 +1,243 @@
+// Command notifyd is the notification service: one binary whose subcommands
+// run the API, the delivery workers, the cron scheduler, or all three.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/buildinfo"
+	"github.com/notifyd/notifyd/internal/config"
+	"github.com/notifyd/notifyd/internal/registry"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/migrations"
+	"github.com/notifyd/notifyd/query"
+	"github.com/notifyd/notifyd/worker"
+)
+
+const usage = `notifyd: best-effort notification service
+
+Usage: notifyd <command> [flags]
+
+Commands:
+  all        API, worker and scheduler in one process (applies migrations first)
+  api        HTTP API: receivers, ingest, query
+  worker     delivery worker
+  scheduler  cron jobs: re-drive, retention, daily summary
+  migrate    apply database migrations and exit
+  version    print the version
+
+Every flag also reads a NOTIFYD_* environment variable; see "notifyd <command> -h".
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "version", "-v", "--version":
+		fmt.Fprintln(stdout, "notifyd", buildinfo.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "all", "api", "worker", "scheduler", "migrate":
+	default:
+		fmt.Fprintf(stderr, "notifyd: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	cfg, err := config.Load("notifyd "+cmd, args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "notifyd: configuration: %v\n", err)
+		return 2
+	}
+	logger := cfg.Logger(stderr).With("process", cmd)
+	slog.SetDefault(logger)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := start(ctx, cmd, cfg, logger); err != nil {
+		logger.Error("notifyd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Logger) error {
+	logger.Info("notifyd starting", "version", buildinfo.Version, "command", cmd)
+	if cmd == "migrate" || (cmd == "all" && !cfg.NoMigrate) {
+		if err := migrations.Up(ctx, cfg.DatabaseURL, logger); err != nil {
+			return err
+		}
+		if cmd == "migrate" {
+			logger.Info("database is up to date")
+			return nil
+		}
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	redisOpt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(redisOpt)
+	defer rdb.Close()
+
+	var components []func(context.Context) error
+	runAPI := cmd == "all" || cmd == "api"
+	if runAPI {
+		queue := asynq.NewClientFromRedisClient(rdb)
+		defer queue.Close()
+		api := query.New(st, rdb, queue, query.Config{
+			AdminToken: cfg.AdminToken, ProducerTokens: cfg.ProducerTokens, MaxPayload: cfg.MaxPayload,
+			Targets: cfg.Targets, Retry: cfg.Retry, Logger: logger.With("component", "api"),
+		})
+		components = append(components, func(ctx context.Context) error { return api.Run(ctx, cfg.HTTPAddr) })
+	}
+	if cmd == "all" || cmd == "worker" {
+		w := worker.New(st, rdb, worker.Config{
+			Concurrency: cfg.WorkerConcurrency, Retry: cfg.Retry, DefaultTimeout: cfg.DeliveryTimeout,
+			Targets: cfg.Targets, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger,
+		})
+		components = append(components, w.Run)
+	}
+	if cmd == "all" || cmd == "scheduler" {
+		components = append(components, func(ctx context.Context) error {
+			return runScheduler(ctx, st, rdb, cfg, logger)
+		})
+	}
+	if !runAPI {
+		// Workers and schedulers have no API, but operators still need
+		// probes and metrics.
+		components = append(components, func(ctx context.Context) error {
+			return serveOps(ctx, cfg.HTTPAddr, st, rdb, logger)
+		})
+	}
+	components = append(components, func(ctx context.Context) error {
+		syncRegistry(ctx, st, rdb, logger)
+		return nil
+	})
+	return runAll(ctx, components)
+}
+
+// runAll runs every component until ctx ends or one fails; a failure stops
+// the others, so the process exits and its supervisor restarts it.
+func runAll(ctx context.Context, components []func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(components))
+	for _, c := range components {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return errors.Join(collect(errc)...)
+}
+
+func collect(errc <-chan error) []error {
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// syncRegistry re-publishes every receiver to the Redis registry the Go
+// client checks, at start and every 30 s, so a Redis that restarted empty is
+// repaired quickly.
+func syncRegistry(ctx context.Context, st *store.Store, rdb redis.UniversalClient, logger *slog.Logger) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		states, err := st.ListReceiverStates(ctx)
+		if err == nil {
+			err = registry.Sync(ctx, rdb, states)
+		}
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("receiver registry sync failed; will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runScheduler runs the cron jobs.
+func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClient, cfg *config.Config, logger *slog.Logger) error {
+	logger.Info("scheduler started")
+	<-ctx.Done()
+	return nil
+}
+
+// serveOps serves /healthz, /readyz and /metrics for processes without the API.
+func serveOps(ctx context.Context, addr string, st *store.Store, rdb redis.UniversalClient, logger *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := errors.Join(st.Ping(ctx), rdb.Ping(ctx).Err()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"ready":false,"error":%q}`, err.Error())
+			return
+		}
+		io.WriteString(w, `{"ready":true}`)
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("ops listen %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	}()
+	logger.Info("ops endpoints listening", "addr", ln.Addr().String())
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+// Package config reads notifyd's settings from flags and NOTIFYD_*
+// environment variables. A flag wins over its variable; the variable wins
+// over the default. Every setting is listed in one place (Load) so that the
+// README's configuration table can be checked against it.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/retry"
+)
+
+// Config is every setting of the notifyd binary.
+type Config struct {
+	DatabaseURL    string
+	RedisURL       string
+	HTTPAddr       string
+	AdminToken     string
+	ProducerTokens []string
+	Targets        netguard.Policy
+	Retry          retry.Policy
+
+	WorkerConcurrency int
+	DeliveryTimeout   time.Duration
+	ShutdownTimeout   time.Duration
+	MaxPayload        int
+	NoMigrate         bool
+
+	// Cron schedules (robfig/cron syntax, with optional seconds field).
+	RedriveSchedule   string
+	RetentionSchedule string
+	SummarySchedule   string
+	Retention         time.Duration
+
+	LogLevel  slog.Level
+	LogFormat string
+}
+
+// Load parses args (without the program and subcommand names) with env as
+// the source of defaults (os.Getenv in production).
+func Load(name string, args []string, env func(string) string, output io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	var c Config
+	var producers, targets, maxAttemptsS, base, factor, maxInterval, logLevel string
+	str := func(p *string, flagName, envName, def, usage string) {
+		if v := env(envName); v != "" {
+			def = v
+		}
+		fs.StringVar(p, flagName, def, usage+" ("+envName+")")
+	}
+	str(&c.DatabaseURL, "database-url", "NOTIFYD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifyd?sslmode=disable", "PostgreSQL URL")
+	str(&c.RedisURL, "redis-url", "NOTIFYD_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
+	str(&c.HTTPAddr, "http-addr", "NOTIFYD_HTTP_ADDR", ":8080", "API listen address")
+	str(&c.AdminToken, "admin-token", "NOTIFYD_ADMIN_TOKEN", "", "bearer token for the admin API")
+	str(&producers, "producer-tokens", "NOTIFYD_PRODUCER_TOKENS", "", "comma-separated bearer tokens allowed to ingest")
+	str(&targets, "allow-private-targets", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "false", `"true" or CIDR list of private callback targets to allow`)
+	def := retry.Default()
+	str(&maxAttemptsS, "retry-max-attempts", "NOTIFYD_RETRY_MAX_ATTEMPTS", strconv.Itoa(def.MaxAttempts), "default attempts per notification")
+	str(&base, "retry-base", "NOTIFYD_RETRY_BASE", def.Base.String(), "default first retry delay")
+	str(&factor, "retry-factor", "NOTIFYD_RETRY_FACTOR", strconv.FormatFloat(def.Factor, 'g', -1, 64), "default delay growth factor")
+	str(&maxInterval, "retry-max-interval", "NOTIFYD_RETRY_MAX_INTERVAL", def.MaxInterval.String(), "default longest delay between attempts")
+	var concurrency, timeout, shutdown, maxPayload, noMigrate, retention string
+	str(&concurrency, "worker-concurrency", "NOTIFYD_WORKER_CONCURRENCY", "100", "deliveries in flight per worker process")
+	str(&timeout, "delivery-timeout", "NOTIFYD_DELIVERY_TIMEOUT", "10s", "default timeout of one delivery attempt (receivers may set up to 30s)")
+	str(&shutdown, "shutdown-timeout", "NOTIFYD_SHUTDOWN_TIMEOUT", "30s", "time in-flight deliveries get to finish on SIGTERM")
+	str(&maxPayload, "max-payload-bytes", "NOTIFYD_MAX_PAYLOAD_BYTES", strconv.Itoa(ingest.DefaultMaxPayload), "largest notification payload")
+	str(&noMigrate, "no-migrate", "NOTIFYD_NO_MIGRATE", "false", "`all` does not apply migrations on start")
+	str(&c.RedriveSchedule, "redrive-schedule", "NOTIFYD_REDRIVE_SCHEDULE", "@every 1m", "cron schedule of the re-drive job")
+	str(&c.RetentionSchedule, "retention-schedule", "NOTIFYD_RETENTION_SCHEDULE", "@every 1h", "cron schedule of the retention job")
+	str(&c.SummarySchedule, "summary-schedule", "NOTIFYD_SUMMARY_SCHEDULE", "0 0 * * *", "cron schedule of the daily receiver summary")
+	str(&retention, "retention", "NOTIFYD_RETENTION", "720h", "how long terminal notifications and attempts are kept")
+	str(&logLevel, "log-level", "NOTIFYD_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "NOTIFYD_LOG_FORMAT", "json", "json or text")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	var errs []error
+	check := func(setting string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", setting, err))
+		}
+	}
+	for _, t := range strings.Split(producers, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			c.ProducerTokens = append(c.ProducerTokens, t)
+		}
+	}
+	var err error
+	c.Targets, err = netguard.ParsePolicy(targets)
+	check("NOTIFYD_ALLOW_PRIVATE_TARGETS", err)
+	c.Retry = def
+	c.Retry.MaxAttempts, err = strconv.Atoi(maxAttemptsS)
+	check("NOTIFYD_RETRY_MAX_ATTEMPTS", err)
+	c.Retry.Base, err = time.ParseDuration(base)
+	check("NOTIFYD_RETRY_BASE", err)
+	c.Retry.Factor, err = strconv.ParseFloat(factor, 64)
+	check("NOTIFYD_RETRY_FACTOR", err)
+	c.Retry.MaxInterval, err = time.ParseDuration(maxInterval)
+	check("NOTIFYD_RETRY_MAX_INTERVAL", err)
+	if err == nil && c.Retry.MaxAttempts < 1 {
+		check("NOTIFYD_RETRY_MAX_ATTEMPTS", errors.New("must be at least 1"))
+	}
+	check("retry policy", c.Retry.Validate())
+	c.WorkerConcurrency, err = strconv.Atoi(concurrency)
+	check("NOTIFYD_WORKER_CONCURRENCY", err)
+	c.DeliveryTimeout, err = time.ParseDuration(timeout)
+	check("NOTIFYD_DELIVERY_TIMEOUT", err)
+	if err == nil && (c.DeliveryTimeout < 100*time.Millisecond || c.DeliveryTimeout > 30*time.Second) {
+		check("NOTIFYD_DELIVERY_TIMEOUT", errors.New("must be between 100ms and 30s"))
+	}
+	c.ShutdownTimeout, err = time.ParseDuration(shutdown)
+	check("NOTIFYD_SHUTDOWN_TIMEOUT", err)
+	c.MaxPayload, err = strconv.Atoi(maxPayload)
+	check("NOTIFYD_MAX_PAYLOAD_BYTES", err)
+	c.NoMigrate, err = strconv.ParseBool(noMigrate)
+	check("NOTIFYD_NO_MIGRATE", err)
+	c.Retention, err = time.ParseDuration(retention)
+	check("NOTIFYD_RETENTION", err)
+	check("NOTIFYD_LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(logLevel)))
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		check("NOTIFYD_LOG_FORMAT", errors.New(`must be "json" or "text"`))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &c, nil
+}
+
+// Logger builds the process logger from the settings.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// FromEnv is Load with the process environment.
+func FromEnv(name string, args []string) (*Config, error) {
+	return Load(name, args, os.Getenv, os.Stderr)
+}

@@ -1,0 +1,170 @@
+// Package notifier is the Go client producers use to hand notifications to
+// notifyd. Notify validates the notification, checks that its receiver
+// exists, and enqueues it on Asynq in Redis; a notifyd worker then delivers
+// it. It returns the notification's id, which is derived from (receiver,
+// idempotency key): calling Notify again with the same key returns the same
+// id and does not create a second notification.
+//
+// Notify writes only to Redis, so the notification is as durable as Redis
+// is (see deploy/redis.conf for AOF settings). A producer that must not lose
+// a notification if Redis loses data, or that wants the notification sent
+// only if its own database transaction commits, uses the outbox instead.
+package notifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/registry"
+	"github.com/notifyd/notifyd/internal/tasks"
+)
+
+// Errors callers branch on. Validation failures are *ValidationError, which
+// matches ErrInvalidNotification with errors.Is.
+var (
+	ErrInvalidNotification = ingest.ErrInvalid
+	ErrUnknownReceiver     = errors.New("notifier: unknown receiver")
+	ErrReceiverInactive    = errors.New("notifier: receiver is not active")
+	// ErrRegistryUnavailable: notifyd's receiver registry in Redis is empty
+	// (Redis restarted and no notifyd process has re-synced it yet). Retry
+	// shortly.
+	ErrRegistryUnavailable = errors.New("notifier: receiver registry not loaded; is notifyd running?")
+)
+
+// ValidationError names the field that was refused.
+type ValidationError = ingest.FieldError
+
+// Notification is what a producer sends.
+type Notification struct {
+	ReceiverID     string
+	EventType      string // e.g. "trade.paid"
+	IdempotencyKey string // the producer's business key, e.g. an order number
+	CallbackURL    string // optional: overrides the receiver's default URL
+	Payload        json.RawMessage
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	rules     ingest.Rules
+	cacheTTL  time.Duration
+	skipCheck bool
+}
+
+// WithMaxPayloadSize sets the largest payload accepted (default 256 KiB).
+// It should match the server's NOTIFYD_MAX_PAYLOAD_BYTES.
+func WithMaxPayloadSize(n int) Option { return func(o *options) { o.rules.MaxPayload = n } }
+
+// WithAllowPrivateTargets accepts callback URLs on private or loopback
+// addresses (development and tests). Workers enforce their own policy at
+// connect time regardless.
+func WithAllowPrivateTargets(allow bool) Option {
+	return func(o *options) { o.rules.Targets = netguard.Policy{AllowPrivate: allow} }
+}
+
+// WithReceiverCacheTTL sets how long a receiver's existence is cached
+// (default 5 s; a deactivated receiver is refused after at most this long).
+func WithReceiverCacheTTL(d time.Duration) Option { return func(o *options) { o.cacheTTL = d } }
+
+// Client enqueues notifications. It is safe for concurrent use.
+type Client struct {
+	rdb     redis.UniversalClient
+	asynq   *asynq.Client
+	opts    options
+	mu      sync.RWMutex
+	checked map[uuid.UUID]time.Time // receiver → active until
+}
+
+// New connects to the Redis that notifyd's workers read, e.g.
+// asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}.
+func New(redisOpt asynq.RedisConnOpt, opts ...Option) (*Client, error) {
+	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("notifier: unsupported Redis connection option %T", redisOpt)
+	}
+	return NewFromRedisClient(rdb, opts...), nil
+}
+
+// NewFromRedisClient uses an existing go-redis client. Close does not close it.
+func NewFromRedisClient(rdb redis.UniversalClient, opts ...Option) *Client {
+	o := options{cacheTTL: 5 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Client{rdb: rdb, asynq: asynq.NewClientFromRedisClient(rdb), opts: o, checked: make(map[uuid.UUID]time.Time)}
+}
+
+// Close releases the client's resources.
+func (c *Client) Close() error { return c.asynq.Close() }
+
+// Notify enqueues n and returns its notification id. A repeat with the same
+// receiver and idempotency key returns the same id without a new delivery.
+func (c *Client) Notify(ctx context.Context, n Notification) (string, error) {
+	receiver, err := uuid.Parse(n.ReceiverID)
+	if err != nil {
+		return "", &ValidationError{Field: "receiver_id", Message: "is not a UUID"}
+	}
+	if err := c.opts.rules.Validate(&ingest.Input{
+		EventType: n.EventType, IdempotencyKey: n.IdempotencyKey, CallbackURL: n.CallbackURL, Payload: n.Payload,
+	}); err != nil {
+		return "", err
+	}
+	if err := c.checkReceiver(ctx, receiver); err != nil {
+		return "", err
+	}
+	d := tasks.Deliver{
+		ID:             tasks.NotificationID(receiver, n.IdempotencyKey),
+		ReceiverID:     receiver,
+		EventType:      n.EventType,
+		IdempotencyKey: n.IdempotencyKey,
+		CallbackURL:    n.CallbackURL,
+		Payload:        n.Payload,
+		CreatedAt:      time.Now().UTC(),
+		Attempt:        1,
+	}
+	task, err := d.Task()
+	if err != nil {
+		return "", err
+	}
+	_, err = c.asynq.EnqueueContext(ctx, task)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return "", fmt.Errorf("notifier: enqueue %s: %w", d.ID, err)
+	}
+	return d.ID.String(), nil
+}
+
+func (c *Client) checkReceiver(ctx context.Context, id uuid.UUID) error {
+	now := time.Now()
+	c.mu.RLock()
+	until, ok := c.checked[id]
+	c.mu.RUnlock()
+	if ok && now.Before(until) {
+		return nil
+	}
+	state, err := registry.Lookup(ctx, c.rdb, id)
+	switch {
+	case errors.Is(err, registry.ErrNotLoaded):
+		return ErrRegistryUnavailable
+	case err != nil:
+		return fmt.Errorf("notifier: %w", err)
+	case state == registry.Unknown:
+		return fmt.Errorf("%w: %s", ErrUnknownReceiver, id)
+	case state == registry.Inactive:
+		return fmt.Errorf("%w: %s", ErrReceiverInactive, id)
+	}
+	c.mu.Lock()
+	c.checked[id] = now.Add(c.opts.cacheTTL)
+	c.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,158 @@
+package query
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/notifyd/notifyd/internal/store"
+)
+
+// Roles a bearer token can have.
+type role int
+
+const (
+	roleReceiver role = iota + 1 // sees only its own notifications
+	roleProducer                 // may ingest and cancel
+	roleAdmin                    // everything
+)
+
+// principal is who made the request.
+type principal struct {
+	role     role
+	receiver *store.Receiver // set for roleReceiver
+}
+
+const principalKey = "notifyd.principal"
+
+func principalOf(c echo.Context) *principal { return c.Get(principalKey).(*principal) }
+
+// APIKeyPrefix marks receiver API keys, so a leaked key is recognisable
+// (secret scanners match on it).
+const APIKeyPrefix = "nfy_"
+
+func newAPIKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+
+type authenticator struct {
+	store     *store.Store
+	admin     [32]byte
+	hasAdmin  bool
+	producers [][32]byte
+}
+
+func newAuthenticator(s *store.Store, admin string, producers []string) *authenticator {
+	a := &authenticator{store: s}
+	if admin != "" {
+		a.admin, a.hasAdmin = sha256.Sum256([]byte(admin)), true
+	}
+	for _, p := range producers {
+		if p != "" {
+			a.producers = append(a.producers, sha256.Sum256([]byte(p)))
+		}
+	}
+	return a
+}
+
+// middleware resolves the bearer token into a principal or answers 401.
+// Static tokens are compared in constant time over their hashes, so the
+// comparison leaks neither content nor length.
+func (a *authenticator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		token, ok := bearer(c.Request().Header.Get("Authorization"))
+		if !ok {
+			return errUnauthorized
+		}
+		sum := sha256.Sum256([]byte(token))
+		switch {
+		case a.hasAdmin && subtle.ConstantTimeCompare(sum[:], a.admin[:]) == 1:
+			c.Set(principalKey, &principal{role: roleAdmin})
+			return next(c)
+		case a.isProducer(sum):
+			c.Set(principalKey, &principal{role: roleProducer})
+			return next(c)
+		case strings.HasPrefix(token, APIKeyPrefix):
+			r, err := a.store.ReceiverByAPIKey(c.Request().Context(), sum[:])
+			if errors.Is(err, store.ErrNotFound) {
+				return errUnauthorized
+			}
+			if err != nil {
+				return err
+			}
+			if !r.Active {
+				return apiError(403, "receiver_inactive", "this receiver is deactivated")
+			}
+			c.Set(principalKey, &principal{role: roleReceiver, receiver: r})
+			return next(c)
+		}
+		return errUnauthorized
+	}
+}
+
+func (a *authenticator) isProducer(sum [32]byte) bool {
+	found := 0
+	for _, p := range a.producers {
+		found |= subtle.ConstantTimeCompare(sum[:], p[:])
+	}
+	return found == 1
+}
+
+func bearer(h string) (string, bool) {
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	t := strings.TrimSpace(h[len(prefix):])
+	return t, t != "" && len(t) <= 512
+}
+
+func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if principalOf(c).role != roleAdmin {
+			return errForbidden
+		}
+		return next(c)
+	}
+}
+
+func requireProducer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r := principalOf(c).role; r != roleAdmin && r != roleProducer {
+			return errForbidden
+		}
+		return next(c)
+	}
+}
+
+// requireAdminOrSelf lets a receiver reach /receivers/{its own id}; any other
+// id answers 404, exactly like a missing one, so ids cannot be probed.
+func requireAdminOrSelf(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := principalOf(c)
+		switch p.role {
+		case roleAdmin:
+			return next(c)
+		case roleReceiver:
+			if id, err := uuid.Parse(c.Param("id")); err == nil && id == p.receiver.ID {
+				return next(c)
+			}
+			return errNotFound
+		}
+		return errForbidden
+	}
+}
+
+// canSee reports whether p may see a notification of receiver.
+func (p *principal) canSee(receiver uuid.UUID) bool {
+	return p.role == roleAdmin || (p.role == roleReceiver && p.receiver.ID == receiver)
+}

@@ -1,0 +1,159 @@
+package query
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
+)
+
+type ingestInput struct {
+	ReceiverID     string          `json:"receiver_id"`
+	EventType      string          `json:"event_type"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	CallbackURL    string          `json:"callback_url"`
+	Payload        json.RawMessage `json:"payload"`
+}
+
+// ingest records a notification in Postgres and queues its first attempt.
+// The notification is on disk before the 202: if the enqueue fails (Redis
+// down) the re-drive job queues it later, so the 202 is honest.
+func (s *Server) ingest(c echo.Context) error {
+	var in ingestInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	receiverID, err := uuid.Parse(in.ReceiverID)
+	if err != nil {
+		return fieldError("receiver_id", "must be a receiver id (UUID)")
+	}
+	if err := s.rules.Validate(&ingest.Input{
+		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL, Payload: in.Payload,
+	}); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	r, err := s.store.GetReceiver(ctx, receiverID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fieldError("receiver_id", "names no receiver")
+	}
+	if err != nil {
+		return err
+	}
+	if !r.Active {
+		return fieldError("receiver_id", "names a deactivated receiver")
+	}
+	policy := s.cfg.Retry
+	if r.Retry != nil {
+		policy = r.Retry.Merge(s.cfg.Retry)
+	}
+	n, created, err := s.store.InsertNotification(ctx, store.NewNotification{
+		ID: tasks.NotificationID(receiverID, in.IdempotencyKey), ReceiverID: receiverID,
+		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL,
+		Payload: in.Payload, MaxAttempts: policy.MaxAttempts, CreatedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		return err
+	}
+	if !created {
+		if n.EventType != in.EventType || !sameJSON(n.Payload, in.Payload) {
+			return apiError(http.StatusConflict, "idempotency_conflict",
+				"idempotency_key was already used for a notification with a different event_type or payload")
+		}
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	} else {
+		metrics.Accepted.WithLabelValues("http").Inc()
+	}
+	if n.Status == store.StatusPending {
+		// Also on a replay: a first request whose enqueue failed is queued now.
+		due := n.CreatedAt
+		if n.NextAttemptAt != nil {
+			due = *n.NextAttemptAt
+		}
+		if err := tasks.Schedule(ctx, s.queue, deliverTask(n), n.Attempts+1, due); err != nil {
+			metrics.InfraErrors.WithLabelValues("redis").Inc()
+			s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
+		}
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"id": n.ID, "status": n.Status})
+}
+
+// deliverTask is the task for a stored notification.
+func deliverTask(n *store.Notification) tasks.Deliver {
+	d := tasks.Deliver{ID: n.ID, ReceiverID: n.ReceiverID, EventType: n.EventType, IdempotencyKey: n.IdempotencyKey,
+		Payload: n.Payload, CreatedAt: n.CreatedAt}
+	if n.CallbackURL != nil {
+		d.CallbackURL = *n.CallbackURL
+	}
+	return d
+}
+
+func sameJSON(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var ca, cb bytes.Buffer
+	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
+}
+
+// notificationView is a notification as the API shows it.
+type notificationView struct {
+	*store.Notification
+	DeliveryAttempts []attemptView `json:"delivery_attempts,omitempty"`
+}
+
+type attemptView struct {
+	store.Attempt
+	Manual     bool  `json:"manual"`
+	DurationMS int64 `json:"duration_ms"`
+}
+
+func attemptViews(as []store.Attempt) []attemptView {
+	out := make([]attemptView, len(as))
+	for i, a := range as {
+		out[i] = attemptView{Attempt: a, Manual: a.Manual(), DurationMS: a.Duration.Milliseconds()}
+	}
+	return out
+}
+
+// loadVisible returns the notification if the caller may see it, else
+// ErrNotFound: another receiver's notification looks exactly like a missing one.
+func (s *Server) loadVisible(c echo.Context) (*store.Notification, error) {
+	id, err := pathID(c)
+	if err != nil {
+		return nil, err
+	}
+	p := principalOf(c)
+	if p.role != roleAdmin && p.role != roleReceiver {
+		return nil, errForbidden
+	}
+	n, err := s.store.GetNotification(c.Request().Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if !p.canSee(n.ReceiverID) {
+		return nil, errNotFound
+	}
+	return n, nil
+}
+
+func (s *Server) getNotification(c echo.Context) error {
+	n, err := s.loadVisible(c)
+	if err != nil {
+		return err
+	}
+	attempts, err := s.store.ListAttempts(c.Request().Context(), n.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)})
+}

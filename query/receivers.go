@@ -1,0 +1,246 @@
+package query
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/notifyd/notifyd/internal/registry"
+	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/signing"
+	"github.com/notifyd/notifyd/internal/store"
+)
+
+// Bounds on receiver settings.
+const (
+	maxNameLen        = 200
+	maxSuccessBodyLen = 256
+	minTimeout        = 100 * time.Millisecond
+	maxTimeout        = 30 * time.Second
+	maxSecretGrace    = 7 * 24 * time.Hour
+)
+
+// receiverView is a receiver as the API shows it. Secrets appear only in the
+// answers that create them.
+type receiverView struct {
+	ID             uuid.UUID     `json:"id"`
+	Name           string        `json:"name"`
+	CallbackURL    string        `json:"callback_url"`
+	Retry          *retry.Policy `json:"retry"`
+	EffectiveRetry retry.Policy  `json:"effective_retry"`
+	SuccessBody    *string       `json:"success_body"`
+	Timeout        string        `json:"timeout,omitempty"`
+	Active         bool          `json:"active"`
+	CreatedAt      time.Time     `json:"created_at"`
+	UpdatedAt      time.Time     `json:"updated_at"`
+	APIKey         string        `json:"api_key,omitempty"`
+	SigningSecret  string        `json:"signing_secret,omitempty"`
+	PreviousUntil  *time.Time    `json:"previous_secret_expires_at,omitempty"`
+}
+
+func (s *Server) view(r *store.Receiver) *receiverView {
+	v := &receiverView{ID: r.ID, Name: r.Name, CallbackURL: r.CallbackURL, Retry: r.Retry, EffectiveRetry: s.cfg.Retry,
+		SuccessBody: r.SuccessBody, Active: r.Active, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	if r.Retry != nil {
+		v.EffectiveRetry = r.Retry.Merge(s.cfg.Retry)
+	}
+	if r.Timeout > 0 {
+		v.Timeout = r.Timeout.String()
+	}
+	return v
+}
+
+// receiverInput is the body of create and update. Raw fields let PATCH tell
+// "absent" (leave alone) from null (reset to the default).
+type receiverInput struct {
+	Name        *string         `json:"name"`
+	CallbackURL *string         `json:"callback_url"`
+	Retry       json.RawMessage `json:"retry"`
+	SuccessBody json.RawMessage `json:"success_body"`
+	Timeout     json.RawMessage `json:"timeout"`
+	Active      *bool           `json:"active"`
+}
+
+var jsonNull = []byte("null")
+
+// patch validates in and turns it into a store patch.
+func (s *Server) patch(in *receiverInput) (store.ReceiverPatch, error) {
+	var p store.ReceiverPatch
+	if in.Name != nil {
+		if *in.Name == "" || len(*in.Name) > maxNameLen || !utf8.ValidString(*in.Name) {
+			return p, fieldError("name", fmt.Sprintf("must be 1 to %d characters of UTF-8", maxNameLen))
+		}
+		p.Name = in.Name
+	}
+	if in.CallbackURL != nil {
+		if _, err := s.cfg.Targets.ValidateURL(*in.CallbackURL); err != nil {
+			return p, fieldError("callback_url", err.Error())
+		}
+		p.CallbackURL = in.CallbackURL
+	}
+	switch {
+	case in.Retry == nil:
+	case bytes.Equal(in.Retry, jsonNull):
+		p.ClearRetry = true
+	default:
+		var pol retry.Policy
+		if err := json.Unmarshal(in.Retry, &pol); err != nil {
+			return p, fieldError("retry", err.Error())
+		}
+		if err := pol.Validate(); err != nil {
+			return p, fieldError("retry", err.Error())
+		}
+		if err := pol.Merge(s.cfg.Retry).Validate(); err != nil {
+			return p, fieldError("retry", err.Error())
+		}
+		p.Retry = &pol
+	}
+	switch {
+	case in.SuccessBody == nil:
+	case bytes.Equal(in.SuccessBody, jsonNull):
+		p.ClearSuccessBody = true
+	default:
+		var body string
+		if err := json.Unmarshal(in.SuccessBody, &body); err != nil || body == "" || len(body) > maxSuccessBodyLen {
+			return p, fieldError("success_body", fmt.Sprintf("must be a non-empty string of at most %d bytes, or null", maxSuccessBodyLen))
+		}
+		p.SuccessBody = &body
+	}
+	switch {
+	case in.Timeout == nil:
+	case bytes.Equal(in.Timeout, jsonNull):
+		zero := time.Duration(0)
+		p.Timeout = &zero
+	default:
+		var raw string
+		d, err := time.Duration(0), json.Unmarshal(in.Timeout, &raw)
+		if err == nil {
+			d, err = time.ParseDuration(raw)
+		}
+		if err != nil || d < minTimeout || d > maxTimeout {
+			return p, fieldError("timeout", fmt.Sprintf("must be a duration between %s and %s, like \"5s\"", minTimeout, maxTimeout))
+		}
+		p.Timeout = &d
+	}
+	p.Active = in.Active
+	return p, nil
+}
+
+func (s *Server) createReceiver(c echo.Context) error {
+	var in receiverInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.Name == nil {
+		return fieldError("name", "is required")
+	}
+	if in.CallbackURL == nil {
+		return fieldError("callback_url", "is required")
+	}
+	if in.Active != nil {
+		return fieldError("active", "cannot be set on create")
+	}
+	p, err := s.patch(&in)
+	if err != nil {
+		return err
+	}
+	secret, err := signing.NewSecret()
+	if err != nil {
+		return err
+	}
+	r := &store.Receiver{ID: uuid.New(), Name: *p.Name, CallbackURL: *p.CallbackURL, SigningSecret: secret,
+		Retry: p.Retry, SuccessBody: p.SuccessBody}
+	if p.Timeout != nil {
+		r.Timeout = *p.Timeout
+	}
+	apiKey := newAPIKey()
+	ctx := c.Request().Context()
+	if err := s.store.CreateReceiver(ctx, r, store.HashAPIKey(apiKey)); err != nil {
+		return err
+	}
+	s.publish(c, r)
+	v := s.view(r)
+	v.APIKey, v.SigningSecret = apiKey, secret
+	return c.JSON(http.StatusCreated, v)
+}
+
+// publish updates the producers' registry. A failure is logged, not
+// returned: the periodic sync repairs it, and the receiver is created.
+func (s *Server) publish(c echo.Context, r *store.Receiver) {
+	if err := registry.Publish(c.Request().Context(), s.rdb, r.ID, r.Active); err != nil {
+		s.cfg.Logger.Warn("publish receiver to registry", "receiver_id", r.ID, "err", err)
+	}
+}
+
+func (s *Server) getReceiver(c echo.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.store.GetReceiver(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.view(r))
+}
+
+func (s *Server) updateReceiver(c echo.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	var in receiverInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	p, err := s.patch(&in)
+	if err != nil {
+		return err
+	}
+	r, err := s.store.UpdateReceiver(c.Request().Context(), id, p)
+	if err != nil {
+		return err
+	}
+	s.publish(c, r)
+	return c.JSON(http.StatusOK, s.view(r))
+}
+
+func (s *Server) rotateSecret(c echo.Context) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Grace string `json:"grace"`
+	}
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &in); err != nil {
+			return err
+		}
+	}
+	grace := s.cfg.SecretGrace
+	if in.Grace != "" {
+		d, err := time.ParseDuration(in.Grace)
+		if err != nil || d < 0 || d > maxSecretGrace {
+			return fieldError("grace", fmt.Sprintf("must be a duration between 0s and %s", maxSecretGrace))
+		}
+		grace = d
+	}
+	secret, err := signing.NewSecret()
+	if err != nil {
+		return err
+	}
+	r, err := s.store.RotateSecret(c.Request().Context(), id, secret, grace)
+	if err != nil {
+		return err
+	}
+	v := s.view(r)
+	v.SigningSecret, v.PreviousUntil = secret, r.PreviousSecretUntil
+	return c.JSON(http.StatusOK, v)
+}

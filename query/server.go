@@ -1,0 +1,197 @@
+// Package query serves notifyd's HTTP API on Echo: the receivers' query API
+// (look up, list, attempts, redeliver, recover), and, on the same server, the
+// admin API for receivers and the ingest endpoint for producers that do not
+// use the Go client. Every route is authenticated (see auth.go); receivers
+// only ever see their own notifications.
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
+)
+
+// Config tunes the API server. Zero values take the documented defaults.
+type Config struct {
+	// AdminToken authorises everything. Empty disables admin access.
+	AdminToken string
+	// ProducerTokens may ingest and cancel notifications.
+	ProducerTokens []string
+	// MaxPayload is the largest notification payload (default 256 KiB).
+	MaxPayload int
+	// Targets decides which callback URLs are accepted.
+	Targets netguard.Policy
+	// Retry is the service default retry policy (for max_attempts of new notifications).
+	Retry retry.Policy
+	// SecretGrace is how long a rotated-out signing secret keeps signing (default 24 h).
+	SecretGrace time.Duration
+	// Ready reports readiness beyond the database and Redis (optional).
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = ingest.DefaultMaxPayload
+	}
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry = retry.Default()
+	}
+	if c.SecretGrace <= 0 {
+		c.SecretGrace = 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg   Config
+	store *store.Store
+	rdb   redis.UniversalClient
+	queue tasks.Enqueuer
+	auth  *authenticator
+	echo  *echo.Echo
+	rules ingest.Rules
+}
+
+// New builds the server; it does not listen until Run.
+func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Config) *Server {
+	cfg.setDefaults()
+	srv := &Server{
+		cfg: cfg, store: s, rdb: rdb, queue: queue,
+		auth:  newAuthenticator(s, cfg.AdminToken, cfg.ProducerTokens),
+		rules: ingest.Rules{MaxPayload: cfg.MaxPayload, Targets: cfg.Targets},
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = srv.handleError
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		cfg.Logger.Error("panic in handler", "path", c.Path(), "err", err, "stack", string(stack))
+		return err
+	}}))
+	// The payload limit plus room for the envelope fields.
+	e.Use(middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxPayload+16<<10)))
+	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			level := slog.LevelDebug
+			if v.Status >= 500 {
+				level = slog.LevelError
+			}
+			cfg.Logger.Log(c.Request().Context(), level, "http request", "method", v.Method, "path", v.URIPath,
+				"status", v.Status, "latency", v.Latency, "err", v.Error)
+			return nil
+		},
+	}))
+	srv.echo = e
+	srv.routes()
+	return srv
+}
+
+func (s *Server) routes() {
+	e := s.echo
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
+
+	v1 := e.Group("/v1", s.auth.middleware)
+	v1.POST("/receivers", s.createReceiver, requireAdmin)
+	v1.GET("/receivers/:id", s.getReceiver, requireAdminOrSelf)
+	v1.PATCH("/receivers/:id", s.updateReceiver, requireAdmin)
+	v1.POST("/receivers/:id/rotate-secret", s.rotateSecret, requireAdmin)
+
+	v1.POST("/notifications", s.ingest, requireProducer)
+	v1.GET("/notifications/:id", s.getNotification)
+}
+
+// Handler returns the HTTP handler (tests mount it on httptest servers).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Run serves on addr until ctx is cancelled, then drains in-flight requests
+// for up to 15 s.
+func (s *Server) Run(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api listen %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on an existing listener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler: s.echo,
+		// Slow-loris safe: bounded time to send headers and body.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	s.cfg.Logger.Info("api listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("api shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	s.cfg.Logger.Info("api stopped")
+	return nil
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 only when Postgres and Redis answer, so a load balancer
+// stops sending traffic to an instance that cannot accept notifications.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"postgres": "ok", "redis": "ok"}
+	ok := true
+	if err := s.store.Ping(ctx); err != nil {
+		checks["postgres"], ok = err.Error(), false
+	}
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		checks["redis"], ok = err.Error(), false
+	}
+	if s.cfg.Ready != nil {
+		checks["process"] = "ok"
+		if err := s.cfg.Ready(ctx); err != nil {
+			checks["process"], ok = err.Error(), false
+		}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"ready": ok, "checks": checks})
+}

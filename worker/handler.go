@@ -1,0 +1,255 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
+)
+
+// deliveryStore is the part of the store the handler needs.
+type deliveryStore interface {
+	receiverGetter
+	BeginDelivery(ctx context.Context, n *store.NewNotification) (store.DeliveryState, error)
+}
+
+// handler turns one task into at most one HTTP attempt, on record.
+type handler struct {
+	store          deliveryStore
+	receivers      *receiverCache
+	recorder       *recorder
+	deliverer      *deliverer
+	queue          tasks.Enqueuer
+	logger         *slog.Logger
+	defaultTimeout time.Duration
+	maxTimeout     time.Duration
+}
+
+// retryLater hands a task back to Asynq with a chosen delay. It is used when
+// notifyd's own dependencies fail or a task arrives early; it never counts as
+// a delivery attempt.
+type retryLater struct {
+	after time.Duration
+	err   error
+}
+
+func (e *retryLater) Error() string { return fmt.Sprintf("retry in %s: %v", e.after, e.err) }
+func (e *retryLater) Unwrap() error { return e.err }
+
+// retryDelay is the Asynq RetryDelayFunc: a retryLater's own delay, else a
+// capped exponential backoff for infrastructure errors (n counts Asynq's
+// retries of this one task).
+func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var rl *retryLater
+	if errors.As(err, &rl) {
+		return rl.after
+	}
+	d := time.Second << min(n, 5) // 1 s … 32 s
+	return d/2 + rand.N(d/2+1)
+}
+
+// ProcessTask implements asynq.Handler.
+func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	d, err := tasks.Decode(t.Payload())
+	if err != nil {
+		metrics.Dropped.WithLabelValues("malformed").Inc()
+		h.logger.Error("dropping malformed task", "err", err)
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	rc, err := h.receivers.get(ctx, d.ReceiverID)
+	if errors.Is(err, store.ErrNotFound) {
+		metrics.Dropped.WithLabelValues("unknown_receiver").Inc()
+		h.logger.Error("dropping notification for unknown receiver", "notification_id", d.ID, "receiver_id", d.ReceiverID)
+		return fmt.Errorf("notification %s: receiver %s: %w", d.ID, d.ReceiverID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
+	}
+	st, err := h.store.BeginDelivery(ctx, &store.NewNotification{
+		ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
+		CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts, CreatedAt: d.CreatedAt,
+	})
+	if err != nil {
+		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
+	}
+	if st.Attempts == 0 && d.Attempt == 1 {
+		metrics.FirstAttemptDelay.Observe(time.Since(d.CreatedAt).Seconds())
+	}
+	if d.Attempt == 0 {
+		return h.manual(ctx, d, rc, st)
+	}
+	if st.Status != store.StatusPending {
+		return nil // delivered, failed or cancelled already
+	}
+	if d.Attempt != st.Attempts+1 {
+		// A stale or duplicate task (a crash between recording and
+		// acknowledging, or a re-drive racing the worker): the attempt it
+		// names is on record; make sure the one that is due is queued.
+		return h.ensureNext(ctx, d, st)
+	}
+	if err := h.waitUntilDue(ctx, st.NextAttemptAt); err != nil {
+		return err
+	}
+	if d.Attempt > 1 && st.NextAttemptAt != nil {
+		metrics.RetryLateness.Observe(time.Since(*st.NextAttemptAt).Seconds())
+	}
+
+	res := h.send(ctx, d, rc, d.Attempt)
+	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res)}
+	switch {
+	case res.Outcome == store.OutcomeSuccess:
+		rec.NewStatus = store.StatusDelivered
+	case res.Outcome == store.OutcomeGone || d.Attempt >= st.MaxAttempts:
+		rec.NewStatus = store.StatusFailed
+	default:
+		rec.NewStatus = store.StatusPending
+		delay := rc.policy.Delay(d.Attempt)
+		if res.RetryAfter > 0 {
+			delay = retry.RetryAfter(delay, res.RetryAfter)
+		}
+		rec.NextAttemptAt = res.Started.Add(res.Duration + delay)
+	}
+	if err := h.recorder.Record(ctx, rec); err != nil {
+		// The attempt was made; the recorder keeps trying to write it. Hand
+		// the task back: the retry finds the attempt on record, or sends
+		// again (at-least-once).
+		return h.infra("postgres", fmt.Errorf("deliver %s: record attempt %d: %w", d.ID, d.Attempt, err))
+	}
+	if rec.NewStatus != store.StatusPending {
+		metrics.Terminal.WithLabelValues(rec.NewStatus).Inc()
+		h.logger.Debug("notification finished", "notification_id", d.ID, "status", rec.NewStatus, "attempts", d.Attempt)
+		return nil
+	}
+	next := st
+	next.Attempts, next.NextAttemptAt = d.Attempt, &rec.NextAttemptAt
+	return h.ensureNext(ctx, d, next)
+}
+
+// maxEarlyWait is how early a task may start before we hand it back instead
+// of sleeping. Asynq stores due times in whole seconds and so releases a task
+// up to a second early; sleeping out that remainder makes retries start
+// within a few milliseconds of the plan.
+const maxEarlyWait = 1500 * time.Millisecond
+
+func (h *handler) waitUntilDue(ctx context.Context, due *time.Time) error {
+	if due == nil {
+		return nil
+	}
+	wait := time.Until(*due)
+	if wait <= 0 {
+		return nil
+	}
+	if wait > maxEarlyWait {
+		return &retryLater{after: wait, err: errors.New("task arrived early")}
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// manual makes a redelivery someone asked for. It is recorded with a
+// negative number and does not touch the automatic schedule.
+func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, st store.DeliveryState) error {
+	if st.Status == store.StatusCancelled {
+		return nil
+	}
+	res := h.send(ctx, d, rc, 0)
+	rec := store.AttemptRecord{Attempt: attemptRow(d, -d.Manual, &res)}
+	if res.Outcome == store.OutcomeSuccess {
+		rec.NewStatus = store.StatusDelivered
+	}
+	if err := h.recorder.Record(ctx, rec); err != nil {
+		return h.infra("postgres", fmt.Errorf("redeliver %s: record: %w", d.ID, err))
+	}
+	return nil
+}
+
+func (h *handler) send(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, attempt int) attemptResult {
+	body, err := envelope(d)
+	if err != nil {
+		return attemptResult{Started: time.Now(), Outcome: store.OutcomeFailure, Error: err.Error()}
+	}
+	url := d.CallbackURL
+	if url == "" {
+		url = rc.CallbackURL
+	}
+	timeout := h.defaultTimeout
+	if rc.Timeout > 0 {
+		timeout = min(rc.Timeout, h.maxTimeout)
+	}
+	res := h.deliverer.attempt(ctx, &attemptRequest{
+		ID: d.ID.String(), URL: url, Body: body, Attempt: attempt,
+		Signer: rc.signer, Timeout: timeout, SuccessBody: rc.SuccessBody,
+	})
+	metrics.Attempts.WithLabelValues(res.Outcome).Inc()
+	metrics.AttemptDuration.Observe(res.Duration.Seconds())
+	if res.Outcome != store.OutcomeSuccess {
+		h.logger.Info("delivery attempt failed", "notification_id", d.ID, "receiver_id", d.ReceiverID,
+			"attempt", attempt, "outcome", res.Outcome, "status", res.StatusCode, "err", res.Error)
+	}
+	return res
+}
+
+func attemptRow(d *tasks.Deliver, no int, res *attemptResult) store.Attempt {
+	return store.Attempt{
+		NotificationID: d.ID, AttemptNo: no, StartedAt: res.Started, Duration: res.Duration,
+		StatusCode: res.StatusCode, Outcome: res.Outcome, Error: res.Error, ResponseBody: res.Body,
+	}
+}
+
+// ensureNext queues the task for attempt st.Attempts+1 at its due time. A
+// task with that id already in Redis means it is queued: nothing to do.
+func (h *handler) ensureNext(ctx context.Context, d *tasks.Deliver, st store.DeliveryState) error {
+	if st.Status != store.StatusPending || st.Attempts >= st.MaxAttempts {
+		return nil
+	}
+	due := time.Now()
+	if st.NextAttemptAt != nil {
+		due = *st.NextAttemptAt
+	}
+	if err := tasks.Schedule(ctx, h.queue, *d, st.Attempts+1, due); err != nil {
+		return h.infra("redis", fmt.Errorf("deliver %s: %w", d.ID, err))
+	}
+	return nil
+}
+
+func (h *handler) infra(dependency string, err error) error {
+	metrics.InfraErrors.WithLabelValues(dependency).Inc()
+	return err
+}
+
+// Envelope is the JSON body every receiver gets.
+type Envelope struct {
+	ID             string          `json:"id"`
+	Type           string          `json:"type"`
+	ReceiverID     string          `json:"receiver_id"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	CreatedAt      time.Time       `json:"created_at"`
+	Data           json.RawMessage `json:"data"`
+}
+
+func envelope(d *tasks.Deliver) ([]byte, error) {
+	b, err := json.Marshal(Envelope{
+		ID: d.ID.String(), Type: d.EventType, ReceiverID: d.ReceiverID.String(),
+		IdempotencyKey: d.IdempotencyKey, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode envelope %s: %w", d.ID, err)
+	}
+	return b, nil
+}

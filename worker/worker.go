@@ -1,0 +1,151 @@
+// Package worker delivers notifications: it runs the Asynq server whose
+// handler POSTs each notification to its receiver, records every attempt in
+// Postgres, and schedules the next attempt on the receiver's retry policy
+// until the notification is delivered or has failed N times.
+//
+// Attempts are counted from what Postgres recorded, not from Asynq's retry
+// counter: Asynq counts a lease expiry after a crash as a retry although no
+// request went out. Each attempt is its own task with id "<id>:<n>", so a
+// task that reappears after a crash finds its attempt on record and only
+// makes sure the next one is queued.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/buildinfo"
+	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
+)
+
+// Config tunes a worker. Zero values take the documented defaults.
+type Config struct {
+	// Concurrency is how many deliveries run at once (default 100).
+	Concurrency int
+	// Retry is the service-wide retry policy receivers inherit (default retry.Default()).
+	Retry retry.Policy
+	// DefaultTimeout bounds one attempt (default 10 s); MaxTimeout caps a
+	// receiver's own setting (default 30 s).
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	// Targets decides which callback addresses may be dialled.
+	Targets netguard.Policy
+	// ShutdownTimeout is how long in-flight deliveries may take to finish
+	// after SIGTERM before they are handed back to the queue (default 30 s).
+	ShutdownTimeout time.Duration
+	// PollInterval is how often idle workers look for new tasks and
+	// scheduled retries become due (default 50 ms; Asynq's own default of
+	// 1 s adds up to a second of latency to every notification).
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 100
+	}
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry = retry.Default()
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = 10 * time.Second
+	}
+	if c.MaxTimeout <= 0 {
+		c.MaxTimeout = 30 * time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 50 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Worker is a delivery worker process.
+type Worker struct {
+	cfg      Config
+	server   *asynq.Server
+	client   *asynq.Client
+	recorder *recorder
+	handler  *handler
+}
+
+// New builds a worker on an open store and Redis client. It does not start
+// anything; call Run.
+func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
+	cfg.setDefaults()
+	logger := cfg.Logger.With("component", "worker")
+	w := &Worker{cfg: cfg, client: asynq.NewClientFromRedisClient(rdb)}
+	w.recorder = newRecorder(s, logger, 2, 512)
+	w.handler = &handler{
+		store:          s,
+		receivers:      newReceiverCache(s, cfg.Retry),
+		recorder:       w.recorder,
+		deliverer:      newDeliverer(cfg.Targets, buildinfo.UserAgent()),
+		queue:          w.client,
+		logger:         logger,
+		defaultTimeout: cfg.DefaultTimeout,
+		maxTimeout:     cfg.MaxTimeout,
+	}
+	w.server = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   tasks.QueueWeights,
+		RetryDelayFunc:           retryDelay,
+		TaskCheckInterval:        cfg.PollInterval,
+		DelayedTaskCheckInterval: cfg.PollInterval,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   asynqLogger{logger},
+		LogLevel:                 asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			logger.Warn("task handed back", "task_id", taskID(ctx), "err", err)
+		}),
+	})
+	return w
+}
+
+func taskID(ctx context.Context) string {
+	id, _ := asynq.GetTaskID(ctx)
+	return id
+}
+
+// Run processes tasks until ctx is cancelled, then shuts down gracefully:
+// in-flight deliveries get ShutdownTimeout to finish and record their
+// attempts; whatever is still running after that is handed back to Redis.
+func (w *Worker) Run(ctx context.Context) error {
+	w.recorder.start()
+	if err := w.server.Start(w.handler); err != nil {
+		w.recorder.close(time.Second)
+		return fmt.Errorf("start worker: %w", err)
+	}
+	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts)
+	<-ctx.Done()
+	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
+	w.server.Shutdown()
+	w.recorder.close(10 * time.Second)
+	w.client.Close()
+	w.cfg.Logger.Info("worker stopped")
+	return nil
+}
+
+// Ping reports whether the worker's Redis answers (readiness).
+func (w *Worker) Ping() error { return w.server.Ping() }
+
+// asynqLogger routes Asynq's own logs into slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
