@@ -130,7 +130,7 @@ func (c *Client) Notify(ctx context.Context, n Notification) (string, error) {
 		IdempotencyKey: n.IdempotencyKey,
 		CallbackURL:    n.CallbackURL,
 		Payload:        n.Payload,
-		CreatedAt:      time.Now().UTC(),
+		EnqueuedAt:     time.Now().UTC(),
 		Attempt:        1,
 	}
 	task, err := d.Task()

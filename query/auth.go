@@ -43,7 +43,6 @@ func newAPIKey() string {
 	return APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
-
 type authenticator struct {
 	store     *store.Store
 	admin     [32]byte

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -59,7 +58,7 @@ func (s *Server) ingest(c echo.Context) error {
 	n, created, err := s.store.InsertNotification(ctx, store.NewNotification{
 		ID: tasks.NotificationID(receiverID, in.IdempotencyKey), ReceiverID: receiverID,
 		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL,
-		Payload: in.Payload, MaxAttempts: policy.MaxAttempts, CreatedAt: time.Now().UTC(),
+		Payload: in.Payload, MaxAttempts: policy.MaxAttempts,
 	})
 	if err != nil {
 		return err
@@ -90,7 +89,7 @@ func (s *Server) ingest(c echo.Context) error {
 // deliverTask is the task for a stored notification.
 func deliverTask(n *store.Notification) tasks.Deliver {
 	d := tasks.Deliver{ID: n.ID, ReceiverID: n.ReceiverID, EventType: n.EventType, IdempotencyKey: n.IdempotencyKey,
-		Payload: n.Payload, CreatedAt: n.CreatedAt}
+		Payload: n.Payload, EnqueuedAt: n.CreatedAt}
 	if n.CallbackURL != nil {
 		d.CallbackURL = *n.CallbackURL
 	}

@@ -77,13 +77,13 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	st, err := h.store.BeginDelivery(ctx, &store.NewNotification{
 		ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
-		CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts, CreatedAt: d.CreatedAt,
+		CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts,
 	})
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
 	}
 	if st.Attempts == 0 && d.Attempt == 1 {
-		metrics.FirstAttemptDelay.Observe(time.Since(d.CreatedAt).Seconds())
+		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
 	}
 	if d.Attempt == 0 {
 		return h.manual(ctx, d, rc, st)
@@ -104,7 +104,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		metrics.RetryLateness.Observe(time.Since(*st.NextAttemptAt).Seconds())
 	}
 
-	res := h.send(ctx, d, rc, d.Attempt)
+	res := h.send(ctx, d, rc, st.CreatedAt, d.Attempt)
 	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res)}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
@@ -168,7 +168,7 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 	if st.Status == store.StatusCancelled {
 		return nil
 	}
-	res := h.send(ctx, d, rc, 0)
+	res := h.send(ctx, d, rc, st.CreatedAt, 0)
 	rec := store.AttemptRecord{Attempt: attemptRow(d, -d.Manual, &res)}
 	if res.Outcome == store.OutcomeSuccess {
 		rec.NewStatus = store.StatusDelivered
@@ -179,8 +179,8 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 	return nil
 }
 
-func (h *handler) send(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, attempt int) attemptResult {
-	body, err := envelope(d)
+func (h *handler) send(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, created time.Time, attempt int) attemptResult {
+	body, err := envelope(d, created)
 	if err != nil {
 		return attemptResult{Started: time.Now(), Outcome: store.OutcomeFailure, Error: err.Error()}
 	}
@@ -243,10 +243,10 @@ type Envelope struct {
 	Data           json.RawMessage `json:"data"`
 }
 
-func envelope(d *tasks.Deliver) ([]byte, error) {
+func envelope(d *tasks.Deliver, created time.Time) ([]byte, error) {
 	b, err := json.Marshal(Envelope{
 		ID: d.ID.String(), Type: d.EventType, ReceiverID: d.ReceiverID.String(),
-		IdempotencyKey: d.IdempotencyKey, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload,
+		IdempotencyKey: d.IdempotencyKey, CreatedAt: created.UTC(), Data: d.Payload,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode envelope %s: %w", d.ID, err)

@@ -29,7 +29,9 @@ type FieldError struct {
 	Message string
 }
 
-func (e *FieldError) Error() string { return fmt.Sprintf("invalid notification: %s: %s", e.Field, e.Message) }
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("invalid notification: %s: %s", e.Field, e.Message)
+}
 
 // Unwrap lets callers test errors.Is(err, ErrInvalid).
 func (e *FieldError) Unwrap() error { return ErrInvalid }

@@ -13,6 +13,7 @@ type DeliveryState struct {
 	Attempts      int
 	MaxAttempts   int
 	NextAttemptAt *time.Time
+	CreatedAt     time.Time
 }
 
 // BeginDelivery records n if this is the first time anyone sees it (the Go
@@ -24,21 +25,21 @@ func (s *Store) BeginDelivery(ctx context.Context, n *NewNotification) (Delivery
 	err := s.pool.QueryRow(ctx, `
 		WITH ins AS (
 			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
 			ON CONFLICT DO NOTHING
-			RETURNING status, attempts, max_attempts, next_attempt_at
+			RETURNING status, attempts, max_attempts, next_attempt_at, created_at
 		)
-		SELECT status, attempts, max_attempts, next_attempt_at FROM ins
+		SELECT status, attempts, max_attempts, next_attempt_at, created_at FROM ins
 		UNION ALL
-		SELECT status, attempts, max_attempts, next_attempt_at FROM notifications
+		SELECT status, attempts, max_attempts, next_attempt_at, created_at FROM notifications
 		WHERE id = $1 AND NOT EXISTS (SELECT FROM ins)`,
-		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts, n.CreatedAt,
-	).Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt)
+		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts,
+	).Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt, &st.CreatedAt)
 	if errors.Is(err, ErrNotFound) || errors.Is(notFound(err), ErrNotFound) {
 		// A concurrent insert of the same id committed after our snapshot:
 		// the row exists now, read it plainly.
-		err = s.pool.QueryRow(ctx, `SELECT status, attempts, max_attempts, next_attempt_at FROM notifications WHERE id = $1`, n.ID).
-			Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt)
+		err = s.pool.QueryRow(ctx, `SELECT status, attempts, max_attempts, next_attempt_at, created_at FROM notifications WHERE id = $1`, n.ID).
+			Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt, &st.CreatedAt)
 	}
 	if err != nil {
 		if isForeignKeyViolation(err) {

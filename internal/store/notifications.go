@@ -58,7 +58,6 @@ type NewNotification struct {
 	CallbackURL    string // "" for the receiver's default
 	Payload        []byte
 	MaxAttempts    int
-	CreatedAt      time.Time
 }
 
 const notificationColumns = `id, receiver_id, event_type, idempotency_key, callback_url, payload, status,
@@ -88,16 +87,22 @@ func nullIfEmpty(s string) *string {
 	return &s
 }
 
+// NewNotification's creation time is the database's now() at insert, not
+// the producer's clock: receivers page through notifications by created_at,
+// and rows must appear in roughly the order of that column for a keyset
+// cursor to catch them (a Go-client notification reaches Postgres only when
+// a worker picks it up).
+
 // InsertNotification records n as pending and due now, unless a notification
 // with the same (receiver, idempotency key) exists: then it returns that one
 // and created=false. Unknown receivers give ErrUnknownReceiver.
 func (s *Store) InsertNotification(ctx context.Context, n NewNotification) (_ *Notification, created bool, err error) {
 	got, err := scanNotification(s.pool.QueryRow(ctx, `
 		INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
 		ON CONFLICT DO NOTHING
 		RETURNING `+notificationColumns,
-		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts, n.CreatedAt))
+		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts))
 	switch {
 	case err == nil:
 		return got, true, nil

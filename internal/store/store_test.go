@@ -30,7 +30,7 @@ func newReceiver(t *testing.T, s *store.Store) *store.Receiver {
 
 func newNotification(r *store.Receiver, key string) *store.NewNotification {
 	return &store.NewNotification{ID: uuid.New(), ReceiverID: r.ID, EventType: "trade.paid", IdempotencyKey: key,
-		Payload: []byte(`{"a":1}`), MaxAttempts: 3, CreatedAt: time.Now()}
+		Payload: []byte(`{"a":1}`), MaxAttempts: 3}
 }
 
 func TestReceiverRoundTrip(t *testing.T) {

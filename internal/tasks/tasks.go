@@ -55,7 +55,9 @@ type Deliver struct {
 	IdempotencyKey string          `json:"idempotency_key"`
 	CallbackURL    string          `json:"callback_url,omitempty"`
 	Payload        json.RawMessage `json:"payload"`
-	CreatedAt      time.Time       `json:"created_at"`
+	// EnqueuedAt is when the producer handed the notification in; it
+	// measures queueing delay. The notification's created_at is Postgres's.
+	EnqueuedAt time.Time `json:"enqueued_at"`
 	// Attempt is the automatic attempt this task makes (1-based), or 0 for a
 	// manual redelivery.
 	Attempt int `json:"attempt"`
