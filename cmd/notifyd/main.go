@@ -40,6 +40,8 @@ Commands:
   worker     delivery worker
   scheduler  cron jobs: re-drive, retention, daily summary
   migrate    apply database migrations and exit
+  relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL)
+  outbox-schema  print the SQL of the producer's outbox table (-table name)
   version    print the version
 
 Every flag also reads a NOTIFYD_* environment variable; see "notifyd <command> -h".
@@ -62,7 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "all", "api", "worker", "scheduler", "migrate":
+	case "outbox-schema":
+		return outboxSchema(args, stdout, stderr)
+	case "all", "api", "worker", "scheduler", "migrate", "relay":
 	default:
 		fmt.Fprintf(stderr, "notifyd: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -88,6 +92,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Logger) error {
 	logger.Info("notifyd starting", "version", buildinfo.Version, "command", cmd)
+	if cmd == "relay" {
+		return runRelay(ctx, cfg, logger) // needs neither notifyd's database nor its migrations
+	}
 	if cmd == "migrate" || (cmd == "all" && !cfg.NoMigrate) {
 		if err := migrations.Up(ctx, cfg.DatabaseURL, logger); err != nil {
 			return err
@@ -140,7 +147,8 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		})
 	}
 	components = append(components, func(ctx context.Context) error {
-		syncRegistry(ctx, st, rdb, logger)
+		// Producers' Go clients check receivers against this registry.
+		registry.Keep(ctx, st, rdb, 30*time.Second, logger)
 		return nil
 	})
 	return runAll(ctx, components)
@@ -174,28 +182,6 @@ func collect(errc <-chan error) []error {
 		errs = append(errs, err)
 	}
 	return errs
-}
-
-// syncRegistry re-publishes every receiver to the Redis registry the Go
-// client checks, at start and every 30 s, so a Redis that restarted empty is
-// repaired quickly.
-func syncRegistry(ctx context.Context, st *store.Store, rdb redis.UniversalClient, logger *slog.Logger) {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		states, err := st.ListReceiverStates(ctx)
-		if err == nil {
-			err = registry.Sync(ctx, rdb, states)
-		}
-		if err != nil && ctx.Err() == nil {
-			logger.Warn("receiver registry sync failed; will retry", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // runScheduler runs the cron jobs.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/testenv"
@@ -66,8 +68,12 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(testenv.Redis(t))
-	wcfg := worker.Config{Concurrency: 20, Retry: fastRetry(), Targets: netguard.Policy{AllowPrivate: true}, ShutdownTimeout: 5 * time.Second}
-	qcfg := query.Config{AdminToken: adminToken, ProducerTokens: []string{producerToken}, Retry: fastRetry(), Targets: netguard.Policy{AllowPrivate: true}}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		quiet = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	wcfg := worker.Config{Logger: quiet, Concurrency: 20, Retry: fastRetry(), Targets: netguard.Policy{AllowPrivate: true}, ShutdownTimeout: 5 * time.Second}
+	qcfg := query.Config{Logger: quiet, AdminToken: adminToken, ProducerTokens: []string{producerToken}, Retry: fastRetry(), Targets: netguard.Policy{AllowPrivate: true}}
 	for _, o := range opts {
 		o(&wcfg, &qcfg)
 	}
@@ -81,6 +87,11 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 			t.Errorf("worker: %v", err)
 		}
 	}()
+	// One synchronous sync first, so the Go client knows the registry is loaded.
+	if states, err := st.ListReceiverStates(ctx); err != nil || registry.Sync(ctx, rdb, states) != nil {
+		t.Fatalf("registry sync: %v", err)
+	}
+	go registry.Keep(ctx, st, rdb, 200*time.Millisecond, quiet)
 	n := notifier.NewFromRedisClient(rdb, notifier.WithAllowPrivateTargets(true))
 	t.Cleanup(func() {
 		cancel()
@@ -249,4 +260,12 @@ func statusResponder(code int) func(int, http.ResponseWriter, *http.Request) {
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "answer %d", code)
 	}
+}
+
+// tWriter sends log lines to the test log (shown with -v or on failure).
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
 }

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -79,4 +81,30 @@ func flag(active bool) string {
 		return "1"
 	}
 	return "0"
+}
+
+// Lister reads every receiver's active flag from the source of truth.
+type Lister interface {
+	ListReceiverStates(ctx context.Context) (map[uuid.UUID]bool, error)
+}
+
+// Keep syncs the registry from l now and then every interval until ctx
+// ends, so a Redis that restarted empty is repaired within one interval.
+func Keep(ctx context.Context, l Lister, rdb redis.UniversalClient, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		states, err := l.ListReceiverStates(ctx)
+		if err == nil {
+			err = Sync(ctx, rdb, states)
+		}
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("receiver registry sync failed; will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +35,11 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "notifyd"
+	}
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		// pgxpool's default (max(4, cores)) starves a worker whose handlers
+		// each need a connection for a moment; Postgres handles 32 easily.
+		cfg.MaxConns = 32
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.HealthCheckPeriod = 15 * time.Second
