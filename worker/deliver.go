@@ -32,6 +32,7 @@ const HeaderAttempt = "Notifyd-Attempt"
 // deliverer makes one HTTP attempt and classifies the answer.
 type deliverer struct {
 	client    *http.Client
+	targets   netguard.Policy
 	userAgent string
 }
 
@@ -56,6 +57,7 @@ func newDeliverer(policy netguard.Policy, userAgent string) *deliverer {
 			// us anywhere, and payment callbacks must hit the configured URL.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		targets:   policy,
 		userAgent: userAgent,
 	}
 }
@@ -88,10 +90,24 @@ func (d *deliverer) attempt(ctx context.Context, r *attemptRequest) attemptResul
 	res := attemptResult{Started: time.Now()}
 	finish := func(outcome, msg string) attemptResult {
 		res.Duration = time.Since(res.Started)
-		res.Outcome, res.Error = outcome, msg
+		// Transport errors quote what the receiver sent (a malformed status
+		// line can be 32 KiB); bound them like bodies.
+		res.Outcome, res.Error = outcome, storableBody([]byte(msg))
 		return res
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
+	// The dial-time check (policy.Control) sees only resolved addresses, but
+	// an IP spelled "0x7f000001" or "2130706433" never resolves with Go's own
+	// resolver (it would be a DNS failure, not "blocked"), and cgo's
+	// getaddrinfo would read it as 127.0.0.1. Normalising the URL with the
+	// same policy first makes what is dialled what was checked.
+	u, err := d.targets.ValidateURL(r.URL)
+	if err != nil {
+		if errors.Is(err, netguard.ErrForbiddenTarget) {
+			return finish(store.OutcomeBlocked, err.Error())
+		}
+		return finish(store.OutcomeFailure, err.Error())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(r.Body))
 	if err != nil {
 		return finish(store.OutcomeFailure, "build request: "+err.Error())
 	}
@@ -167,8 +183,21 @@ func storableBody(b []byte) string {
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "")
 	}
+	// Each invalid byte can become a 3-byte U+FFFD, so cut after cleaning,
+	// and never inside a character: the cut must stay valid UTF-8.
+	if len(s) > maxResponseStore {
+		cut := maxResponseStore
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
 	return s
 }
+
+// maxRetryAfterSeconds bounds a Retry-After hint; the retry policy caps it
+// much lower anyway (retry.RetryAfter), this only keeps the arithmetic sane.
+const maxRetryAfterSeconds = 366 * 24 * 3600
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or bad.
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -176,7 +205,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+		// Clamp before multiplying: a receiver's "Retry-After: 99999999999"
+		// would overflow time.Duration into a negative or random delay.
+		return time.Duration(min(secs, maxRetryAfterSeconds)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)
