@@ -47,6 +47,7 @@ type Input struct {
 // Rules are the configurable parts of validation.
 type Rules struct {
 	MaxPayload int // bytes; 0 means DefaultMaxPayload
+	MaxDepth   int // nesting levels of the payload; 0 means DefaultMaxDepth
 	Targets    netguard.Policy
 }
 
@@ -74,6 +75,8 @@ func (r Rules) Validate(in *Input) error {
 		return &FieldError{"payload", fmt.Sprintf("is %d bytes, larger than the limit of %d", len(in.Payload), max)}
 	case !json.Valid(in.Payload):
 		return &FieldError{"payload", "is not valid JSON"}
+	case Depth(in.Payload) > r.maxDepth():
+		return &FieldError{"payload", fmt.Sprintf("nests arrays and objects deeper than %d levels", r.maxDepth())}
 	}
 	return nil
 }
