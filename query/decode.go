@@ -21,7 +21,7 @@ func decodeJSON(c echo.Context, v any) error {
 			return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
 		}
 	}
-	dec := json.NewDecoder(c.Request().Body)
+	dec := json.NewDecoder(limitBody(c.Request().Body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
