@@ -29,6 +29,9 @@ type handler struct {
 	receivers      *receiverCache
 	recorder       *recorder
 	deliverer      *deliverer
+	semaphore      *semaphore
+	latency        *latencies
+	breakers       *breakers
 	queue          tasks.Enqueuer
 	logger         *slog.Logger
 	defaultTimeout time.Duration
@@ -42,6 +45,13 @@ type retryLater struct {
 	after time.Duration
 	err   error
 }
+
+// Reasons a delivery is deferred without an attempt.
+var (
+	errCircuitOpen  = errors.New("receiver's circuit is open")
+	errReceiverBusy = errors.New("receiver's concurrency limit reached")
+	errEarly        = errors.New("task arrived early")
+)
 
 func (e *retryLater) Error() string { return fmt.Sprintf("retry in %s: %v", e.after, e.err) }
 func (e *retryLater) Unwrap() error { return e.err }
@@ -104,7 +114,25 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		metrics.RetryLateness.Observe(time.Since(*st.NextAttemptAt).Seconds())
 	}
 
+	if ok, wait := h.breakers.allow(d.ReceiverID); !ok {
+		metrics.Deferred.WithLabelValues("circuit_open").Inc()
+		return &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen}
+	}
+	holder := d.TaskID()
+	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, holder, h.latency.patience(d.ReceiverID)) {
+		metrics.Deferred.WithLabelValues("receiver_busy").Inc()
+		return &retryLater{after: 200*time.Millisecond + rand.N(800*time.Millisecond), err: errReceiverBusy}
+	}
 	res := h.send(ctx, d, rc, st.CreatedAt, d.Attempt)
+	h.semaphore.release(d.ReceiverID, holder)
+	h.latency.observe(d.ReceiverID, res.Duration)
+	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
+		// Our side cut the attempt short (shutdown hands the task back), not
+		// the receiver: record nothing, so that it costs no attempt; the
+		// task is sent again.
+		return fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
+	}
+	h.breakers.record(d.ReceiverID, res.Outcome == store.OutcomeSuccess || res.Outcome == store.OutcomeGone)
 	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res)}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
@@ -150,7 +178,8 @@ func (h *handler) waitUntilDue(ctx context.Context, due *time.Time) error {
 		return nil
 	}
 	if wait > maxEarlyWait {
-		return &retryLater{after: wait, err: errors.New("task arrived early")}
+		metrics.Deferred.WithLabelValues("early").Inc()
+		return &retryLater{after: wait, err: errEarly}
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -12,6 +12,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -38,11 +39,16 @@ type Config struct {
 	MaxTimeout     time.Duration
 	// Targets decides which callback addresses may be dialled.
 	Targets netguard.Policy
+	// ReceiverConcurrency caps deliveries in flight to one receiver across
+	// all worker processes (default 20; negative: no cap).
+	ReceiverConcurrency int
+	// Breaker tunes the per-receiver circuit breaker.
+	Breaker BreakerConfig
 	// ShutdownTimeout is how long in-flight deliveries may take to finish
 	// after SIGTERM before they are handed back to the queue (default 30 s).
 	ShutdownTimeout time.Duration
 	// PollInterval is how often idle workers look for new tasks and
-	// scheduled retries become due (default 50 ms; Asynq's own default of
+	// scheduled retries become due (default 20 ms; Asynq's own default of
 	// 1 s adds up to a second of latency to every notification).
 	PollInterval time.Duration
 	Logger       *slog.Logger
@@ -61,11 +67,14 @@ func (c *Config) setDefaults() {
 	if c.MaxTimeout <= 0 {
 		c.MaxTimeout = 30 * time.Second
 	}
+	if c.ReceiverConcurrency == 0 {
+		c.ReceiverConcurrency = 20
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
 	if c.PollInterval <= 0 {
-		c.PollInterval = 50 * time.Millisecond
+		c.PollInterval = 20 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -89,10 +98,15 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 	w := &Worker{cfg: cfg, client: asynq.NewClientFromRedisClient(rdb)}
 	w.recorder = newRecorder(s, logger, 2, 512)
 	w.handler = &handler{
-		store:          s,
-		receivers:      newReceiverCache(s, cfg.Retry),
-		recorder:       w.recorder,
-		deliverer:      newDeliverer(cfg.Targets, buildinfo.UserAgent()),
+		store:     s,
+		receivers: newReceiverCache(s, cfg.Retry),
+		recorder:  w.recorder,
+		deliverer: newDeliverer(cfg.Targets, buildinfo.UserAgent()),
+		// A slot's lease outlives the longest attempt, so only a dead
+		// worker's slots ever expire.
+		semaphore:      &semaphore{rdb: rdb, limit: cfg.ReceiverConcurrency, lease: cfg.MaxTimeout + 10*time.Second, log: logger},
+		latency:        &latencies{},
+		breakers:       newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger),
 		queue:          w.client,
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,
@@ -108,6 +122,11 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		Logger:                   asynqLogger{logger},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			var rl *retryLater
+			if errors.As(err, &rl) {
+				logger.Debug("delivery deferred", "task_id", taskID(ctx), "reason", rl.err, "after", rl.after)
+				return
+			}
 			logger.Warn("task handed back", "task_id", taskID(ctx), "err", err)
 		}),
 	})

@@ -49,6 +49,10 @@ func withTimeout(d time.Duration) stackOption {
 	return func(w *worker.Config, _ *query.Config) { w.DefaultTimeout = d }
 }
 
+func withWorker(f func(*worker.Config)) stackOption {
+	return func(w *worker.Config, _ *query.Config) { f(w) }
+}
+
 func withTargets(p netguard.Policy) stackOption {
 	return func(w *worker.Config, q *query.Config) { w.Targets, q.Targets = p, p }
 }

@@ -89,8 +89,9 @@ func (d *Deliver) Queue() string {
 // MaxRetry is Asynq's retry budget for one task. Asynq's own retries are used
 // only when the worker cannot reach its own infrastructure (Postgres, Redis);
 // delivery retries are separate tasks counted in Postgres. The budget is
-// large so that a long database outage never makes Asynq archive a task.
-const MaxRetry = 10000
+// effectively unlimited so that neither a long database outage nor a long
+// run of circuit-breaker deferrals ever makes Asynq archive a task.
+const MaxRetry = 1 << 30
 
 // Task builds the Asynq task. Retention is zero so that a completed task frees
 // its id at once.

@@ -1,0 +1,255 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/metrics"
+)
+
+// One bad receiver must not starve the rest. Two mechanisms keep a receiver
+// that hangs or fails from occupying the worker pool:
+//
+//   - a concurrency limit per receiver, shared by every worker process
+//     through a Redis semaphore, bounds how many deliveries to one receiver
+//     are in flight at once;
+//   - a circuit breaker per receiver and process stops sending to a
+//     receiver after a run of failures, for a cool-down that grows while the
+//     receiver stays down, and lets one probe through to close it again.
+//
+// A delivery held back by either is deferred: its task goes back to the
+// queue for later without making an attempt, so it consumes none of the
+// receiver's attempts.
+
+// semaphore is a counting semaphore per receiver in Redis: a sorted set of
+// holders scored by lease expiry, so slots held by a worker that died are
+// freed when their lease runs out.
+type semaphore struct {
+	rdb   redis.UniversalClient
+	limit int
+	lease time.Duration
+	log   *slog.Logger
+}
+
+// acquireScript: drop expired holders; join if there is room.
+var acquireScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0`)
+
+func semaphoreKey(receiver uuid.UUID) string { return "notifyd:inflight:" + receiver.String() }
+
+// acquire takes a slot for holder. It fails open: if Redis does not answer,
+// the delivery goes ahead (Asynq itself needs Redis, so this is brief).
+func (s *semaphore) acquire(ctx context.Context, receiver uuid.UUID, holder string) bool {
+	if s == nil || s.limit <= 0 {
+		return true
+	}
+	now := time.Now()
+	ok, err := acquireScript.Run(ctx, s.rdb, []string{semaphoreKey(receiver)},
+		now.UnixMilli(), now.Add(s.lease).UnixMilli(), s.limit, holder, s.lease.Milliseconds()).Int()
+	if err != nil {
+		s.log.Warn("receiver concurrency limit unavailable; delivering anyway", "receiver_id", receiver, "err", err)
+		return true
+	}
+	return ok == 1
+}
+
+// acquireWithin tries for up to wait before giving up. A slot usually frees
+// within milliseconds; deferring the task through Asynq instead would cost at
+// least a second, since Asynq schedules retries in whole seconds.
+func (s *semaphore) acquireWithin(ctx context.Context, receiver uuid.UUID, holder string, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+		if s.acquire(ctx, receiver, holder) {
+			return true
+		}
+		if time.Now().Add(pause).After(deadline) {
+			return false
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// release frees holder's slot. It does not wait for Redis: the lease bounds
+// the damage if the command is lost.
+func (s *semaphore) release(receiver uuid.UUID, holder string) {
+	if s == nil || s.limit <= 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.rdb.ZRem(ctx, semaphoreKey(receiver), holder)
+	}()
+}
+
+// latencies keeps a moving average of each receiver's answer time, so a
+// delivery waiting for a receiver's slot waits only when slots free quickly:
+// briefly for a fast receiver, not at all for one that hangs.
+type latencies struct{ byID sync.Map } // uuid.UUID → *atomic.Int64 (ns)
+
+func (l *latencies) observe(receiver uuid.UUID, d time.Duration) {
+	v, _ := l.byID.LoadOrStore(receiver, new(atomic.Int64))
+	avg := v.(*atomic.Int64)
+	old := avg.Load()
+	if old == 0 {
+		avg.Store(int64(d))
+		return
+	}
+	avg.Store(old + (int64(d)-old)/8) // EWMA, α = 1/8; a lost race only drops one sample
+}
+
+// patience is how long to wait for a slot: twice the receiver's usual
+// answer time when that is short, nothing when the receiver is slow (its
+// slots will not free soon, and waiting would hold a worker), 20 ms for a
+// receiver not seen yet.
+func (l *latencies) patience(receiver uuid.UUID) time.Duration {
+	v, ok := l.byID.Load(receiver)
+	if !ok {
+		return 20 * time.Millisecond
+	}
+	if avg := time.Duration(v.(*atomic.Int64).Load()); avg <= 50*time.Millisecond {
+		return 2 * avg
+	}
+	return 0
+}
+
+// BreakerConfig tunes the circuit breaker.
+type BreakerConfig struct {
+	// Failures is how many consecutive failed attempts open the circuit
+	// (default 10; negative disables the breaker).
+	Failures int
+	// Cooldown is the first open period (default 30 s); it doubles each
+	// time a probe fails, up to MaxCooldown (default 10 min).
+	Cooldown    time.Duration
+	MaxCooldown time.Duration
+}
+
+func (c *BreakerConfig) setDefaults() {
+	if c.Failures == 0 {
+		c.Failures = 10
+	}
+	if c.Cooldown <= 0 {
+		c.Cooldown = 30 * time.Second
+	}
+	if c.MaxCooldown <= 0 {
+		c.MaxCooldown = 10 * time.Minute
+	}
+}
+
+type breakerState int
+
+const (
+	closed breakerState = iota
+	open
+	probing // half-open: one probe is in flight
+)
+
+type breaker struct {
+	state     breakerState
+	failures  int
+	cooldown  time.Duration
+	openUntil time.Time
+	probeEnds time.Time // a probe that never reports back stops blocking here
+}
+
+// breakers holds one breaker per receiver seen by this process.
+type breakers struct {
+	cfg       BreakerConfig
+	probeWait time.Duration // how long a probe may take before another is allowed
+	mu        sync.Mutex
+	byID      map[uuid.UUID]*breaker
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+func newBreakers(cfg BreakerConfig, probeWait time.Duration, log *slog.Logger) *breakers {
+	cfg.setDefaults()
+	return &breakers{cfg: cfg, probeWait: probeWait, byID: make(map[uuid.UUID]*breaker), now: time.Now, log: log}
+}
+
+// allow reports whether a delivery to receiver may start now; if not, wait
+// is when to try again.
+func (b *breakers) allow(receiver uuid.UUID) (ok bool, wait time.Duration) {
+	if b.cfg.Failures < 0 {
+		return true, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	br := b.byID[receiver]
+	if br == nil {
+		return true, 0
+	}
+	now := b.now()
+	switch br.state {
+	case open:
+		if now.Before(br.openUntil) {
+			return false, br.openUntil.Sub(now)
+		}
+		br.state, br.probeEnds = probing, now.Add(b.probeWait)
+		return true, 0 // this delivery is the probe
+	case probing:
+		if now.Before(br.probeEnds) {
+			return false, time.Second
+		}
+		br.probeEnds = now.Add(b.probeWait) // the last probe was lost; try another
+		return true, 0
+	}
+	return true, 0
+}
+
+// record feeds an attempt's result back.
+func (b *breakers) record(receiver uuid.UUID, healthy bool) {
+	if b.cfg.Failures < 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	br := b.byID[receiver]
+	if healthy {
+		if br != nil {
+			if br.state != closed {
+				b.log.Info("circuit closed: receiver answers again", "receiver_id", receiver)
+				metrics.BreakerTransitions.WithLabelValues("closed").Inc()
+			}
+			delete(b.byID, receiver) // closed and healthy: nothing to remember
+		}
+		return
+	}
+	if br == nil {
+		br = &breaker{}
+		b.byID[receiver] = br
+	}
+	now := b.now()
+	switch br.state {
+	case closed:
+		br.failures++
+		if br.failures < b.cfg.Failures {
+			return
+		}
+		br.cooldown = b.cfg.Cooldown
+	case probing:
+		br.cooldown = min(2*br.cooldown, b.cfg.MaxCooldown)
+	case open:
+		return // a delivery that started before the circuit opened
+	}
+	br.state, br.openUntil = open, now.Add(br.cooldown)
+	metrics.BreakerTransitions.WithLabelValues("open").Inc()
+	b.log.Warn("circuit open: deferring deliveries to failing receiver", "receiver_id", receiver,
+		"consecutive_failures", br.failures, "cooldown", br.cooldown)
+}
