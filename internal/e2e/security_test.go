@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net"
@@ -128,6 +130,31 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Errorf("the logs contain the %s", what)
 		}
+	}
+}
+
+// TestAPIKeyStoredHashed checks that the database holds only the SHA-256 of
+// a receiver's API key: neither the key nor its random part appears in the
+// receiver's row, and the key still authenticates.
+func TestAPIKeyStoredHashed(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	r := s.receiver("https://hooks.example.com/cb", nil)
+	var row string
+	var hash []byte
+	err := s.store.Pool().QueryRow(context.Background(),
+		`SELECT rc::text, api_key_hash FROM receivers rc WHERE id = $1`, r.ID).Scan(&row, &hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256([]byte(r.APIKey)); !bytes.Equal(hash, want[:]) {
+		t.Errorf("api_key_hash is %x, want the SHA-256 of the key", hash)
+	}
+	if strings.Contains(row, r.APIKey) || strings.Contains(row, strings.TrimPrefix(r.APIKey, query.APIKeyPrefix)) {
+		t.Errorf("the receivers row holds the API key in clear: %s", row)
+	}
+	if code, raw := s.call("GET", "/v1/receivers/"+r.ID, r.APIKey, nil, nil); code != http.StatusOK {
+		t.Fatalf("the key does not authenticate: %d %s", code, raw)
 	}
 }
 
