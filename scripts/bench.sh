@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - notifyd's benchmark (`make bench` is an alias).
+#
+#   ./scripts/bench.sh                                   every scenario, full size (10-20 min)
+#   ./scripts/bench.sh --scenarios throughput,ceiling --n 20000
+#   ./scripts/bench.sh --cpuprofile /tmp/notifyd.pprof   profile notifyd during the throughput run
+#   ./scripts/bench.sh --smoke                           tiny sizes (CI), well under a minute
+#   ./scripts/bench.sh -h                                every flag
+#
+# Brings up PostgreSQL and Redis like the test command (scripts/services.sh),
+# builds cmd/notifyd-bench with the version stamped from git, and runs it with
+# the given arguments. The bench creates and drops its own database and claims
+# one Redis database index (--redis-db, default 14); see cmd/notifyd-bench.
+#
+# Environment: NOTIFYD_TEST_DATABASE_URL / NOTIFYD_TEST_REDIS_ADDR (see
+# scripts/services.sh) are the servers used.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Progress and service checks go to stderr; stdout is the table and the JSON
+# line only, so `./scripts/bench.sh --json > result.json` works.
+./scripts/services.sh >&2
+
+version="$(git describe --always --dirty 2>/dev/null || echo dev)"
+bin="${TMPDIR:-/tmp}/notifyd-bench-$(id -u)"
+go build -ldflags "-X github.com/notifyd/notifyd/internal/buildinfo.Version=$version" -o "$bin" ./cmd/notifyd-bench
+# exec: signals (Ctrl-C) reach the bench directly, which then stops its
+# child processes and drops its database.
+exec "$bin" "$@"
