@@ -116,6 +116,8 @@ func (s *Server) routes() {
 	v1.GET("/receivers/:id", s.getReceiver, requireAdminOrSelf)
 	v1.PATCH("/receivers/:id", s.updateReceiver, requireAdmin)
 	v1.POST("/receivers/:id/rotate-secret", s.rotateSecret, requireAdmin)
+	v1.GET("/receivers/summary", s.receiversSummary, requireAdmin)
+	v1.GET("/receivers/:id/summary", s.receiverSummary, requireAdminOrSelf)
 
 	v1.POST("/notifications", s.ingest, requireProducer)
 	v1.GET("/notifications/:id", s.getNotification)

@@ -24,6 +24,7 @@ import (
 	"github.com/notifyd/notifyd/internal/buildinfo"
 	"github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/registry"
+	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/migrations"
 	"github.com/notifyd/notifyd/query"
@@ -184,11 +185,19 @@ func collect(errc <-chan error) []error {
 	return errs
 }
 
-// runScheduler runs the cron jobs.
+// runScheduler runs the cron jobs (re-drive, retention, daily summary) until
+// ctx ends. Every replica may run it: each job locks itself in Postgres.
 func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClient, cfg *config.Config, logger *slog.Logger) error {
-	logger.Info("scheduler started")
-	<-ctx.Done()
-	return nil
+	// Shares rdb's connections; closing rdb (in start) is what releases them.
+	queue := asynq.NewClientFromRedisClient(rdb)
+	sched, err := scheduler.New(st, queue, scheduler.Config{
+		RedriveSchedule: cfg.RedriveSchedule, RetentionSchedule: cfg.RetentionSchedule,
+		SummarySchedule: cfg.SummarySchedule, Retention: cfg.Retention, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	return sched.Run(ctx)
 }
 
 // serveOps serves /healthz, /readyz and /metrics for processes without the API.

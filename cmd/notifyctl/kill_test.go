@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/notifyd/notifyd/internal/apitest"
+	"github.com/notifyd/notifyd/query/client"
+)
+
+// TestMain lets a test run notifyctl as a real process: the test binary
+// re-executed with NOTIFYCTL_RUN_MAIN=1 is notifyctl.
+func TestMain(m *testing.M) {
+	if os.Getenv("NOTIFYCTL_RUN_MAIN") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// blockingHandler answers 200 until the block-th request, which it holds
+// until the test ends (the process making it is killed meanwhile).
+type blockingHandler struct {
+	*httptest.Server
+	mu      sync.Mutex
+	got     []string
+	block   int
+	blocked chan struct{}
+	release chan struct{}
+}
+
+func newBlockingHandler(t *testing.T, block int) *blockingHandler {
+	h := &blockingHandler{block: block, blocked: make(chan struct{}), release: make(chan struct{})}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n client.Notification
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &n)
+		h.mu.Lock()
+		h.got = append(h.got, n.ID)
+		hold := len(h.got) == h.block
+		h.mu.Unlock()
+		if hold {
+			close(h.blocked)
+			select {
+			case <-h.release:
+			case <-r.Context().Done():
+			}
+			http.Error(w, "gone", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(func() {
+		close(h.release)
+		h.Close()
+	})
+	return h
+}
+
+func (h *blockingHandler) ids() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.got)
+}
+
+func TestReconcileSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	s := apitest.Start(t)
+	cb := apitest.NewCallbackServer(t, http.StatusOK)
+	r := s.CreateReceiver(cb.URL, nil)
+	ids := sendMany(t, s, r.ID, "order", 10)
+	ckpt := filepath.Join(t.TempDir(), "notifyd.ckpt")
+
+	// Page size 3: pages [0 1 2] [3 4 5] …; the process is killed while the
+	// handler holds notification 4, after 3 was handled but before the page
+	// it is on was checkpointed.
+	const block = 5
+	h := newBlockingHandler(t, block)
+	cmd := exec.Command(os.Args[0], "--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt,
+		"--handler-url", h.URL, "--page-size", "3")
+	cmd.Env = append(os.Environ(), "NOTIFYCTL_RUN_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.blocked:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the handler never saw notification %d; stderr:\n%s", block, stderr.String())
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if got := h.ids(); !slices.Equal(got, ids[:block]) {
+		t.Fatalf("killed run handed over %v, want %v", got, ids[:block])
+	}
+
+	ck := readCheckpoint(t, ckpt)
+	if ck.ID != ids[2] || len(ck.Seen) != 3 {
+		t.Fatalf("checkpoint after SIGKILL at %s with %d seen, want at %s (end of the first page) with 3", ck.ID, len(ck.Seen), ids[2])
+	}
+
+	// The rerun starts after the checkpoint: notification 3, handled before
+	// the kill but not checkpointed, comes again (at least once); nothing is
+	// skipped.
+	healthy := newLocalHandler(t, 0)
+	code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", healthy.URL, "--page-size", "3")
+	if code != 0 {
+		t.Fatalf("rerun: exit %d\n%s", code, errOut)
+	}
+	if got := healthy.ids(); !slices.Equal(got, ids[3:]) {
+		t.Fatalf("rerun handled %v, want %v", got, ids[3:])
+	}
+}
+
+func TestReconcileInterrupted(t *testing.T) {
+	t.Parallel()
+	s := apitest.Start(t)
+	cb := apitest.NewCallbackServer(t, http.StatusOK)
+	r := s.CreateReceiver(cb.URL, nil)
+	ids := sendMany(t, s, r.ID, "order", 6)
+	ckpt := filepath.Join(t.TempDir(), "notifyd.ckpt")
+
+	// SIGINT while the handler holds notification 3: the run stops, keeping
+	// 0..2 in the checkpoint although their page is not finished.
+	h := newBlockingHandler(t, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-h.blocked
+		cancel()
+	}()
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt, "--handler-url", h.URL}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "context canceled") || !strings.Contains(errOut.String(), "reconcile: stopped: 3 handled") {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	if ck := readCheckpoint(t, ckpt); ck.ID != ids[2] {
+		t.Fatalf("checkpoint at %s, want %s", ck.ID, ids[2])
+	}
+	healthy := newLocalHandler(t, 0)
+	if code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", healthy.URL); code != 0 || !slices.Equal(healthy.ids(), ids[3:]) {
+		t.Fatalf("rerun: exit %d, handled %v, want %v\n%s", code, healthy.ids(), ids[3:], errOut)
+	}
+}

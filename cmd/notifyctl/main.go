@@ -1,0 +1,270 @@
+// Command notifyctl is the command-line client of notifyd's HTTP API: look up
+// notifications and their delivery attempts, redeliver, recover, cancel,
+// send, and reconcile a receiver's notifications into a local handler.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/notifyd/notifyd/internal/buildinfo"
+	"github.com/notifyd/notifyd/query/client"
+)
+
+const usage = `notifyctl: command-line client for the notifyd API
+
+Usage: notifyctl [global flags] <command> [flags] [args]
+
+Commands:
+  get <id>          a notification with its delivery attempts (or --key KEY)
+  list              notifications, newest first (filters: notifyctl list -h)
+  attempts <id>     a notification's delivery attempts
+  redeliver <id>    send a notification once more, whatever its status
+  recover           give failed notifications of a time range one more attempt
+  cancel <id>       stop delivering a pending notification
+  send              hand in a notification (producer token)
+  reconcile         page through all notifications into a handler, with a checkpoint
+  version           print the version
+
+Global flags (also accepted after the command):
+  --url URL         API base URL (env NOTIFYD_URL, default http://127.0.0.1:8080)
+  --token TOKEN     receiver API key, admin or producer token (env NOTIFYD_TOKEN)
+  --json            print JSON lines instead of aligned text
+  --timeout D       per-request timeout (default 30s)
+
+Exit status: 0 success, 1 the API or a handler refused or failed, 2 usage error.
+`
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// globals are the flags every command takes.
+type globals struct {
+	url     string
+	token   string
+	json    bool
+	timeout time.Duration
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.url, "url", g.url, "API base `URL` (env NOTIFYD_URL)")
+	fs.Var((*secret)(&g.token), "token", "bearer `token` (env NOTIFYD_TOKEN)")
+	fs.BoolVar(&g.json, "json", g.json, "print JSON lines")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "per-request `timeout`")
+}
+
+// secret is a string flag whose value never appears in -h output, where
+// the default would otherwise show the token taken from the environment.
+type secret string
+
+func (s *secret) String() string     { return "" }
+func (s *secret) Set(v string) error { *s = secret(v); return nil }
+
+func (g *globals) client() *client.Client {
+	return client.New(g.url, g.token,
+		client.WithHTTPClient(&http.Client{Timeout: g.timeout}),
+		client.WithUserAgent("notifyctl/"+buildinfo.Version))
+}
+
+// env is one invocation: its globals and output streams.
+type env struct {
+	globals
+	stdout, stderr io.Writer
+}
+
+// usageError is a mistake on the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"get":       {"get <id> | get --key KEY [--receiver ID]", runGet},
+		"list":      {"list [filters]", runList},
+		"attempts":  {"attempts <id>", runAttempts},
+		"redeliver": {"redeliver <id>", runRedeliver},
+		"recover":   {"recover --since T [--until T] [--receiver ID]", runRecover},
+		"cancel":    {"cancel <id>", runCancel},
+		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
+		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
+	}
+}
+
+// run is main without the process: testable in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, globals: globals{
+		url: "http://127.0.0.1:8080", token: os.Getenv("NOTIFYD_TOKEN"), timeout: 30 * time.Second,
+	}}
+	if u := os.Getenv("NOTIFYD_URL"); u != "" {
+		e.url = u
+	}
+	top := flag.NewFlagSet("notifyctl", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	e.register(top)
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "notifyctl: %v\n\n%s", err, usage)
+		return exitUsage
+	}
+	args = top.Args()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	name, args := args[0], args[1:]
+	switch name {
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "version":
+		fmt.Fprintln(stdout, "notifyctl", buildinfo.Version)
+		return exitOK
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "notifyctl: unknown command %q\n\n%s", name, usage)
+		return exitUsage
+	}
+	err := cmd.run(ctx, e, args)
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "notifyctl %s: %s\nusage: notifyctl %s (see notifyctl %s -h)\n", name, ue.msg, cmd.summary, name)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "notifyctl %s: %s\n", name, describe(err))
+	return exitFail
+}
+
+// describe renders an error for people: the API's code and message first.
+func describe(err error) string {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		msg := fmt.Sprintf("%s (HTTP %d): %s", ae.Code, ae.StatusCode, ae.Message)
+		if ae.Field != "" && !strings.Contains(ae.Message, ae.Field) {
+			msg += " [field " + ae.Field + "]"
+		}
+		switch ae.StatusCode {
+		case http.StatusUnauthorized:
+			msg += "\nhint: pass --token or set NOTIFYD_TOKEN"
+		case http.StatusForbidden:
+			msg += "\nhint: this token may not do this; receiver keys read, producer tokens send and cancel"
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+// flags builds a subcommand's flag set with the global flags included.
+func (e *env) flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("notifyctl "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	e.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: notifyctl %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags and positional arguments in any order ("get ID --json"
+// as well as "get --json ID").
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+// oneID parses a command that takes exactly one notification id.
+func oneID(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 || pos[0] == "" {
+		return "", usagef("want exactly one notification id, got %d arguments", len(pos))
+	}
+	return pos[0], nil
+}
+
+// parseTime reads RFC 3339 ("2026-03-01T10:00:00Z"), a date ("2026-03-01",
+// UTC midnight), or a duration back from now ("2h", "90m").
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration ago (2h)", s)
+}
+
+// timeFlag is a flag.Value for parseTime.
+type timeFlag struct{ t time.Time }
+
+func (f *timeFlag) String() string {
+	if f == nil || f.t.IsZero() {
+		return ""
+	}
+	return f.t.Format(time.RFC3339Nano)
+}
+
+func (f *timeFlag) Set(s string) error {
+	t, err := parseTime(s, time.Now())
+	if err != nil {
+		return err
+	}
+	f.t = t
+	return nil
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/notifyd/notifyd/internal/apitest"
+	"github.com/notifyd/notifyd/query/client"
+)
+
+// ctl runs notifyctl in-process.
+func ctl(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		wantOut  string
+		wantErr  string
+		noServer bool
+	}{
+		{"no command", nil, 2, "", "Usage: notifyctl", true},
+		{"help", []string{"help"}, 0, "Commands:", "", true},
+		{"-h", []string{"-h"}, 0, "Commands:", "", true},
+		{"version", []string{"version"}, 0, "notifyctl ", "", true},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`, true},
+		{"unknown global flag", []string{"--frob", "list"}, 2, "", "flag provided but not defined", true},
+		{"get without id", []string{"get"}, 2, "", "want one notification id", true},
+		{"get with two ids", []string{"get", "a", "b"}, 2, "", "want one notification id", true},
+		{"attempts without id", []string{"attempts"}, 2, "", "want exactly one notification id", true},
+		{"command help", []string{"get", "-h"}, 0, "", "usage: notifyctl get", true},
+		{"list bad limit", []string{"list", "--limit", "0"}, 2, "", "--limit must be 1..500", true},
+		{"list bad time", []string{"list", "--since", "last tuesday"}, 2, "", "not an RFC 3339 time", true},
+		{"list stray argument", []string{"list", "failed"}, 2, "", `unexpected argument "failed"`, true},
+		{"recover without since", []string{"recover", "--receiver", "x"}, 2, "", "--since is required", true},
+		{"recover until before since", []string{"recover", "--receiver", "x", "--since", "2026-03-02", "--until", "2026-03-01"}, 2, "", "--until must be after --since", true},
+		{"recover admin without receiver", []string{"recover", "--token", "admin", "--since", "1h"}, 2, "", "--receiver is required", true},
+		{"send without type", []string{"send", "--receiver", "r", "--key", "k", "--payload", "{}"}, 2, "", "--type is required", true},
+		{"send bad payload", []string{"send", "--receiver", "r", "--type", "t", "--key", "k", "--payload", "{amount: 1}"}, 2, "", "not valid JSON", true},
+		{"send bad payload file", []string{"send", "--receiver", "r", "--type", "t", "--key", "k", "--payload", "@" + bad}, 2, "", "not valid JSON", true},
+		{"send missing payload file", []string{"send", "--receiver", "r", "--type", "t", "--key", "k", "--payload", "@" + filepath.Join(dir, "none")}, 1, "", "no such file", true},
+		{"reconcile without checkpoint", []string{"reconcile", "--token", "nfy_x"}, 2, "", "--checkpoint is required", true},
+		{"reconcile admin without receiver", []string{"reconcile", "--token", "admin", "--checkpoint", filepath.Join(dir, "c")}, 2, "", "--receiver with an admin token", true},
+		{"reconcile bad status", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--status", "failed,lost"}, 2, "", `"lost" is not one of`, true},
+		{"reconcile bad handler url", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--handler-url", "localhost:9000"}, 2, "", "--handler-url must be an http(s) URL", true},
+		{"reconcile help has crontab line", []string{"reconcile", "-h"}, 0, "", "*/5 * * * * notifyctl reconcile --checkpoint /var/lib/merchant/notifyd.ckpt --handler-url http://127.0.0.1:9000/notifyd", true},
+		{"unreachable API", []string{"--url", "http://127.0.0.1:1", "--token", "t", "get", "x"}, 1, "", "connection refused", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := ctl(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, out, errOut)
+			}
+			if !strings.Contains(out, tt.wantOut) || !strings.Contains(errOut, tt.wantErr) {
+				t.Errorf("stdout %q (want %q)\nstderr %q (want %q)", out, tt.wantOut, errOut, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestTokenNeverPrinted(t *testing.T) {
+	t.Setenv("NOTIFYD_TOKEN", "nfy_very_secret")
+	for _, args := range [][]string{{"list", "-h"}, {"reconcile", "-h"}, {"--url", "http://127.0.0.1:1", "get", "x"}} {
+		_, out, errOut := ctl(t, args...)
+		if strings.Contains(out+errOut, "very_secret") {
+			t.Errorf("%v printed the token:\n%s%s", args, out, errOut)
+		}
+	}
+}
+
+// sendJSON sends through the CLI and returns the accepted id.
+func sendJSON(t *testing.T, s *apitest.Stack, receiverID, key, payload string) string {
+	t.Helper()
+	code, out, errOut := ctl(t, "--url", s.URL, "--token", apitest.ProducerToken, "--json",
+		"send", "--receiver", receiverID, "--type", "trade.paid", "--key", key, "--payload", payload)
+	if code != 0 {
+		t.Fatalf("send: exit %d: %s", code, errOut)
+	}
+	var a struct {
+		ID       string `json:"id"`
+		Status   string `json:"status"`
+		Replayed bool   `json:"replayed"`
+	}
+	if err := json.Unmarshal([]byte(out), &a); err != nil || a.ID == "" || a.Status != "pending" || a.Replayed {
+		t.Fatalf("send --json printed %q (%v)", out, err)
+	}
+	return a.ID
+}
+
+func TestCommandsAgainstServer(t *testing.T) {
+	t.Parallel()
+	s := apitest.Start(t)
+	cb := apitest.NewCallbackServer(t, 200)
+	r := s.CreateReceiver(cb.URL, nil)
+	payloadFile := filepath.Join(t.TempDir(), "payload.json")
+	if err := os.WriteFile(payloadFile, []byte(`{"amount": 7}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id1 := sendJSON(t, s, r.ID, "order-1", `{"amount":42}`)
+	id2 := sendJSON(t, s, r.ID, "order-2", "@"+payloadFile)
+	s.WaitStatus(10*time.Second, client.StatusDelivered, id1, id2)
+
+	recv := []string{"--url", s.URL, "--token", r.APIKey}
+	prod := []string{"--url", s.URL, "--token", apitest.ProducerToken}
+	with := func(base []string, args ...string) []string { return append(append([]string(nil), base...), args...) }
+	tests := []struct {
+		name string
+		args []string
+		code int
+		// every string in out must appear on stdout, in errOut on stderr
+		out, errOut []string
+		// lines is the number of stdout lines (with --json: JSON values), if > 0
+		lines int
+	}{
+		{"get", with(recv, "get", id1), 0,
+			[]string{"id               " + id1, "status           delivered", "idempotency key  order-1", `payload          {"amount":42}`,
+				"ATTEMPT  STARTED", "1        "}, nil, 0},
+		{"get flags after id", with(recv, "get", id1, "--json"), 0, []string{`"id":"` + id1 + `"`, `"delivery_attempts":[{"attempt":1`}, nil, 1},
+		{"get by key", with(recv, "get", "--key", "order-2"), 0, []string{id2, `payload          {"amount":7}`}, nil, 0},
+		{"get unknown", with(recv, "get", "7d1c2a40-0000-4000-8000-000000000000"), 1, nil, []string{"not_found (HTTP 404)"}, 0},
+		{"get without token", []string{"--url", s.URL, "get", id1}, 1, nil, []string{"unauthorized (HTTP 401)", "hint: pass --token"}, 0},
+		{"list", with(recv, "list"), 0, []string{"ID", "STATUS", "EVENT TYPE", id1, id2, "delivered", "1/3"}, nil, 3},
+		{"list json", with(recv, "--json", "list", "--order", "asc"), 0, []string{`"idempotency_key":"order-1"`}, nil, 2},
+		{"list one page", with(recv, "list", "--limit", "1"), 0, []string{id2}, []string{"more: notifyctl list --cursor "}, 2},
+		{"list all pages", with(recv, "list", "--limit", "1", "--all", "--json"), 0, []string{id1, id2}, nil, 2},
+		{"list filtered", with(recv, "list", "--key", "order-2", "--json"), 0, []string{id2}, nil, 1},
+		{"list bad status", with(recv, "list", "--status", "lost"), 1, nil, []string{"invalid_field (HTTP 422)"}, 0},
+		{"attempts", with(recv, "attempts", id1), 0, []string{"ATTEMPT", "OUTCOME", "success", "200"}, nil, 2},
+		{"attempts json", with(recv, "attempts", "--json", id1), 0, []string{`"outcome":"success"`, `"manual":false`}, nil, 1},
+		{"redeliver", with(recv, "redeliver", id1), 0, []string{"queued redelivery 1 of " + id1 + " (recorded as attempt -1)"}, nil, 1},
+		{"redeliver json", with(recv, "--json", "redeliver", id2), 0, []string{`"redelivery":1`}, nil, 1},
+		{"cancel delivered", with(prod, "cancel", id1), 1, nil, []string{"(HTTP 409)"}, 0},
+		{"receiver may not cancel", with(recv, "cancel", id1), 1, nil, []string{"forbidden (HTTP 403)", "hint:"}, 0},
+		{"send replay", with(prod, "send", "--receiver", r.ID, "--type", "trade.paid", "--key", "order-1", "--payload", `{"amount":42}`), 0,
+			[]string{"accepted " + id1, "already sent with this key"}, nil, 1},
+		{"send conflict", with(prod, "send", "--receiver", r.ID, "--type", "trade.paid", "--key", "order-1", "--payload", `{"amount":1}`), 1,
+			nil, []string{"idempotency_conflict (HTTP 409)"}, 0},
+		{"send invalid field", with(prod, "send", "--receiver", "nope", "--type", "trade.paid", "--key", "k", "--payload", `{}`), 1,
+			nil, []string{"invalid_field (HTTP 422): receiver_id"}, 0},
+		{"recover with own key", with(recv, "recover", "--since", "1h"), 0, []string{"recovered 0 failed notifications of receiver " + r.ID}, nil, 1},
+		{"producer may not recover", with(prod, "--json", "recover", "--receiver", r.ID, "--since", "2026-01-01T00:00:00Z"), 1, nil, []string{"(HTTP 403)"}, 0},
+		{"recover admin", []string{"--url", s.URL, "--token", apitest.AdminToken, "--json", "recover", "--receiver", r.ID, "--since", "24h"}, 0,
+			[]string{`{"recovered":0}`}, nil, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := ctl(t, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+			for _, w := range tt.out {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tt.errOut {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if tt.lines > 0 {
+				lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+				if len(lines) != tt.lines {
+					t.Errorf("%d lines, want %d:\n%s", len(lines), tt.lines, out)
+				}
+				if strings.Contains(strings.Join(tt.args, " "), "--json") {
+					for _, l := range lines {
+						if !json.Valid([]byte(l)) {
+							t.Errorf("not a JSON line: %s", l)
+						}
+					}
+				}
+			}
+		})
+	}
+	// The redeliveries above went out, as manual attempts.
+	for _, id := range []string{id1, id2} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var n client.Notification
+			s.Call(http.MethodGet, "/v1/notifications/"+id, apitest.AdminToken, nil, http.StatusOK, &n)
+			last := n.DeliveryAttempts[len(n.DeliveryAttempts)-1]
+			if last.Attempt == -1 && last.Manual && last.Outcome == client.OutcomeSuccess {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no manual attempt after redeliver: %+v", id, n.DeliveryAttempts)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/notifyd/notifyd/internal/scheduler"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
+)
+
+// newRedrive builds a scheduler on the stack, as `notifyd scheduler` does.
+func (s *stack) newRedrive(grace time.Duration) *scheduler.Scheduler {
+	s.t.Helper()
+	sched, err := scheduler.New(s.store, asynq.NewClientFromRedisClient(s.rdb), scheduler.Config{RedriveGrace: grace, Logger: schedulerLogger(s.t)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return sched
+}
+
+// schedulerLogger shows the jobs' log lines in the test log with -v.
+func schedulerLogger(t *testing.T) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (s *stack) redrive(sched *scheduler.Scheduler) scheduler.RedriveResult {
+	s.t.Helper()
+	res, err := sched.RunRedrive(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return res
+}
+
+// flushRedis empties the stack's Redis database, as a Redis restarted
+// without persistence would be. Only the test's own DB index: other tests
+// share the server.
+func (s *stack) flushRedis() {
+	s.t.Helper()
+	if err := s.rdb.FlushDB(context.Background()).Err(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// countStatus counts the notifications among ids with status.
+func (s *stack) countStatus(ids []string, status string) int {
+	s.t.Helper()
+	n := 0
+	for _, id := range ids {
+		got, err := s.store.GetNotification(context.Background(), uuid.MustParse(id))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if got.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *stack) waitCount(ids []string, status string, want int, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := s.countStatus(ids, status)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%d of %d notifications %s after %s, want %d", got, len(ids), status, timeout, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// requestsPerID counts the requests rs got per notification id.
+func requestsPerID(t *testing.T, rs *receiverServer) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, h := range rs.Hits() {
+		var env struct{ ID string }
+		if err := json.Unmarshal(h.body, &env); err != nil {
+			t.Fatalf("receiver got %s: %v", h.body, err)
+		}
+		out[env.ID]++
+	}
+	return out
+}
+
+func waitHits(t *testing.T, rs *receiverServer, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(rs.Hits()) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("receiver got %d requests after %s, want %d", len(rs.Hits()), timeout, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Redis loses every task while the receiver is slow: some attempts are in
+// flight, the rest are still queued. The in-flight ones finish and are
+// recorded; the re-drive leaves them alone (grace) and queues the lost ones
+// again; every notification is delivered exactly once.
+func TestRedriveAfterRedisLosesQueuedAndRunningTasks(t *testing.T) {
+	t.Parallel()
+	s := newStack(t) // 20 concurrent deliveries
+	release := make(chan struct{})
+	rs := newReceiverServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	r := s.receiver(rs.URL, nil)
+	const total, inFlight = 30, 20
+	ids := make([]string, total)
+	for i := range ids {
+		ids[i] = s.send(r.ID, fmt.Sprintf("order-%d", i), map[string]any{"n": i})
+	}
+	// Every worker slot is waiting on the receiver; the rest are queued.
+	waitHits(t, rs, inFlight, 10*time.Second)
+	s.flushRedis()
+
+	// Within the grace nothing is touched: the running attempts must not
+	// be doubled.
+	if res := s.redrive(s.newRedrive(30 * time.Second)); res.Scanned != 0 || res.Enqueued != 0 {
+		t.Fatalf("re-drive within the grace: %+v", res)
+	}
+	close(release)
+	s.waitCount(ids, store.StatusDelivered, inFlight, 10*time.Second)
+	// The queued ones are gone with Redis: nothing delivers them.
+	time.Sleep(500 * time.Millisecond)
+	if got := len(rs.Hits()); got != inFlight {
+		t.Fatalf("receiver got %d requests with Redis flushed, want %d", got, inFlight)
+	}
+	if got := s.countStatus(ids, store.StatusPending); got != total-inFlight {
+		t.Fatalf("%d pending, want %d", got, total-inFlight)
+	}
+
+	sched := s.newRedrive(time.Millisecond)
+	if res := s.redrive(sched); res.Scanned != total-inFlight || res.Enqueued != total-inFlight {
+		t.Fatalf("re-drive: %+v, want %d enqueued", res, total-inFlight)
+	}
+	s.waitCount(ids, store.StatusDelivered, total, 10*time.Second)
+	per := requestsPerID(t, rs)
+	for _, id := range ids {
+		if per[id] != 1 {
+			t.Errorf("%s: receiver got %d requests, want 1", id, per[id])
+		}
+		if as := s.attempts(id); len(as) != 1 || as[0].Outcome != store.OutcomeSuccess {
+			t.Errorf("%s: attempts %+v", id, as)
+		}
+	}
+	if res := s.redrive(sched); res.Scanned != 0 {
+		t.Fatalf("re-drive after delivery: %+v", res)
+	}
+}
+
+// Redis loses the scheduled retries: the first attempt failed, its retry
+// task is gone. The re-drive queues attempt 2, which delivers.
+func TestRedriveAfterRedisLosesRetries(t *testing.T) {
+	t.Parallel()
+	s := newStack(t) // 3 attempts, 1 s apart
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var rs *receiverServer
+	rs = newReceiverServer(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		var env struct{ ID string }
+		_ = json.Unmarshal(rs.Hits()[n-1].body, &env) // the server has read the body already
+		mu.Lock()
+		first := !seen[env.ID]
+		seen[env.ID] = true
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	r := s.receiver(rs.URL, nil)
+	// Fewer failures than open the worker's circuit breaker for the receiver.
+	const total = 6
+	ids := make([]string, total)
+	for i := range ids {
+		ids[i] = s.send(r.ID, fmt.Sprintf("order-%d", i), map[string]any{"n": i})
+	}
+	// Wait until every retry is scheduled in Redis, then lose them all.
+	insp := asynq.NewInspectorFromRedisClient(s.rdb)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := insp.GetQueueInfo(tasks.QueueRetry)
+		if err == nil && info.Scheduled == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retries not scheduled: %+v %v", info, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.flushRedis()
+	// The retries were due 1 s after the first attempts; give them time to
+	// (not) happen.
+	time.Sleep(2 * time.Second)
+	if got := len(rs.Hits()); got != total {
+		t.Fatalf("receiver got %d requests with the retries lost, want %d", got, total)
+	}
+
+	sched := s.newRedrive(time.Millisecond)
+	if res := s.redrive(sched); res.Scanned != total || res.Enqueued != total {
+		t.Fatalf("re-drive: %+v", res)
+	}
+	s.waitCount(ids, store.StatusDelivered, total, 10*time.Second)
+	per := requestsPerID(t, rs)
+	for _, id := range ids {
+		n := s.waitStatus(id, store.StatusDelivered, time.Second)
+		if per[id] != 2 || n.Attempts != 2 || len(s.attempts(id)) != 2 {
+			t.Errorf("%s: %d requests, %d attempts; want 2 (one failure, one delivery)", id, per[id], n.Attempts)
+		}
+	}
+	if res := s.redrive(sched); res.Scanned != 0 {
+		t.Fatalf("re-drive after delivery: %+v", res)
+	}
+}

@@ -1,0 +1,69 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	"github.com/notifyd/notifyd/internal/metrics"
+)
+
+// RetentionResult is what one retention run deleted.
+type RetentionResult struct {
+	// Cutoff: terminal notifications created before it were deleted.
+	Cutoff        time.Time
+	Notifications int64
+	Attempts      int64
+	// Batches is the number of DELETE statements run.
+	Batches int
+	// Skipped: another instance was running the job.
+	Skipped  bool
+	Duration time.Duration
+}
+
+// RunRetention deletes the delivered, failed and cancelled notifications
+// created more than the retention ago, with their attempts, in batches of
+// RetentionBatch separated by RetentionPause, until none is left or ctx ends.
+// Each batch is its own short transaction, so the job never holds many locks
+// for long; pending notifications are never deleted, however old.
+func (s *Scheduler) RunRetention(ctx context.Context) (RetentionResult, error) {
+	var res RetentionResult
+	skipped, took, err := s.locked(ctx, JobRetention, lockRetention, func(ctx context.Context) ([]any, error) {
+		err := s.retention(ctx, &res)
+		return []any{"cutoff", res.Cutoff, "notifications_deleted", res.Notifications, "attempts_deleted", res.Attempts,
+			"batches", res.Batches}, err
+	})
+	res.Skipped, res.Duration = skipped, took
+	return res, err
+}
+
+func (s *Scheduler) retention(ctx context.Context, res *RetentionResult) error {
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return err
+	}
+	res.Cutoff = now.Add(-s.cfg.Retention)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		n, a, err := s.store.DeleteExpired(ctx, res.Cutoff, s.cfg.RetentionBatch)
+		if err != nil {
+			return err
+		}
+		res.Batches++
+		res.Notifications += n
+		res.Attempts += a
+		metrics.RetentionDeleted.WithLabelValues("notifications").Add(float64(n))
+		metrics.RetentionDeleted.WithLabelValues("attempts").Add(float64(a))
+		// A short batch means nothing is left but rows locked by someone
+		// else, which the next run will get.
+		if n < int64(s.cfg.RetentionBatch) {
+			return nil
+		}
+		pause.Reset(s.cfg.RetentionPause)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-pause.C:
+		}
+	}
+}

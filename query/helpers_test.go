@@ -1,0 +1,176 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/testenv"
+)
+
+const (
+	testAdminToken    = "query-test-admin"
+	testProducerToken = "query-test-producer"
+)
+
+// testAPI is the real API server on the test's own Postgres database and
+// Redis index, without a worker: tests see exactly what the API stored and
+// queued.
+type testAPI struct {
+	t         *testing.T
+	url       string
+	store     *store.Store
+	inspector *asynq.Inspector
+}
+
+func newTestAPI(t *testing.T) *testAPI {
+	t.Helper()
+	st, err := store.Open(context.Background(), testenv.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(testenv.Redis(t))
+	queue := asynq.NewClientFromRedisClient(rdb)
+	srv := New(st, rdb, queue, Config{
+		AdminToken: testAdminToken, ProducerTokens: []string{testProducerToken},
+		Targets: netguard.Policy{AllowPrivate: true},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	hs := httptest.NewServer(srv.Handler())
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	t.Cleanup(func() {
+		hs.Close()
+		queue.Close()
+		rdb.Close()
+		st.Close()
+	})
+	return &testAPI{t: t, url: hs.URL, store: st, inspector: insp}
+}
+
+// with is a for a subtest: failures stop t, not the parent test.
+func (a *testAPI) with(t *testing.T) *testAPI {
+	c := *a
+	c.t = t
+	return &c
+}
+
+// do makes a request and returns the status and body. body may be nil, a
+// string (sent as is) or a value (sent as JSON).
+func (a *testAPI) do(method, path, token string, body any) (int, []byte) {
+	a.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, a.url+path, rd)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return resp.StatusCode, raw
+}
+
+// must makes a request that has to answer want, and decodes the answer
+// into out (if not nil).
+func (a *testAPI) must(want int, method, path, token string, body, out any) {
+	a.t.Helper()
+	code, raw := a.do(method, path, token, body)
+	if code != want {
+		a.t.Fatalf("%s %s: %d %s, want %d", method, path, code, raw, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			a.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+}
+
+type testReceiver struct {
+	ID     uuid.UUID `json:"id"`
+	APIKey string    `json:"api_key"`
+}
+
+func (a *testAPI) receiver() testReceiver {
+	a.t.Helper()
+	var r testReceiver
+	a.must(http.StatusCreated, "POST", "/v1/receivers", testAdminToken,
+		map[string]any{"name": "shop", "callback_url": "http://127.0.0.1:1/cb"}, &r)
+	return r
+}
+
+// ingest hands a notification in over HTTP (the producer path).
+func (a *testAPI) ingest(r testReceiver, key, eventType string) uuid.UUID {
+	a.t.Helper()
+	var out struct{ ID uuid.UUID }
+	a.must(http.StatusAccepted, "POST", "/v1/notifications", testProducerToken, map[string]any{
+		"receiver_id": r.ID, "event_type": eventType, "idempotency_key": key, "payload": map[string]any{"key": key},
+	}, &out)
+	return out.ID
+}
+
+// insert writes a notification straight to Postgres (fast, no queueing).
+func (a *testAPI) insert(r testReceiver, key, eventType string) *store.Notification {
+	a.t.Helper()
+	n, _, err := a.store.InsertNotification(context.Background(), store.NewNotification{
+		ID: uuid.New(), ReceiverID: r.ID, EventType: eventType, IdempotencyKey: key,
+		Payload: []byte(`{"n":1}`), MaxAttempts: 3,
+	})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return n
+}
+
+// exec runs SQL on the test database (to set up states the API does not
+// make on its own, like old or failed notifications).
+func (a *testAPI) exec(sql string, args ...any) {
+	a.t.Helper()
+	if _, err := a.store.Pool().Exec(context.Background(), sql, args...); err != nil {
+		a.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// apiErr decodes an error body.
+func apiErr(t *testing.T, raw []byte) APIError {
+	t.Helper()
+	var body struct {
+		Error *APIError `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &body); err != nil || body.Error == nil || body.Error.Code == "" || body.Error.Message == "" {
+		t.Fatalf("not an error body: %s (%v)", raw, err)
+	}
+	return *body.Error
+}

@@ -1,0 +1,289 @@
+package query
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/store"
+)
+
+// Listing defaults and bounds.
+const (
+	defaultListLimit = 50
+	maxListLimit     = store.MaxListLimit
+)
+
+// listParams are the query parameters GET /v1/notifications accepts; any
+// other parameter is refused, so a typo ("statuses=failed") does not
+// silently list everything.
+var listParams = []string{"status", "event_type", "idempotency_key", "created_after", "created_before",
+	"order", "limit", "cursor", "receiver_id"}
+
+var validStatuses = []string{store.StatusPending, store.StatusDelivered, store.StatusFailed, store.StatusCancelled}
+
+// listPage is the body of a listing.
+type listPage struct {
+	Data []*store.Notification `json:"data"`
+	// NextCursor continues the listing; null on the last page.
+	NextCursor *string `json:"next_cursor"`
+	HasMore    bool    `json:"has_more"`
+}
+
+// listNotifications serves GET /v1/notifications. A receiver lists its own
+// notifications; receiver_id naming another receiver answers 404, like
+// every other route that names something a receiver may not see. An admin
+// lists every receiver's, or one receiver's with receiver_id.
+func (s *Server) listNotifications(c echo.Context) error {
+	p := principalOf(c)
+	if p.role != roleAdmin && p.role != roleReceiver {
+		return errForbidden
+	}
+	q := c.QueryParams()
+	for name, vs := range q {
+		if !slices.Contains(listParams, name) {
+			return &APIError{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: name,
+				Message: fmt.Sprintf("%s is not a known query parameter (known: %s)", name, strings.Join(listParams, ", "))}
+		}
+		if name != "status" && len(vs) > 1 {
+			return fieldError(name, "must be given at most once")
+		}
+	}
+	f := store.ListFilter{Limit: defaultListLimit, Descending: true}
+	receiver, err := receiverScope(p, q.Get("receiver_id"), q.Has("receiver_id"))
+	if err != nil {
+		return err
+	}
+	f.ReceiverID = receiver
+	if f.Statuses, err = parseStatuses(q["status"]); err != nil {
+		return err
+	}
+	if q.Has("event_type") {
+		if f.EventType = q.Get("event_type"); f.EventType == "" || len(f.EventType) > ingest.MaxEventTypeLen {
+			return fieldError("event_type", fmt.Sprintf("must be 1 to %d bytes", ingest.MaxEventTypeLen))
+		}
+	}
+	if q.Has("idempotency_key") {
+		if f.IdempotencyKey = q.Get("idempotency_key"); f.IdempotencyKey == "" || len(f.IdempotencyKey) > ingest.MaxIdempotencyKeyLen {
+			return fieldError("idempotency_key", fmt.Sprintf("must be 1 to %d bytes", ingest.MaxIdempotencyKeyLen))
+		}
+		if f.ReceiverID == nil {
+			// Keys are the producer's, unique per receiver only; a lookup
+			// across receivers would also need an index of its own.
+			return fieldError("receiver_id", "is required with idempotency_key")
+		}
+	}
+	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
+		return err
+	}
+	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
+		return err
+	}
+	if f.CreatedAfter != nil && f.CreatedBefore != nil && !f.CreatedAfter.Before(*f.CreatedBefore) {
+		return fieldError("created_before", "must be later than created_after")
+	}
+	switch q.Get("order") {
+	case "", "desc":
+	case "asc":
+		f.Descending = false
+	default:
+		return fieldError("order", `must be "asc" or "desc"`)
+	}
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > maxListLimit {
+			return fieldError("limit", fmt.Sprintf("must be an integer from 1 to %d", maxListLimit))
+		}
+		f.Limit = n
+	}
+	if q.Has("cursor") {
+		pos, err := decodeCursor(q.Get("cursor"), f.Descending)
+		if err != nil {
+			return err
+		}
+		f.After = pos
+	}
+	rows, more, err := s.store.ListNotifications(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	if rows == nil {
+		rows = []*store.Notification{} // "data": [], never null
+	}
+	page := listPage{Data: rows, HasMore: more}
+	if more {
+		last := rows[len(rows)-1]
+		cur := encodeCursor(store.Position{CreatedAt: last.CreatedAt, ID: last.ID}, f.Descending)
+		page.NextCursor = &cur
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+// receiverScope decides whose notifications a request may see: a
+// receiver's own always (another id: 404), an admin's the named receiver
+// or, when none is named, everyone's (nil).
+func receiverScope(p *principal, raw string, given bool) (*uuid.UUID, error) {
+	var id uuid.UUID
+	if given {
+		var err error
+		if id, err = uuid.Parse(raw); err != nil {
+			return nil, fieldError("receiver_id", "must be a receiver id (UUID)")
+		}
+	}
+	if p.role == roleReceiver {
+		if given && id != p.receiver.ID {
+			return nil, errNotFound
+		}
+		own := p.receiver.ID
+		return &own, nil
+	}
+	if !given {
+		return nil, nil
+	}
+	return &id, nil
+}
+
+// parseStatuses reads repeated and comma-separated status parameters.
+func parseStatuses(values []string) ([]string, error) {
+	var out []string
+	for _, v := range values {
+		for s := range strings.SplitSeq(v, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(validStatuses, s) {
+				return nil, fieldError("status", fmt.Sprintf("must be one or more of %s (got %q)", strings.Join(validStatuses, ", "), s))
+			}
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	if len(out) == len(validStatuses) {
+		return nil, nil // every status: no filter
+	}
+	return out, nil
+}
+
+// timeParam reads an RFC 3339 time parameter. An unescaped "+" in a query
+// string arrives as a space ("…T10:00:00 08:00"); that is read as the "+"
+// it was meant to be rather than refused.
+func timeParam(q url.Values, name string) (*time.Time, error) {
+	if !q.Has(name) {
+		return nil, nil
+	}
+	raw := q.Get(name)
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil && strings.Count(raw, " ") == 1 {
+		t, err = time.Parse(time.RFC3339Nano, strings.Replace(raw, " ", "+", 1))
+	}
+	if err != nil {
+		return nil, fieldError(name, "must be an RFC 3339 time, like 2006-01-02T15:04:05Z")
+	}
+	return &t, nil
+}
+
+// Cursors are opaque to clients: base64url (unpadded) of
+//
+//	version (1 byte) | order ('a' or 'd') | created_at (int64 µs since the epoch, big endian) | id (16 bytes)
+//
+// The order is inside so a cursor cannot continue a listing in the other
+// direction, which would silently skip rows.
+const (
+	cursorVersion = 1
+	cursorLen     = 1 + 1 + 8 + 16
+)
+
+func encodeCursor(p store.Position, descending bool) string {
+	b := make([]byte, 0, cursorLen)
+	b = append(b, cursorVersion, orderByte(descending))
+	b = binary.BigEndian.AppendUint64(b, uint64(p.CreatedAt.UnixMicro()))
+	b = append(b, p.ID[:]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string, descending bool) (*store.Position, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != cursorLen || b[0] != cursorVersion || (b[1] != 'a' && b[1] != 'd') {
+		return nil, errInvalidCursor("the cursor is malformed; pass next_cursor from a previous page unchanged")
+	}
+	if b[1] != orderByte(descending) {
+		return nil, errInvalidCursor("the cursor belongs to a listing in the other order; keep order the same while paging")
+	}
+	id, _ := uuid.FromBytes(b[10:])
+	return &store.Position{CreatedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[2:10]))).UTC(), ID: id}, nil
+}
+
+func orderByte(descending bool) byte {
+	if descending {
+		return 'd'
+	}
+	return 'a'
+}
+
+func errInvalidCursor(msg string) *APIError {
+	return &APIError{Status: http.StatusBadRequest, Code: "invalid_cursor", Field: "cursor", Message: msg}
+}
+
+// getByKey serves GET /v1/notifications/by-key/:key: the notification a
+// receiver got for the producer's business key (an order number). An admin
+// names the receiver with receiver_id.
+func (s *Server) getByKey(c echo.Context) error {
+	p := principalOf(c)
+	if p.role != roleAdmin && p.role != roleReceiver {
+		return errForbidden
+	}
+	key, err := pathParam(c, "key")
+	if err != nil || key == "" || len(key) > ingest.MaxIdempotencyKeyLen {
+		return errNotFound // no notification can have such a key
+	}
+	receiver, err := receiverScope(p, c.QueryParam("receiver_id"), c.QueryParams().Has("receiver_id"))
+	if err != nil {
+		return err
+	}
+	if receiver == nil {
+		return fieldError("receiver_id", "is required: idempotency keys are unique per receiver")
+	}
+	ctx := c.Request().Context()
+	n, err := s.store.GetNotificationByKey(ctx, *receiver, key)
+	if err != nil {
+		return err
+	}
+	attempts, err := s.store.ListAttempts(ctx, n.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)})
+}
+
+// pathParam returns a path parameter decoded. Echo routes on the raw path
+// when the request escapes characters (a key holding "/" arrives as %2F),
+// and then hands the parameter over still escaped.
+func pathParam(c echo.Context, name string) (string, error) {
+	v := c.Param(name)
+	if c.Request().URL.RawPath == "" {
+		return v, nil
+	}
+	return url.PathUnescape(v)
+}
+
+// listAttempts serves GET /v1/notifications/:id/attempts.
+func (s *Server) listAttempts(c echo.Context) error {
+	n, err := s.loadVisible(c)
+	if err != nil {
+		return err
+	}
+	attempts, err := s.store.ListAttempts(c.Request().Context(), n.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": attemptViews(attempts)})
+}
