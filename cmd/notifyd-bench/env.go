@@ -36,8 +36,30 @@ func withDatabase(rawURL, name string) (string, error) {
 	return u.String(), nil
 }
 
+// plainURL leaves out pgxpool settings (pool_max_conns=…, which the bench
+// passes through to notifyd's store.Open): a single connection, or the
+// migrations' database/sql driver, refuse them as unknown server parameters.
+func plainURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func connect(ctx context.Context, rawURL string) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, plainURL(rawURL))
+}
+
 func adminExec(ctx context.Context, adminURL, sql string) error {
-	conn, err := pgx.Connect(ctx, adminURL)
+	conn, err := connect(ctx, adminURL)
 	if err != nil {
 		return fmt.Errorf("connect %s (run scripts/services.sh): %w", redactURL(adminURL), err)
 	}
@@ -66,7 +88,7 @@ func createDatabase(ctx context.Context, adminURL, name string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	if err := migrations.UpQuiet(ctx, dbURL); err != nil {
+	if err := migrations.UpQuiet(ctx, plainURL(dbURL)); err != nil {
 		return "", err
 	}
 	return dbURL, nil
@@ -80,7 +102,7 @@ func dropDatabase(adminURL, name string) error {
 
 // databaseExists reports whether name exists on the server.
 func databaseExists(ctx context.Context, adminURL, name string) (bool, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
+	conn, err := connect(ctx, adminURL)
 	if err != nil {
 		return false, err
 	}
@@ -177,7 +199,7 @@ func collectEnv(ctx context.Context, dbURL string, rdb *redis.Client) Env {
 			e.LoadAvgBefore = strings.Join(f[:3], " ")
 		}
 	}
-	if conn, err := pgx.Connect(ctx, dbURL); err == nil {
+	if conn, err := connect(ctx, dbURL); err == nil {
 		_ = conn.QueryRow(ctx, `SHOW server_version`).Scan(&e.Postgres)
 		conn.Close(ctx)
 	}

@@ -240,14 +240,15 @@ type listState struct {
 }
 
 func (b *bench) listPage(api string, data *queryData, s *listState, rng *rand.Rand, client *http.Client) (int, error) {
-	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+	// Oldest first, as a reconciliation job reads; the cursor carries the
+	// order, so every page of a listing asks for the same one.
+	q := url.Values{"limit": {strconv.Itoa(pageSize)}, "order": {"asc"}}
 	if s.cursor == "" || s.pages >= 20 {
-		// Start at a random point of a random receiver's history, as a
-		// reconciliation job asking for "since yesterday" does.
+		// Start at a random point of a random receiver's history, as a job
+		// asking for "since yesterday" does.
 		s.receiver = rng.IntN(len(data.receivers))
 		at := data.from.Add(time.Duration(rng.Int64N(int64(data.to.Sub(data.from)))))
 		q.Set("created_after", at.UTC().Format(time.RFC3339Nano))
-		q.Set("order", "asc")
 		s.pages = 0
 	} else {
 		q.Set("cursor", s.cursor)
@@ -373,7 +374,7 @@ func (b *bench) prepareQueryDB(ctx context.Context, name string, r *QueryResult)
 		if dbURL, err = withDatabase(cfg.databaseURL, name); err != nil {
 			return "", nil, err
 		}
-		if err := migrations.UpQuiet(ctx, dbURL); err != nil {
+		if err := migrations.UpQuiet(ctx, plainURL(dbURL)); err != nil {
 			return "", nil, err
 		}
 		reused, err := b.reuseQueryData(ctx, dbURL)
@@ -408,7 +409,7 @@ func (b *bench) prepareQueryDB(ctx context.Context, name string, r *QueryResult)
 // reuseQueryData checks a kept query database and gives its receivers fresh
 // API keys (only hashes are stored). nil when it does not match the flags.
 func (b *bench) reuseQueryData(ctx context.Context, dbURL string) (*queryData, error) {
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := connect(ctx, dbURL)
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +452,7 @@ type keyDef struct {
 // them row by row), then the tables are vacuumed and analysed.
 func (b *bench) generate(ctx context.Context, dbURL string, receivers []benchReceiver) (*queryData, error) {
 	cfg := b.cfg
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := connect(ctx, dbURL)
 	if err != nil {
 		return nil, err
 	}
@@ -475,7 +476,7 @@ func (b *bench) generate(ctx context.Context, dbURL string, receivers []benchRec
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c, err := pgx.Connect(ctx, dbURL)
+				c, err := connect(ctx, dbURL)
 				if err != nil {
 					errc <- err
 					return
