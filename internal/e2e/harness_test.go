@@ -41,10 +41,6 @@ type stack struct {
 
 type stackOption func(*worker.Config, *query.Config)
 
-func withDefaultRetry(p retry.Policy) stackOption {
-	return func(w *worker.Config, q *query.Config) { w.Retry, q.Retry = p, p }
-}
-
 func withTimeout(d time.Duration) stackOption {
 	return func(w *worker.Config, _ *query.Config) { w.DefaultTimeout = d }
 }
