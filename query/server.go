@@ -110,6 +110,7 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
+	e.GET("/openapi.json", s.openapi)
 
 	v1 := e.Group("/v1", s.auth.middleware)
 	v1.POST("/receivers", s.createReceiver, requireAdmin)
@@ -121,6 +122,12 @@ func (s *Server) routes() {
 
 	v1.POST("/notifications", s.ingest, requireProducer)
 	v1.GET("/notifications/:id", s.getNotification)
+	v1.GET("/notifications", s.listNotifications)
+	v1.GET("/notifications/by-key/:key", s.getByKey)
+	v1.GET("/notifications/:id/attempts", s.listAttempts)
+	v1.POST("/notifications/:id/redeliver", s.redeliver)
+	v1.POST("/notifications/:id/cancel", s.cancel, requireProducer)
+	v1.POST("/receivers/:id/recover", s.recoverFailed, requireAdminOrSelf)
 }
 
 // Handler returns the HTTP handler (tests mount it on httptest servers).
