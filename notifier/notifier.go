@@ -57,9 +57,10 @@ type Notification struct {
 type Option func(*options)
 
 type options struct {
-	rules     ingest.Rules
-	cacheTTL  time.Duration
-	skipCheck bool
+	rules    ingest.Rules
+	cacheTTL time.Duration
+	// outbox is the producer's outbox table (EnqueueTx, Relay).
+	outbox string
 }
 
 // WithMaxPayloadSize sets the largest payload accepted (default 256 KiB).
@@ -111,37 +112,60 @@ func (c *Client) Close() error { return c.asynq.Close() }
 // Notify enqueues n and returns its notification id. A repeat with the same
 // receiver and idempotency key returns the same id without a new delivery.
 func (c *Client) Notify(ctx context.Context, n Notification) (string, error) {
+	d, err := c.prepare(n)
+	if err != nil {
+		return "", err
+	}
+	if err := c.checkReceiver(ctx, d.ReceiverID); err != nil {
+		return "", err
+	}
+	d.EnqueuedAt = time.Now().UTC()
+	if _, err := c.enqueue(ctx, d); err != nil {
+		return "", err
+	}
+	return d.ID.String(), nil
+}
+
+// prepare validates n and builds the task for its first attempt. Notify,
+// EnqueueTx and the outbox relay all go through it, so they accept exactly
+// the same notifications and derive the same ids.
+func (c *Client) prepare(n Notification) (*tasks.Deliver, error) {
 	receiver, err := uuid.Parse(n.ReceiverID)
 	if err != nil {
-		return "", &ValidationError{Field: "receiver_id", Message: "is not a UUID"}
+		return nil, &ValidationError{Field: "receiver_id", Message: "is not a UUID"}
 	}
 	if err := c.opts.rules.Validate(&ingest.Input{
 		EventType: n.EventType, IdempotencyKey: n.IdempotencyKey, CallbackURL: n.CallbackURL, Payload: n.Payload,
 	}); err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := c.checkReceiver(ctx, receiver); err != nil {
-		return "", err
-	}
-	d := tasks.Deliver{
+	return &tasks.Deliver{
 		ID:             tasks.NotificationID(receiver, n.IdempotencyKey),
 		ReceiverID:     receiver,
 		EventType:      n.EventType,
 		IdempotencyKey: n.IdempotencyKey,
 		CallbackURL:    n.CallbackURL,
 		Payload:        n.Payload,
-		EnqueuedAt:     time.Now().UTC(),
 		Attempt:        1,
-	}
+	}, nil
+}
+
+// enqueue puts d on Asynq. It reports whether a new task was created: false
+// means a task with the same id was already queued or running, which is
+// success too (the notification is on its way).
+func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
 	task, err := d.Task()
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	_, err = c.asynq.EnqueueContext(ctx, task)
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return "", fmt.Errorf("notifier: enqueue %s: %w", d.ID, err)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("notifier: enqueue %s: %w", d.ID, err)
 	}
-	return d.ID.String(), nil
+	return true, nil
 }
 
 func (c *Client) checkReceiver(ctx context.Context, id uuid.UUID) error {

@@ -36,6 +36,10 @@ type Config struct {
 	MaxPayload        int
 	NoMigrate         bool
 
+	// Outbox relay (`notifyd relay`): the producer's database and table.
+	OutboxDatabaseURL string
+	OutboxTable       string
+
 	// Cron schedules (robfig/cron syntax, with optional seconds field).
 	RedriveSchedule   string
 	RetentionSchedule string
@@ -82,6 +86,8 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&retention, "retention", "NOTIFYD_RETENTION", "720h", "how long terminal notifications and attempts are kept")
 	str(&logLevel, "log-level", "NOTIFYD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "NOTIFYD_LOG_FORMAT", "json", "json or text")
+	str(&c.OutboxDatabaseURL, "outbox-database-url", "NOTIFYD_OUTBOX_DATABASE_URL", "", "relay: PostgreSQL URL of the producer database holding the outbox")
+	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

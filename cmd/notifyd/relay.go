@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/config"
+	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/notifier"
+)
+
+// runRelay is `notifyd relay`: the outbox relay as a sidecar, for producers
+// that write their outbox with EnqueueTx (or plain SQL) and prefer not to run
+// notifier.Relay in their own process. It needs the producer's database
+// (NOTIFYD_OUTBOX_DATABASE_URL) and notifyd's Redis, not notifyd's database.
+func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	if cfg.OutboxDatabaseURL == "" {
+		return errors.New("relay: NOTIFYD_OUTBOX_DATABASE_URL (-outbox-database-url) is required")
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.OutboxDatabaseURL)
+	if err != nil {
+		return fmt.Errorf("NOTIFYD_OUTBOX_DATABASE_URL: %w", err)
+	}
+	if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = "notifyd-relay"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("relay: connect outbox database: %w", err)
+	}
+	defer pool.Close()
+	redisOpt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(redisOpt)
+	defer rdb.Close()
+	client := notifier.NewFromRedisClient(rdb,
+		notifier.WithOutboxTable(cfg.OutboxTable),
+		notifier.WithMaxPayloadSize(cfg.MaxPayload),
+		// The relay re-validates rows; with any private target allowed it
+		// lets private callback URLs through rather than kill rows the
+		// workers' exact policy (enforced at connect time) would accept.
+		notifier.WithAllowPrivateTargets(cfg.Targets.AllowPrivate || len(cfg.Targets.Allow) > 0),
+	)
+	defer client.Close()
+	relay := notifier.NewRelay(pool, client, notifier.WithRelayLogger(logger))
+	return runAll(ctx, []func(context.Context) error{
+		relay.Run,
+		func(ctx context.Context) error {
+			// Readiness is the relay's two dependencies: the outbox
+			// database (wrapped as a store only to be pinged) and Redis.
+			return serveOps(ctx, cfg.HTTPAddr, store.New(pool), rdb, logger)
+		},
+	})
+}
+
+// outboxSchema is `notifyd outbox-schema`: it prints the SQL that creates the
+// outbox table, for the producer's own migration tool.
+func outboxSchema(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("notifyd outbox-schema", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	table := fs.String("table", notifier.DefaultOutboxTable, "name of the outbox table")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	sql, err := notifier.OutboxSchema(*table)
+	if err != nil {
+		fmt.Fprintf(stderr, "notifyd: %v\n", err)
+		return 2
+	}
+	fmt.Fprint(stdout, sql)
+	return 0
+}
