@@ -25,8 +25,8 @@ const (
 	maxResponseStore = 4 << 10
 )
 
-// HeaderAttempt carries the attempt number (1-based; manual redeliveries
-// continue the count) so a receiver can see a retry for what it is.
+// HeaderAttempt carries the automatic attempt number (1-based; 0 for a
+// manual redelivery) so a receiver can see a retry for what it is.
 const HeaderAttempt = "Notifyd-Attempt"
 
 // deliverer makes one HTTP attempt and classifies the answer.
