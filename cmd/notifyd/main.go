@@ -132,6 +132,8 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		w := worker.New(st, rdb, worker.Config{
 			Concurrency: cfg.WorkerConcurrency, Retry: cfg.Retry, DefaultTimeout: cfg.DeliveryTimeout,
 			Targets: cfg.Targets, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger,
+			ReceiverConcurrency: cfg.ReceiverConcurrency,
+			Breaker:             worker.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 		})
 		components = append(components, w.Run)
 	}

@@ -30,11 +30,14 @@ type Config struct {
 	Targets        netguard.Policy
 	Retry          retry.Policy
 
-	WorkerConcurrency int
-	DeliveryTimeout   time.Duration
-	ShutdownTimeout   time.Duration
-	MaxPayload        int
-	NoMigrate         bool
+	WorkerConcurrency   int
+	ReceiverConcurrency int
+	BreakerFailures     int
+	BreakerCooldown     time.Duration
+	DeliveryTimeout     time.Duration
+	ShutdownTimeout     time.Duration
+	MaxPayload          int
+	NoMigrate           bool
 
 	// Outbox relay (`notifyd relay`): the producer's database and table.
 	OutboxDatabaseURL string
@@ -75,7 +78,11 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&factor, "retry-factor", "NOTIFYD_RETRY_FACTOR", strconv.FormatFloat(def.Factor, 'g', -1, 64), "default delay growth factor")
 	str(&maxInterval, "retry-max-interval", "NOTIFYD_RETRY_MAX_INTERVAL", def.MaxInterval.String(), "default longest delay between attempts")
 	var concurrency, timeout, shutdown, maxPayload, noMigrate, retention string
+	var receiverConcurrency, breakerFailures, breakerCooldown string
 	str(&concurrency, "worker-concurrency", "NOTIFYD_WORKER_CONCURRENCY", "100", "deliveries in flight per worker process")
+	str(&receiverConcurrency, "receiver-concurrency", "NOTIFYD_RECEIVER_CONCURRENCY", "20", "deliveries in flight to one receiver across all workers (-1: no cap)")
+	str(&breakerFailures, "breaker-failures", "NOTIFYD_BREAKER_FAILURES", "10", "consecutive failed attempts that open a receiver's circuit (-1: no breaker)")
+	str(&breakerCooldown, "breaker-cooldown", "NOTIFYD_BREAKER_COOLDOWN", "30s", "first open period of a receiver's circuit (doubles while it stays down, up to 10m)")
 	str(&timeout, "delivery-timeout", "NOTIFYD_DELIVERY_TIMEOUT", "10s", "default timeout of one delivery attempt (receivers may set up to 30s)")
 	str(&shutdown, "shutdown-timeout", "NOTIFYD_SHUTDOWN_TIMEOUT", "30s", "time in-flight deliveries get to finish on SIGTERM")
 	str(&maxPayload, "max-payload-bytes", "NOTIFYD_MAX_PAYLOAD_BYTES", strconv.Itoa(ingest.DefaultMaxPayload), "largest notification payload")
@@ -124,6 +131,12 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	check("retry policy", c.Retry.Validate())
 	c.WorkerConcurrency, err = strconv.Atoi(concurrency)
 	check("NOTIFYD_WORKER_CONCURRENCY", err)
+	c.ReceiverConcurrency, err = strconv.Atoi(receiverConcurrency)
+	check("NOTIFYD_RECEIVER_CONCURRENCY", err)
+	c.BreakerFailures, err = strconv.Atoi(breakerFailures)
+	check("NOTIFYD_BREAKER_FAILURES", err)
+	c.BreakerCooldown, err = time.ParseDuration(breakerCooldown)
+	check("NOTIFYD_BREAKER_COOLDOWN", err)
 	c.DeliveryTimeout, err = time.ParseDuration(timeout)
 	check("NOTIFYD_DELIVERY_TIMEOUT", err)
 	if err == nil && (c.DeliveryTimeout < 100*time.Millisecond || c.DeliveryTimeout > 30*time.Second) {
