@@ -109,12 +109,22 @@ func requestsPerID(t *testing.T, rs *receiverServer) map[string]int {
 	return out
 }
 
-func waitHits(t *testing.T, rs *receiverServer, want int, timeout time.Duration) {
+// waitSteady waits until rs has received some requests and no more for
+// half a second, and returns how many.
+func waitSteady(t *testing.T, rs *receiverServer, timeout time.Duration) int {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for len(rs.Hits()) < want {
+	last, since := 0, time.Now()
+	for {
+		n := len(rs.Hits())
+		if n != last {
+			last, since = n, time.Now()
+		}
+		if n > 0 && time.Since(since) >= 500*time.Millisecond {
+			return n
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("receiver got %d requests after %s, want %d", len(rs.Hits()), timeout, want)
+			t.Fatalf("receiver requests did not settle within %s (%d so far)", timeout, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -136,13 +146,17 @@ func TestRedriveAfterRedisLosesQueuedAndRunningTasks(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	r := s.receiver(rs.URL, nil)
-	const total, inFlight = 30, 20
+	const total = 30
 	ids := make([]string, total)
 	for i := range ids {
 		ids[i] = s.send(r.ID, fmt.Sprintf("order-%d", i), map[string]any{"n": i})
 	}
-	// Every worker slot is waiting on the receiver; the rest are queued.
-	waitHits(t, rs, inFlight, 10*time.Second)
+	// Every worker slot (or the receiver's concurrency limit) is taken by a
+	// request the receiver holds; the rest are queued.
+	inFlight := waitSteady(t, rs, 10*time.Second)
+	if inFlight >= total {
+		t.Fatalf("all %d notifications in flight; the test needs some queued", inFlight)
+	}
 	s.flushRedis()
 
 	// Within the grace nothing is touched: the running attempts must not
@@ -201,7 +215,9 @@ func TestRedriveAfterRedisLosesRetries(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	r := s.receiver(rs.URL, nil)
+	// Retries 3 s apart: long enough for every retry to be scheduled
+	// before the first is due, even on a loaded machine.
+	r := s.receiver(rs.URL, map[string]any{"retry": map[string]any{"intervals": []string{"3s", "3s"}}})
 	// Fewer failures than open the worker's circuit breaker for the receiver.
 	const total = 6
 	ids := make([]string, total)
@@ -222,9 +238,13 @@ func TestRedriveAfterRedisLosesRetries(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.flushRedis()
-	// The retries were due 1 s after the first attempts; give them time to
-	// (not) happen.
-	time.Sleep(2 * time.Second)
+	// Let every retry come due (and not happen).
+	var lastDue time.Time
+	if err := s.store.Pool().QueryRow(context.Background(), `SELECT max(next_attempt_at) FROM notifications WHERE status = 'pending'`).
+		Scan(&lastDue); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(lastDue) + time.Second)
 	if got := len(rs.Hits()); got != total {
 		t.Fatalf("receiver got %d requests with the retries lost, want %d", got, total)
 	}
