@@ -92,6 +92,9 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
 	}
+	if st.Inserted {
+		metrics.Accepted.WithLabelValues("queue").Inc()
+	}
 	if st.Attempts == 0 && d.Attempt == 1 {
 		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
 	}
@@ -198,6 +201,11 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 		return nil
 	}
 	res := h.send(ctx, d, rc, st.CreatedAt, 0)
+	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
+		// Cut short by our side, as in ProcessTask; the requeued task reuses
+		// this number, so a recorded abort would hide its real answer.
+		return fmt.Errorf("redeliver %s: cut short: %w", d.ID, ctx.Err())
+	}
 	rec := store.AttemptRecord{Attempt: attemptRow(d, -d.Manual, &res)}
 	if res.Outcome == store.OutcomeSuccess {
 		rec.NewStatus = store.StatusDelivered
