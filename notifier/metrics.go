@@ -1,4 +1,4 @@
-package metrics
+package notifier
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -6,44 +6,46 @@ import (
 )
 
 // Outbox relay metrics. The relay runs in producers' processes (or as
-// `notifyd relay`), so these describe the producer's outbox table.
+// `notifyd relay`), so these describe the producer's outbox table. They live
+// here, not in internal/metrics, so that a producer importing notifier
+// registers only these, not every metric of the notifyd service.
 var (
-	// OutboxRelayed counts outbox rows handed to notifyd's queue and marked
+	// outboxRelayed counts outbox rows handed to notifyd's queue and marked
 	// sent. A row re-sent after a relay crash counts again.
-	OutboxRelayed = promauto.NewCounter(prometheus.CounterOpts{
+	outboxRelayed = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "outbox_relayed_total",
 		Help: "Outbox rows enqueued to notifyd and marked sent.",
 	})
 
-	// OutboxFailed counts rows the relay could not send, by reason. Reasons
+	// outboxFailed counts rows the relay could not send, by reason. Reasons
 	// unknown_receiver, inactive_receiver and invalid mark the row dead;
 	// registry_unavailable and redis leave it to be retried.
-	OutboxFailed = promauto.NewCounterVec(prometheus.CounterOpts{
+	outboxFailed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "outbox_failed_total",
 		Help: "Outbox rows the relay could not send, by reason (dead: unknown_receiver, inactive_receiver, invalid; retried: registry_unavailable, redis).",
 	}, []string{"reason"})
 
-	// OutboxErrors counts relay rounds that failed on the producer's database.
-	OutboxErrors = promauto.NewCounter(prometheus.CounterOpts{
+	// outboxErrors counts relay rounds that failed on the producer's database.
+	outboxErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "outbox_relay_errors_total",
 		Help: "Relay rounds that failed on the outbox database; the round is retried.",
 	})
 
-	// OutboxBacklog is the number of rows waiting to be sent.
-	OutboxBacklog = promauto.NewGauge(prometheus.GaugeOpts{
+	// outboxBacklog is the number of rows waiting to be sent.
+	outboxBacklog = promauto.NewGauge(prometheus.GaugeOpts{
 		Namespace: "notifyd", Name: "outbox_backlog",
 		Help: "Outbox rows neither sent nor dead.",
 	})
 
-	// OutboxOldest is the age of the oldest row waiting to be sent (0 when
+	// outboxOldest is the age of the oldest row waiting to be sent (0 when
 	// none): the alert for a relay that is down or stuck.
-	OutboxOldest = promauto.NewGauge(prometheus.GaugeOpts{
+	outboxOldest = promauto.NewGauge(prometheus.GaugeOpts{
 		Namespace: "notifyd", Name: "outbox_oldest_unsent_seconds",
 		Help: "Age of the oldest outbox row neither sent nor dead.",
 	})
 
-	// OutboxDead is the number of rows the relay gave up on.
-	OutboxDead = promauto.NewGauge(prometheus.GaugeOpts{
+	// outboxDead is the number of rows the relay gave up on.
+	outboxDead = promauto.NewGauge(prometheus.GaugeOpts{
 		Namespace: "notifyd", Name: "outbox_dead",
 		Help: "Outbox rows marked dead (see last_error), awaiting an operator.",
 	})

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/testhooks"
 )
 
@@ -202,7 +201,7 @@ type deadRow struct {
 func (r *Relay) relayBatch(ctx context.Context, table string) (int, error) {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
-		metrics.OutboxErrors.Inc()
+		outboxErrors.Inc()
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
@@ -215,7 +214,7 @@ func (r *Relay) relayBatch(ctx context.Context, table string) (int, error) {
 		FROM `+t+` WHERE sent_at IS NULL AND dead_at IS NULL
 		ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.opts.batch)
 	if err != nil {
-		metrics.OutboxErrors.Inc()
+		outboxErrors.Inc()
 		return 0, fmt.Errorf("select: %w", err)
 	}
 	var batch []outboxRow
@@ -227,7 +226,7 @@ func (r *Relay) relayBatch(ctx context.Context, table string) (int, error) {
 		return nil
 	})
 	if err != nil {
-		metrics.OutboxErrors.Inc()
+		outboxErrors.Inc()
 		return 0, fmt.Errorf("select: %w", err)
 	}
 	if len(batch) == 0 {
@@ -249,7 +248,7 @@ rows:
 		switch {
 		case dr != nil:
 			dead = append(dead, *dr)
-			metrics.OutboxFailed.WithLabelValues(dr.reason).Inc()
+			outboxFailed.WithLabelValues(dr.reason).Inc()
 			r.opts.logger.Error("outbox row is dead: not sending it", "outbox_id", dr.id,
 				"notification_id", batch[i].notificationID, "receiver_id", batch[i].receiverID,
 				"reason", dr.reason, "err", dr.err)
@@ -287,15 +286,15 @@ rows:
 	}
 	if b.Len() > 0 {
 		if err := tx.SendBatch(mctx, b).Close(); err != nil {
-			metrics.OutboxErrors.Inc()
+			outboxErrors.Inc()
 			return len(batch), fmt.Errorf("mark %d sent: %w", len(sent), err)
 		}
 	}
 	if err := tx.Commit(mctx); err != nil {
-		metrics.OutboxErrors.Inc()
+		outboxErrors.Inc()
 		return len(batch), fmt.Errorf("commit: %w", err)
 	}
-	metrics.OutboxRelayed.Add(float64(len(sent)))
+	outboxRelayed.Add(float64(len(sent)))
 	if len(sent) > 0 {
 		r.opts.logger.Debug("outbox rows relayed", "count", len(sent), "first_id", sent[0], "last_id", sent[len(sent)-1])
 	}
@@ -325,22 +324,18 @@ func (r *Relay) send(ctx context.Context, row *outboxRow) (*deadRow, error) {
 	case errors.Is(err, ErrReceiverInactive):
 		return &deadRow{row.id, "inactive_receiver", err.Error()}, nil
 	case errors.Is(err, ErrRegistryUnavailable):
-		metrics.OutboxFailed.WithLabelValues("registry_unavailable").Inc()
+		outboxFailed.WithLabelValues("registry_unavailable").Inc()
 		return nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	case err != nil:
-		metrics.OutboxFailed.WithLabelValues("redis").Inc()
+		outboxFailed.WithLabelValues("redis").Inc()
 		return nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	}
 	// The producer handed the notification in when it wrote the row; the
 	// queueing-delay metric then includes the time spent in the outbox.
 	d.EnqueuedAt = row.createdAt.UTC()
-	created, err := r.client.enqueue(ctx, d)
-	if err != nil {
-		metrics.OutboxFailed.WithLabelValues("redis").Inc()
+	if _, err := r.client.enqueue(ctx, d); err != nil {
+		outboxFailed.WithLabelValues("redis").Inc()
 		return nil, fmt.Errorf("outbox row %d: %w", row.id, err)
-	}
-	if created {
-		metrics.Accepted.WithLabelValues("outbox").Inc()
 	}
 	return nil, nil
 }
@@ -430,9 +425,9 @@ func (r *Relay) updateStats(ctx context.Context, table string) {
 		}
 		return
 	}
-	metrics.OutboxBacklog.Set(float64(s.backlog))
-	metrics.OutboxOldest.Set(s.oldest.Seconds())
-	metrics.OutboxDead.Set(float64(s.dead))
+	outboxBacklog.Set(float64(s.backlog))
+	outboxOldest.Set(s.oldest.Seconds())
+	outboxDead.Set(float64(s.dead))
 }
 
 // prune deletes rows sent longer than the retention ago, in batches so that

@@ -92,6 +92,9 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
 	}
+	if st.Inserted {
+		metrics.Accepted.WithLabelValues("queue").Inc()
+	}
 	if st.Attempts == 0 && d.Attempt == 1 {
 		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
 	}

@@ -9,7 +9,9 @@ import (
 )
 
 var (
-	// Accepted counts notifications taken in, by source (http, go, outbox, redrive).
+	// Accepted counts notifications recorded, by source: "http" for the
+	// ingest endpoint, "queue" for those that reach Postgres through the
+	// queue (Go client, outbox relay) when a worker first sees them.
 	Accepted = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "notifications_accepted_total",
 		Help: "Notifications accepted for delivery, by source.",

@@ -14,6 +14,8 @@ type DeliveryState struct {
 	MaxAttempts   int
 	NextAttemptAt *time.Time
 	CreatedAt     time.Time
+	// Inserted is true when this call recorded the notification.
+	Inserted bool
 }
 
 // BeginDelivery records n if this is the first time anyone sees it (the Go
@@ -27,14 +29,14 @@ func (s *Store) BeginDelivery(ctx context.Context, n *NewNotification) (Delivery
 			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
 			ON CONFLICT DO NOTHING
-			RETURNING status, attempts, max_attempts, next_attempt_at, created_at
+			RETURNING status, attempts, max_attempts, next_attempt_at, created_at, true
 		)
-		SELECT status, attempts, max_attempts, next_attempt_at, created_at FROM ins
+		SELECT * FROM ins
 		UNION ALL
-		SELECT status, attempts, max_attempts, next_attempt_at, created_at FROM notifications
+		SELECT status, attempts, max_attempts, next_attempt_at, created_at, false FROM notifications
 		WHERE id = $1 AND NOT EXISTS (SELECT FROM ins)`,
 		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts,
-	).Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt, &st.CreatedAt)
+	).Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt, &st.CreatedAt, &st.Inserted)
 	if errors.Is(err, ErrNotFound) || errors.Is(notFound(err), ErrNotFound) {
 		// A concurrent insert of the same id committed after our snapshot:
 		// the row exists now, read it plainly.
