@@ -40,6 +40,12 @@ func (s *Server) ingest(c echo.Context) error {
 	}); err != nil {
 		return err
 	}
+	// Store what receivers will get: the task encoding compacts JSON, so
+	// the Go client's notifications are compact too.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, in.Payload); err == nil {
+		in.Payload = compact.Bytes()
+	}
 	ctx := c.Request().Context()
 	r, err := s.store.GetReceiver(ctx, receiverID)
 	if errors.Is(err, store.ErrNotFound) {
