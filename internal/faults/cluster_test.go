@@ -51,7 +51,9 @@ func newCluster(t *testing.T, redisURL string, env map[string]string) *cluster {
 	}
 	t.Cleanup(db.Close)
 	c := &cluster{t: t, dbURL: dbURL, redisURL: redisURL, db: db, env: map[string]string{
-		"NOTIFYD_DATABASE_URL":          dbURL,
+		// Small pools: several clusters of three processes share the test
+		// server's 100 connections.
+		"NOTIFYD_DATABASE_URL":          dbURL + "&pool_max_conns=6",
 		"NOTIFYD_REDIS_URL":             redisURL,
 		"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
 		"NOTIFYD_ADMIN_TOKEN":           adminToken,

@@ -38,8 +38,10 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	}
 	if !strings.Contains(databaseURL, "pool_max_conns") {
 		// pgxpool's default (max(4, cores)) starves a worker whose handlers
-		// each need a connection for a moment; Postgres handles 32 easily.
-		cfg.MaxConns = 32
+		// each need a connection for a moment. 16 keeps a typical
+		// deployment (a few workers, two APIs, a scheduler) well under
+		// Postgres's default max_connections of 100.
+		cfg.MaxConns = 16
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.HealthCheckPeriod = 15 * time.Second
