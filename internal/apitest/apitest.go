@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/testenv"
@@ -38,6 +39,8 @@ type Stack struct {
 	// URL is the API's base URL.
 	URL   string
 	Store *store.Store
+	// Redis is the test's own Redis database, shared by API and worker.
+	Redis *redis.Client
 	t     testing.TB
 }
 
@@ -47,9 +50,19 @@ func FastRetry() retry.Policy {
 	return retry.Policy{MaxAttempts: 3, Base: time.Second, Factor: 1, MaxInterval: time.Second, Jitter: &zero}
 }
 
+// Option adjusts the worker's and the API's configuration before start.
+type Option func(*worker.Config, *query.Config)
+
+// WithBreaker turns the worker's circuit breaker on (default settings
+// unless given).
+func WithBreaker(b worker.BreakerConfig) Option {
+	return func(w *worker.Config, _ *query.Config) { w.Breaker = b }
+}
+
 // Start runs an API and a worker until the test ends. Callback targets on
-// loopback are allowed; the worker's circuit breaker is off.
-func Start(t testing.TB) *Stack {
+// loopback are allowed; the worker's circuit breaker is off unless an option
+// turns it on. Logs go to the test log with -v and are discarded otherwise.
+func Start(t testing.TB, opts ...Option) *Stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, testenv.Database(t))
@@ -59,17 +72,34 @@ func Start(t testing.TB) *Stack {
 	}
 	rdb := redis.NewClient(testenv.Redis(t))
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	targets := netguard.Policy{AllowPrivate: true}
-	queue := asynq.NewClientFromRedisClient(rdb)
-	api := httptest.NewServer(query.New(st, rdb, queue, query.Config{
-		Logger: logger, AdminToken: AdminToken, ProducerTokens: []string{ProducerToken}, Retry: FastRetry(), Targets: targets,
-	}).Handler())
-	w := worker.New(st, rdb, worker.Config{
+	wcfg := worker.Config{
 		Logger: logger, Concurrency: 10, Retry: FastRetry(), Targets: targets, ShutdownTimeout: 5 * time.Second,
-		// Tests here simulate receiver outages to exercise the API and its
+		// Tests simulate receiver outages to exercise the API and its
 		// clients; the breaker would defer those attempts for its cool-down.
 		Breaker: worker.BreakerConfig{Failures: -1},
-	})
+	}
+	qcfg := query.Config{Logger: logger, AdminToken: AdminToken, ProducerTokens: []string{ProducerToken}, Retry: FastRetry(), Targets: targets}
+	for _, o := range opts {
+		o(&wcfg, &qcfg)
+	}
+	// One synchronous registry sync first, so the Go client knows the
+	// registry is loaded; then keep it fresh as receivers are created.
+	states, err := st.ListReceiverStates(ctx)
+	if err == nil {
+		err = registry.Sync(ctx, rdb, states)
+	}
+	if err != nil {
+		cancel()
+		t.Fatalf("apitest: registry sync: %v", err)
+	}
+	go registry.Keep(ctx, st, rdb, 200*time.Millisecond, logger)
+	queue := asynq.NewClientFromRedisClient(rdb)
+	api := httptest.NewServer(query.New(st, rdb, queue, qcfg).Handler())
+	w := worker.New(st, rdb, wcfg)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -85,7 +115,15 @@ func Start(t testing.TB) *Stack {
 		rdb.Close()
 		st.Close()
 	})
-	return &Stack{URL: api.URL, Store: st, t: t}
+	return &Stack{URL: api.URL, Store: st, Redis: rdb, t: t}
+}
+
+// testLog sends log lines to the test log.
+type testLog struct{ t testing.TB }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
 }
 
 // Receiver is a receiver as created, with its secrets.
@@ -108,13 +146,18 @@ func (s *Stack) CreateReceiver(callbackURL string, extra map[string]any) Receive
 	return r
 }
 
-// Call makes one API request, fails the test unless the answer has status
-// want, and decodes the answer into out (if not nil).
-func (s *Stack) Call(method, path, token string, body any, want int, out any) {
+// Do makes one API request with token (none if empty); a body that is a
+// string is sent as is, anything else as JSON. It returns the status code
+// and the raw answer.
+func (s *Stack) Do(method, path, token string, body any) (int, []byte) {
 	s.t.Helper()
 	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		raw, err := json.Marshal(b)
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -124,7 +167,9 @@ func (s *Stack) Call(method, path, token string, body any, want int, out any) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -134,8 +179,16 @@ func (s *Stack) Call(method, path, token string, body any, want int, out any) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		s.t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, raw, want)
+	return resp.StatusCode, raw
+}
+
+// Call is Do that fails the test unless the answer has status want, and
+// decodes the answer into out (if not nil).
+func (s *Stack) Call(method, path, token string, body any, want int, out any) {
+	s.t.Helper()
+	code, raw := s.Do(method, path, token, body)
+	if code != want {
+		s.t.Fatalf("%s %s: %d %s, want %d", method, path, code, raw, want)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

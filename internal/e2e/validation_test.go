@@ -76,7 +76,7 @@ func TestBadInputGetsDocumented4xx(t *testing.T) {
 			var code int
 			var raw []byte
 			if tc.status == 415 {
-				req, _ := http.NewRequest(tc.method, s.api.URL+tc.path, strings.NewReader(`{}`))
+				req, _ := http.NewRequest(tc.method, s.URL+tc.path, strings.NewReader(`{}`))
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 				req.Header.Set("Content-Type", "text/plain")
 				resp, err := http.DefaultClient.Do(req)
