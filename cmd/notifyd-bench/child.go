@@ -377,15 +377,20 @@ func runNoop(ctx context.Context, args []string) error {
 	redisAddr := fs.String("redis-addr", "", "")
 	redisDB := fs.Int("redis-db", 0, "")
 	concurrency := fs.Int("concurrency", 100, "")
+	queueLayout := fs.String("queues", "notifyd", `"notifyd" (the worker's weighted queues) or "single" (notifyd's first-attempt queue only)`)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	queues := tasks.QueueWeights
+	if *queueLayout == "single" {
+		queues = map[string]int{tasks.QueueFirst: 1}
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: *redisAddr, DB: *redisDB})
 	defer rdb.Close()
 	var count, last atomic.Int64
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              *concurrency,
-		Queues:                   tasks.QueueWeights,
+		Queues:                   queues,
 		TaskCheckInterval:        50 * time.Millisecond,
 		DelayedTaskCheckInterval: 50 * time.Millisecond,
 		ShutdownTimeout:          2 * time.Second,

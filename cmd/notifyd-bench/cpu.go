@@ -184,8 +184,10 @@ type CPUSplit struct {
 	PercentOfCore map[string]float64 `json:"pct_of_one_core"`
 	Share         map[string]float64 `json:"share_pct"`
 	// MachinePercent is the whole machine's busy time, as a percentage of
-	// one core, including other users' processes.
+	// one core, including other users' processes; OthersPercent is the part
+	// of it outside the categories (other users: noise in the figures).
 	MachinePercent float64 `json:"machine_pct_of_one_core"`
+	OthersPercent  float64 `json:"others_pct_of_one_core"`
 }
 
 func cpuDelta(before, after cpuSnapshot) *CPUSplit {
@@ -216,6 +218,7 @@ func cpuDelta(before, after cpuSnapshot) *CPUSplit {
 		}
 	}
 	out.MachinePercent = round(float64(after.machine-before.machine)/clockTicks/wall*100, 1)
+	out.OthersPercent = round(max(0, out.MachinePercent-total/wall*100), 1)
 	return out
 }
 
@@ -230,6 +233,6 @@ func (c *CPUSplit) String() string {
 		}
 		fmt.Fprintf(&b, "%s %.0f%% (%.0f%%)", k, c.PercentOfCore[k], c.Share[k])
 	}
-	fmt.Fprintf(&b, "; machine %.0f%%, other DBs' backends %.0f%%", c.MachinePercent, c.PercentOfCore[cpuPostgresOther])
+	fmt.Fprintf(&b, "; whole machine %.0f%%, of which other processes %.0f%%", c.MachinePercent, c.OthersPercent)
 	return b.String()
 }

@@ -89,7 +89,7 @@ func TestParseFlags(t *testing.T) {
 		check   func(*config) bool
 	}{
 		{"defaults", nil, false, func(c *config) bool {
-			return c.n == 50000 && c.queryRows == 10_000_000 && len(c.scenarios) == len(allScenarios) && c.isoN == 5000 && c.redisDB == 14
+			return c.n == 50000 && c.queryRows == 10_000_000 && len(c.scenarios) == len(allScenarios) && c.isoN == 50000 && c.redisDB == 14
 		}},
 		{"smoke sizes", []string{"--smoke"}, false, func(c *config) bool {
 			return c.n == 500 && c.queryRows == 20000 && c.duration == 2*time.Second && len(c.retryIntervals) == 2

@@ -199,7 +199,7 @@ func (b *bench) queryRows(r *QueryResult) {
 	add("by-key "+on, "", r.ByKeyOne, false)
 	add("by-key "+on, "", r.ByKeyLoaded, false)
 	if r.CPU != nil {
-		b.rows = append(b.rows, row{"  cpu (list, loaded)", strings.Replace(r.CPU.String(), "notifyd", "notifyd api", 1) + "; bench = load generator", "", ""})
+		b.rows = append(b.rows, row{"  cpu (list, loaded)", strings.Replace(r.CPU.String(), "notifyd", "notifyd api", 1) + "; bench = the load generator", "", ""})
 	}
 	for _, m := range r.Missing {
 		b.rows = append(b.rows, row{"6 query", "route missing: " + m, "", "-"})
