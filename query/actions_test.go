@@ -87,7 +87,7 @@ func TestRedeliverNumbersAndQueues(t *testing.T) {
 		if no != i+1 {
 			t.Fatalf("redelivery numbers %v, want 1..%d each once", got, n)
 		}
-		d := a.queued(tasks.QueueManual, fmt.Sprintf("%s:m%d", id, no))
+		d := a.queued(tasks.QueueFirst, fmt.Sprintf("%s:m%d", id, no))
 		if d == nil || d.Attempt != 0 || d.Manual != no || d.ID != id || d.ReceiverID != r.ID || string(d.Payload) != `{"key":"order-1"}` {
 			t.Fatalf("manual task %d: %+v", no, d)
 		}

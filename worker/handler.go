@@ -17,17 +17,11 @@ import (
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
-// deliveryStore is the part of the store the handler needs.
-type deliveryStore interface {
-	receiverGetter
-	BeginDelivery(ctx context.Context, n *store.NewNotification) (store.DeliveryState, error)
-}
-
 // handler turns one task into at most one HTTP attempt, on record.
 type handler struct {
-	store          deliveryStore
 	receivers      *receiverCache
 	recorder       *recorder
+	starter        *starter
 	deliverer      *deliverer
 	semaphore      *semaphore
 	latency        *latencies
@@ -85,7 +79,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
 	}
-	st, err := h.store.BeginDelivery(ctx, &store.NewNotification{
+	st, err := h.starter.begin(ctx, &store.NewNotification{
 		ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
 		CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts,
 	})

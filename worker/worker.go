@@ -87,6 +87,7 @@ type Worker struct {
 	server   *asynq.Server
 	client   *asynq.Client
 	recorder *recorder
+	starter  *starter
 	handler  *handler
 }
 
@@ -97,10 +98,11 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 	logger := cfg.Logger.With("component", "worker")
 	w := &Worker{cfg: cfg, client: asynq.NewClientFromRedisClient(rdb)}
 	w.recorder = newRecorder(s, logger, 2, 512)
+	w.starter = newStarter(s, logger, 2, 256)
 	w.handler = &handler{
-		store:     s,
 		receivers: newReceiverCache(s, cfg.Retry),
 		recorder:  w.recorder,
+		starter:   w.starter,
 		deliverer: newDeliverer(cfg.Targets, buildinfo.UserAgent()),
 		// A slot's lease outlives the longest attempt, so only a dead
 		// worker's slots ever expire.
@@ -143,8 +145,10 @@ func taskID(ctx context.Context) string {
 // attempts; whatever is still running after that is handed back to Redis.
 func (w *Worker) Run(ctx context.Context) error {
 	w.recorder.start()
+	w.starter.start()
 	if err := w.server.Start(w.handler); err != nil {
 		w.recorder.close(time.Second)
+		w.starter.close()
 		return fmt.Errorf("start worker: %w", err)
 	}
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts)
@@ -152,6 +156,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
 	w.server.Shutdown()
 	w.recorder.close(10 * time.Second)
+	w.starter.close()
 	w.client.Close()
 	w.cfg.Logger.Info("worker stopped")
 	return nil

@@ -419,7 +419,7 @@ func (b *bench) ceiling(ctx context.Context) error {
 	one := median(oneRuns, func(r noop) float64 { return r.secs })
 	r := &CeilingResult{N: cfg.n, Seconds: round(m.secs, 3), PerSecond: round(float64(cfg.n)/m.secs, 1), CPU: m.split,
 		OneQueuePerSecond: round(float64(cfg.n)/one.secs, 1), Runs: rates, OneQueueRuns: oneRates}
-	figure := fmt.Sprintf("%s no-op Asynq tasks/s (same N, concurrency %d, notifyd's 3 queues)%s", strings.TrimSuffix(fmtRate(r.PerSecond), "/s"), cfg.concurrency, runsNote(rates))
+	figure := fmt.Sprintf("%s no-op Asynq tasks/s (same N, concurrency %d, notifyd's queues)%s", strings.TrimSuffix(fmtRate(r.PerSecond), "/s"), cfg.concurrency, runsNote(rates))
 	if tp := b.res.Throughput; tp != nil {
 		ratio := round(tp.PerSecond/r.PerSecond, 3)
 		r.Ratio = &ratio
@@ -431,7 +431,7 @@ func (b *bench) ceiling(ctx context.Context) error {
 	}
 	b.rows = append(b.rows,
 		row{"  cpu: % of a core (share)", strings.Replace(r.CPU.String(), "notifyd", "no-op consumer", 1), "", ""},
-		row{"  one queue", fmt.Sprintf("%s no-op tasks/s with a single queue (what the 3-queue layout costs)%s", strings.TrimSuffix(fmtRate(r.OneQueuePerSecond), "/s"), runsNote(oneRates)), "", ""},
+		row{"  one queue", fmt.Sprintf("%s no-op tasks/s with a single queue (what notifyd's queue layout costs)%s", strings.TrimSuffix(fmtRate(r.OneQueuePerSecond), "/s"), runsNote(oneRates)), "", ""},
 	)
 	b.res.Ceiling = r
 	return nil

@@ -137,7 +137,7 @@ func (e *env) attempts(n *store.Notification, ms ...int) {
 // as "queue not found".
 func (e *env) inspectable() {
 	e.t.Helper()
-	if err := e.rdb.SAdd(context.Background(), "asynq:queues", tasks.QueueFirst, tasks.QueueRetry, tasks.QueueManual).Err(); err != nil {
+	if err := e.rdb.SAdd(context.Background(), "asynq:queues", tasks.QueueFirst, tasks.QueueRetry).Err(); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -163,7 +163,7 @@ func (e *env) queued() int {
 	e.t.Helper()
 	e.inspectable()
 	total := 0
-	for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry, tasks.QueueManual} {
+	for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
 		info, err := e.inspect.GetQueueInfo(q)
 		if err != nil {
 			e.t.Fatalf("queue %s: %v", q, err)

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 )
 
 // DeliveryState is what a worker needs to know before an attempt.
@@ -149,4 +152,64 @@ func (s *Store) RecordAttempts(ctx context.Context, batch []AttemptRecord) error
 		return fmt.Errorf("record %d attempts: %w", n, err)
 	}
 	return nil
+}
+
+// BeginDeliveries is BeginDelivery for a batch in one statement: workers
+// group the notifications their handlers start at the same moment, which
+// costs Postgres a fraction of one statement each. The result maps id to
+// state; an id missing from it (a concurrent insert of that id committed
+// after the statement's snapshot) should be retried with BeginDelivery.
+// The receivers must exist: one unknown receiver fails the whole batch.
+func (s *Store) BeginDeliveries(ctx context.Context, batch []*NewNotification) (map[uuid.UUID]DeliveryState, error) {
+	n := len(batch)
+	ids := make([]uuid.UUID, n)
+	receivers := make([]uuid.UUID, n)
+	types := make([]string, n)
+	keys := make([]string, n)
+	urls := make([]*string, n)
+	payloads := make([][]byte, n)
+	maxAttempts := make([]int16, n)
+	for i, nn := range batch {
+		ids[i], receivers[i], types[i], keys[i] = nn.ID, nn.ReceiverID, nn.EventType, nn.IdempotencyKey
+		urls[i], payloads[i], maxAttempts[i] = nullIfEmpty(nn.CallbackURL), nn.Payload, int16(nn.MaxAttempts)
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH u AS (
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::int2[])
+				AS u(id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts)
+		), ins AS (
+			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
+			SELECT id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, now(), now() FROM u
+			ON CONFLICT DO NOTHING
+			RETURNING id, status, attempts, max_attempts, next_attempt_at, created_at
+		)
+		SELECT *, true FROM ins
+		UNION ALL
+		SELECT n.id, n.status, n.attempts, n.max_attempts, n.next_attempt_at, n.created_at, false
+		FROM notifications n JOIN u ON n.id = u.id
+		WHERE NOT EXISTS (SELECT FROM ins WHERE ins.id = u.id)`,
+		ids, receivers, types, keys, urls, payloads, maxAttempts)
+	if err != nil {
+		return nil, fmt.Errorf("begin %d deliveries: %w", n, err)
+	}
+	out := make(map[uuid.UUID]DeliveryState, n)
+	var id uuid.UUID
+	var st DeliveryState
+	var attempts, maxA int16
+	_, err = pgx.ForEachRow(rows, []any{&id, &st.Status, &attempts, &maxA, &st.NextAttemptAt, &st.CreatedAt, &st.Inserted}, func() error {
+		st.Attempts, st.MaxAttempts = int(attempts), int(maxA)
+		if prev, dup := out[id]; dup && prev.Inserted {
+			return nil // the same id twice in the batch: keep the insert
+		}
+		out[id] = st
+		st.NextAttemptAt = nil
+		return nil
+	})
+	if err != nil {
+		if isForeignKeyViolation(err) {
+			return nil, fmt.Errorf("begin %d deliveries: %w", n, ErrUnknownReceiver)
+		}
+		return nil, fmt.Errorf("begin %d deliveries: %w", n, err)
+	}
+	return out, nil
 }

@@ -153,3 +153,31 @@ func TestRecordAttempts(t *testing.T) {
 		t.Fatalf("begin existing: %+v %v", st, err)
 	}
 }
+
+func TestBeginDeliveriesBatch(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	r := newReceiver(t, s)
+	old := newNotification(r, "old")
+	if _, err := s.BeginDelivery(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newNotification(r, "fresh")
+	states, err := s.BeginDeliveries(ctx, []*store.NewNotification{old, fresh, fresh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 2 || states[old.ID].Inserted || !states[fresh.ID].Inserted ||
+		states[fresh.ID].Status != store.StatusPending || states[fresh.ID].MaxAttempts != 3 || states[fresh.ID].NextAttemptAt == nil {
+		t.Fatalf("states: %+v", states)
+	}
+	var count int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM notifications`).Scan(&count); err != nil || count != 2 {
+		t.Fatalf("rows = %d (%v), want 2", count, err)
+	}
+	unknown := newNotification(&store.Receiver{ID: uuid.New()}, "x")
+	if _, err := s.BeginDeliveries(ctx, []*store.NewNotification{fresh, unknown}); !errors.Is(err, store.ErrUnknownReceiver) {
+		t.Fatalf("unknown receiver in batch: %v", err)
+	}
+}
