@@ -22,8 +22,11 @@ CREATE TABLE receivers (
 CREATE TYPE notification_status AS ENUM ('pending', 'delivered', 'failed', 'cancelled');
 CREATE TYPE attempt_outcome AS ENUM ('success', 'failure', 'gone', 'timeout', 'blocked');
 
--- One row per notification. The id is derived from (receiver_id, idempotency_key),
--- so the unique constraint and the primary key agree.
+-- One row per notification. The id is derived from (receiver_id,
+-- idempotency_key) (a UUIDv5, internal/tasks.NotificationID), so the primary
+-- key is what makes a business key unique per receiver, and look-ups by key
+-- go through it: a second unique index on (receiver_id, idempotency_key)
+-- would only add a large entry to every insert and status change.
 CREATE TABLE notifications (
     id               uuid PRIMARY KEY,
     receiver_id      uuid NOT NULL REFERENCES receivers (id),
@@ -39,8 +42,7 @@ CREATE TABLE notifications (
     last_attempt_at  timestamptz,
     delivered_at     timestamptz,
     last_status_code smallint,
-    last_error       text,
-    CONSTRAINT notifications_receiver_key UNIQUE (receiver_id, idempotency_key)
+    last_error       text
 );
 
 -- Receivers list their history by creation time (keyset pagination on created_at, id).

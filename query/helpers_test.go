@@ -16,6 +16,7 @@ import (
 
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
@@ -145,7 +146,7 @@ func (a *testAPI) ingest(r testReceiver, key, eventType string) uuid.UUID {
 func (a *testAPI) insert(r testReceiver, key, eventType string) *store.Notification {
 	a.t.Helper()
 	n, _, err := a.store.InsertNotification(context.Background(), store.NewNotification{
-		ID: uuid.New(), ReceiverID: r.ID, EventType: eventType, IdempotencyKey: key,
+		ID: tasks.NotificationID(r.ID, key), ReceiverID: r.ID, EventType: eventType, IdempotencyKey: key,
 		Payload: []byte(`{"n":1}`), MaxAttempts: 3,
 	})
 	if err != nil {

@@ -618,8 +618,9 @@ func TestHostileAnswersAreStorable(t *testing.T) {
 		if res.Outcome != store.OutcomeFailure {
 			t.Fatalf("attempt %d: %+v", i, res)
 		}
-		n := &store.NewNotification{ID: uuid.New(), ReceiverID: rcv.ID, EventType: "trade.paid",
-			IdempotencyKey: fmt.Sprintf("hostile-%d", i), Payload: []byte(`{}`), MaxAttempts: 3}
+		key := fmt.Sprintf("hostile-%d", i)
+		n := &store.NewNotification{ID: tasks.NotificationID(rcv.ID, key), ReceiverID: rcv.ID, EventType: "trade.paid",
+			IdempotencyKey: key, Payload: []byte(`{}`), MaxAttempts: 3}
 		if _, err := st.BeginDelivery(ctx, n); err != nil {
 			t.Fatal(err)
 		}

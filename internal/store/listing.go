@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/notifyd/notifyd/internal/tasks"
 )
 
 // MaxListLimit is the largest page a listing returns.
@@ -100,6 +102,10 @@ func listQuery(f ListFilter) (string, []any) {
 		where = append(where, "event_type = "+arg(f.EventType))
 	}
 	if f.IdempotencyKey != "" {
+		if f.ReceiverID != nil {
+			// The id is derived from (receiver, key): the primary key finds it.
+			where = append(where, "id = "+arg(tasks.NotificationID(*f.ReceiverID, f.IdempotencyKey)))
+		}
 		where = append(where, "idempotency_key = "+arg(f.IdempotencyKey))
 	}
 	if f.CreatedAfter != nil {
@@ -126,13 +132,14 @@ func listQuery(f ListFilter) (string, []any) {
 	return q, args
 }
 
-// byKeyQuery uses the unique (receiver_id, idempotency_key) index.
-const byKeyQuery = `SELECT ` + notificationColumns + ` FROM notifications WHERE receiver_id = $1 AND idempotency_key = $2`
+// byKeyQuery finds the row by its derived id (the primary key); the other
+// two conditions make a hash collision impossible to return.
+const byKeyQuery = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = $1 AND receiver_id = $2 AND idempotency_key = $3`
 
 // GetNotificationByKey returns the notification receiver got for the
 // producer's idempotency key, or ErrNotFound.
 func (s *Store) GetNotificationByKey(ctx context.Context, receiverID uuid.UUID, key string) (*Notification, error) {
-	n, err := scanNotification(s.pool.QueryRow(ctx, byKeyQuery, receiverID, key))
+	n, err := scanNotification(s.pool.QueryRow(ctx, byKeyQuery, tasks.NotificationID(receiverID, key), receiverID, key))
 	if err != nil {
 		return nil, fmt.Errorf("get notification of %s by key: %w", receiverID, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
@@ -63,7 +64,7 @@ func fillMillion(t *testing.T, pool *pgxpool.Pool) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(rebuild) < 5 {
+	if len(rebuild) < 4 {
 		t.Fatalf("expected the migrations' indexes on notifications, found %v", rebuild)
 	}
 	stmts := []string{`BEGIN`, `SET LOCAL session_replication_role = replica`, `SET LOCAL synchronous_commit = off`}
@@ -179,7 +180,7 @@ func listShapes(now time.Time) []shape {
 		}
 	}
 	out = append(out,
-		shape{name: "by-key", query: byKeyQuery, args: []any{r, "order-4242"}},
+		shape{name: "by-key", query: byKeyQuery, args: []any{tasks.NotificationID(r, "order-4242"), r, "order-4242"}},
 		shape{name: "recover", query: recoverBatch, args: []any{r, twoDaysAgo, dayAgo, 1000}},
 		shape{name: "recover 14 days", query: recoverBatch, args: []any{r, now.Add(-14 * 24 * time.Hour), now, 1000}},
 	)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
@@ -29,7 +30,7 @@ func newReceiver(t *testing.T, s *store.Store) *store.Receiver {
 }
 
 func newNotification(r *store.Receiver, key string) *store.NewNotification {
-	return &store.NewNotification{ID: uuid.New(), ReceiverID: r.ID, EventType: "trade.paid", IdempotencyKey: key,
+	return &store.NewNotification{ID: tasks.NotificationID(r.ID, key), ReceiverID: r.ID, EventType: "trade.paid", IdempotencyKey: key,
 		Payload: []byte(`{"a":1}`), MaxAttempts: 3}
 }
 
