@@ -82,7 +82,14 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	st, err := h.starter.begin(ctx, &store.NewNotification{
 		ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
 		CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts,
+		ExistingOnly: d.Attempt != 1,
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		metrics.Dropped.WithLabelValues("notification_gone").Inc()
+		h.logger.Warn("dropping task: its notification no longer exists (deleted by retention)",
+			"notification_id", d.ID, "attempt", d.Attempt)
+		return fmt.Errorf("notification %s gone: %w", d.ID, asynq.SkipRetry)
+	}
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
 	}

@@ -30,7 +30,7 @@ func (s *Store) BeginDelivery(ctx context.Context, n *NewNotification) (Delivery
 	err := s.pool.QueryRow(ctx, `
 		WITH ins AS (
 			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
+			SELECT $1, $2, $3, $4, $5, $6, $7, now(), now() WHERE NOT $8
 			ON CONFLICT DO NOTHING
 			RETURNING status, attempts, max_attempts, next_attempt_at, created_at, true
 		)
@@ -38,7 +38,7 @@ func (s *Store) BeginDelivery(ctx context.Context, n *NewNotification) (Delivery
 		UNION ALL
 		SELECT status, attempts, max_attempts, next_attempt_at, created_at, false FROM notifications
 		WHERE id = $1 AND NOT EXISTS (SELECT FROM ins)`,
-		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts,
+		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts, n.ExistingOnly,
 	).Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt, &st.CreatedAt, &st.Inserted)
 	if errors.Is(err, ErrNotFound) || errors.Is(notFound(err), ErrNotFound) {
 		// A concurrent insert of the same id committed after our snapshot:
@@ -158,7 +158,8 @@ func (s *Store) RecordAttempts(ctx context.Context, batch []AttemptRecord) error
 // group the notifications their handlers start at the same moment, which
 // costs Postgres a fraction of one statement each. The result maps id to
 // state; an id missing from it (a concurrent insert of that id committed
-// after the statement's snapshot) should be retried with BeginDelivery.
+// after the statement's snapshot, or an ExistingOnly one that does not
+// exist) should be retried with BeginDelivery.
 // The receivers must exist: one unknown receiver fails the whole batch.
 func (s *Store) BeginDeliveries(ctx context.Context, batch []*NewNotification) (map[uuid.UUID]DeliveryState, error) {
 	n := len(batch)
@@ -169,17 +170,20 @@ func (s *Store) BeginDeliveries(ctx context.Context, batch []*NewNotification) (
 	urls := make([]*string, n)
 	payloads := make([][]byte, n)
 	maxAttempts := make([]int16, n)
+	create := make([]bool, n)
 	for i, nn := range batch {
 		ids[i], receivers[i], types[i], keys[i] = nn.ID, nn.ReceiverID, nn.EventType, nn.IdempotencyKey
 		urls[i], payloads[i], maxAttempts[i] = nullIfEmpty(nn.CallbackURL), nn.Payload, int16(nn.MaxAttempts)
+		create[i] = !nn.ExistingOnly
 	}
 	rows, err := s.pool.Query(ctx, `
 		WITH u AS (
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::int2[])
-				AS u(id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::int2[], $8::bool[])
+				AS u(id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, may_create)
 		), ins AS (
 			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
 			SELECT id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, now(), now() FROM u
+			WHERE may_create
 			ON CONFLICT DO NOTHING
 			RETURNING id, status, attempts, max_attempts, next_attempt_at, created_at
 		)
@@ -188,7 +192,7 @@ func (s *Store) BeginDeliveries(ctx context.Context, batch []*NewNotification) (
 		SELECT n.id, n.status, n.attempts, n.max_attempts, n.next_attempt_at, n.created_at, false
 		FROM notifications n JOIN u ON n.id = u.id
 		WHERE NOT EXISTS (SELECT FROM ins WHERE ins.id = u.id)`,
-		ids, receivers, types, keys, urls, payloads, maxAttempts)
+		ids, receivers, types, keys, urls, payloads, maxAttempts, create)
 	if err != nil {
 		return nil, fmt.Errorf("begin %d deliveries: %w", n, err)
 	}

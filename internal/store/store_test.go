@@ -182,3 +182,26 @@ func TestBeginDeliveriesBatch(t *testing.T) {
 		t.Fatalf("unknown receiver in batch: %v", err)
 	}
 }
+
+func TestBeginDeliveryExistingOnlyNeverCreates(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	r := newReceiver(t, s)
+	gone := newNotification(r, "deleted-by-retention")
+	gone.ExistingOnly = true
+	if _, err := s.BeginDelivery(ctx, gone); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("single: %v, want ErrNotFound", err)
+	}
+	other := newNotification(r, "new")
+	states, err := s.BeginDeliveries(ctx, []*store.NewNotification{gone, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := states[gone.ID]; ok || !states[other.ID].Inserted {
+		t.Fatalf("batch: %+v", states)
+	}
+	if _, err := s.GetNotification(ctx, gone.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an ExistingOnly begin created the notification: %v", err)
+	}
+}
