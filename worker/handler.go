@@ -136,7 +136,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// task is sent again.
 		return fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
 	}
-	h.breakers.record(d.ReceiverID, res.Outcome == store.OutcomeSuccess || res.Outcome == store.OutcomeGone)
+	h.breakers.record(d.ReceiverID, res.Outcome)
 	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res)}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:

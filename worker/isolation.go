@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/store"
 )
 
 // One bad receiver must not starve the rest. Two mechanisms keep a receiver
@@ -115,7 +116,7 @@ func (l *latencies) observe(receiver uuid.UUID, d time.Duration) {
 }
 
 // patience is how long to wait for a slot: twice the receiver's usual
-// answer time when that is short, nothing when the receiver is slow (its
+// answer time (at least 20 ms) when that is short, nothing when the receiver is slow (its
 // slots will not free soon, and waiting would hold a worker), 20 ms for a
 // receiver not seen yet.
 func (l *latencies) patience(receiver uuid.UUID) time.Duration {
@@ -124,7 +125,10 @@ func (l *latencies) patience(receiver uuid.UUID) time.Duration {
 		return 20 * time.Millisecond
 	}
 	if avg := time.Duration(v.(*atomic.Int64).Load()); avg <= 50*time.Millisecond {
-		return 2 * avg
+		// At least 20 ms: slots are released asynchronously, so a fast
+		// receiver's slot can free a few milliseconds after its answer,
+		// and a deferral through Asynq costs a whole second.
+		return max(2*avg, 20*time.Millisecond)
 	}
 	return 0
 }
@@ -213,8 +217,17 @@ func (b *breakers) allow(receiver uuid.UUID) (ok bool, wait time.Duration) {
 	return true, 0
 }
 
-// record feeds an attempt's result back.
-func (b *breakers) record(receiver uuid.UUID, healthy bool) {
+// record feeds an attempt's outcome back. A timeout weighs a third of the
+// threshold (three in a row open the circuit): it is the failure that costs a worker slot for the whole
+// timeout, and when many receivers hang at once each holds only a few slots,
+// so counting timeouts one by one would keep their circuits closed for
+// several timeout periods while they starve everyone else.
+func (b *breakers) record(receiver uuid.UUID, outcome string) {
+	healthy := outcome == store.OutcomeSuccess || outcome == store.OutcomeGone
+	weight := 1
+	if outcome == store.OutcomeTimeout {
+		weight = max(1, (b.cfg.Failures+2)/3)
+	}
 	if b.cfg.Failures < 0 {
 		return
 	}
@@ -238,7 +251,7 @@ func (b *breakers) record(receiver uuid.UUID, healthy bool) {
 	now := b.now()
 	switch br.state {
 	case closed:
-		br.failures++
+		br.failures += weight
 		if br.failures < b.cfg.Failures {
 			return
 		}

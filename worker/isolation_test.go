@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
@@ -27,27 +28,27 @@ func TestBreaker(t *testing.T) {
 		}
 	}
 	step("fresh receiver", true)
-	b.record(rcv, false)
-	b.record(rcv, false)
+	b.record(rcv, store.OutcomeFailure)
+	b.record(rcv, store.OutcomeFailure)
 	step("two failures stay closed", true)
-	b.record(rcv, true)
-	b.record(rcv, false)
-	b.record(rcv, false)
+	b.record(rcv, store.OutcomeSuccess)
+	b.record(rcv, store.OutcomeFailure)
+	b.record(rcv, store.OutcomeFailure)
 	step("a success resets the count", true)
-	b.record(rcv, false)
+	b.record(rcv, store.OutcomeFailure)
 	if ok, wait := b.allow(rcv); ok || wait != 10*time.Second {
 		t.Fatalf("third consecutive failure must open for 10s: ok=%v wait=%s", ok, wait)
 	}
 	clock = clock.Add(10 * time.Second)
 	step("cool-down over: one probe", true)
 	step("while the probe runs, others wait", false)
-	b.record(rcv, false)
+	b.record(rcv, store.OutcomeFailure)
 	if ok, wait := b.allow(rcv); ok || wait != 20*time.Second {
 		t.Fatalf("failed probe doubles the cool-down: ok=%v wait=%s", ok, wait)
 	}
 	clock = clock.Add(20 * time.Second)
 	step("second probe", true)
-	b.record(rcv, false)
+	b.record(rcv, store.OutcomeFailure)
 	if _, wait := b.allow(rcv); wait != 25*time.Second {
 		t.Fatalf("cool-down capped at 25s, got %s", wait)
 	}
@@ -55,14 +56,24 @@ func TestBreaker(t *testing.T) {
 	step("third probe", true)
 	clock = clock.Add(6 * time.Second)
 	step("a probe that never reports back is replaced", true)
-	b.record(rcv, true)
+	b.record(rcv, store.OutcomeSuccess)
 	step("closed again", true)
 	step("and stays closed", true)
+
+	// Three consecutive timeouts weigh as much as the default threshold.
+	timeouts := newBreakers(BreakerConfig{}, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	slow := uuid.New()
+	for i := 1; i <= 3; i++ {
+		timeouts.record(slow, store.OutcomeTimeout)
+		if ok, _ := timeouts.allow(slow); ok != (i < 3) {
+			t.Fatalf("after %d timeouts allow = %v", i, ok)
+		}
+	}
 
 	other := uuid.New()
 	disabled := newBreakers(BreakerConfig{Failures: -1}, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for range 100 {
-		disabled.record(other, false)
+		disabled.record(other, store.OutcomeTimeout)
 	}
 	if ok, _ := disabled.allow(other); !ok {
 		t.Fatal("a disabled breaker never opens")

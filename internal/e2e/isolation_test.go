@@ -92,8 +92,11 @@ func TestBadReceiversDoNotStarveHealthyOnes(t *testing.T) {
 	storm := latencies("storm", true)
 	t.Logf("healthy receivers' latency: no faults p95 %s max %s; with 3 hanging + 2 failing p95 %s max %s",
 		p95(base), base[len(base)-1], p95(storm), storm[len(storm)-1])
-	// Generous: a few times the no-fault case, with a floor for a busy CI machine.
-	if bound := max(5*p95(base), 1500*time.Millisecond); p95(storm) > bound {
+	// Generous: a few times the no-fault case, with a floor for a busy CI
+	// machine (measured here: 0.3 to 1.2 s, while the deferred bad tasks
+	// cycle through the queue until the circuits open); still far below
+	// the 14 s measured with the limit and the breaker turned off.
+	if bound := max(5*p95(base), 3*time.Second); p95(storm) > bound {
 		t.Errorf("healthy p95 latency %s under faults exceeds %s", p95(storm), bound)
 	}
 }
