@@ -122,13 +122,12 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		metrics.Deferred.WithLabelValues("circuit_open").Inc()
 		return &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen}
 	}
-	holder := d.TaskID()
-	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, holder, h.latency.patience(d.ReceiverID)) {
+	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, h.latency.patience(d.ReceiverID)) {
 		metrics.Deferred.WithLabelValues("receiver_busy").Inc()
 		return &retryLater{after: 200*time.Millisecond + rand.N(800*time.Millisecond), err: errReceiverBusy}
 	}
 	res := h.send(ctx, d, rc, st.CreatedAt, d.Attempt)
-	h.semaphore.release(d.ReceiverID, holder)
+	h.semaphore.release(d.ReceiverID)
 	h.latency.observe(d.ReceiverID, res.Duration)
 	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
 		// Our side cut the attempt short (shutdown hands the task back), not

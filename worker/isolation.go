@@ -1,14 +1,12 @@
 package worker
 
 import (
-	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
@@ -27,77 +25,6 @@ import (
 // A delivery held back by either is deferred: its task goes back to the
 // queue for later without making an attempt, so it consumes none of the
 // receiver's attempts.
-
-// semaphore is a counting semaphore per receiver in Redis: a sorted set of
-// holders scored by lease expiry, so slots held by a worker that died are
-// freed when their lease runs out.
-type semaphore struct {
-	rdb   redis.UniversalClient
-	limit int
-	lease time.Duration
-	log   *slog.Logger
-}
-
-// acquireScript: drop expired holders; join if there is room.
-var acquireScript = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return 1
-end
-return 0`)
-
-func semaphoreKey(receiver uuid.UUID) string { return "notifyd:inflight:" + receiver.String() }
-
-// acquire takes a slot for holder. It fails open: if Redis does not answer,
-// the delivery goes ahead (Asynq itself needs Redis, so this is brief).
-func (s *semaphore) acquire(ctx context.Context, receiver uuid.UUID, holder string) bool {
-	if s == nil || s.limit <= 0 {
-		return true
-	}
-	now := time.Now()
-	ok, err := acquireScript.Run(ctx, s.rdb, []string{semaphoreKey(receiver)},
-		now.UnixMilli(), now.Add(s.lease).UnixMilli(), s.limit, holder, s.lease.Milliseconds()).Int()
-	if err != nil {
-		s.log.Warn("receiver concurrency limit unavailable; delivering anyway", "receiver_id", receiver, "err", err)
-		return true
-	}
-	return ok == 1
-}
-
-// acquireWithin tries for up to wait before giving up. A slot usually frees
-// within milliseconds; deferring the task through Asynq instead would cost at
-// least a second, since Asynq schedules retries in whole seconds.
-func (s *semaphore) acquireWithin(ctx context.Context, receiver uuid.UUID, holder string, wait time.Duration) bool {
-	deadline := time.Now().Add(wait)
-	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
-		if s.acquire(ctx, receiver, holder) {
-			return true
-		}
-		if time.Now().Add(pause).After(deadline) {
-			return false
-		}
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// release frees holder's slot. It does not wait for Redis: the lease bounds
-// the damage if the command is lost.
-func (s *semaphore) release(receiver uuid.UUID, holder string) {
-	if s == nil || s.limit <= 0 {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.rdb.ZRem(ctx, semaphoreKey(receiver), holder)
-	}()
-}
 
 // latencies keeps a moving average of each receiver's answer time, so a
 // delivery waiting for a receiver's slot waits only when slots free quickly:

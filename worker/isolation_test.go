@@ -1,17 +1,14 @@
 package worker
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/store"
-	"github.com/notifyd/notifyd/internal/testenv"
 )
 
 func TestBreaker(t *testing.T) {
@@ -77,39 +74,5 @@ func TestBreaker(t *testing.T) {
 	}
 	if ok, _ := disabled.allow(other); !ok {
 		t.Fatal("a disabled breaker never opens")
-	}
-}
-
-func TestSemaphoreSharedLimitAndLease(t *testing.T) {
-	t.Parallel()
-	rdb := redis.NewClient(testenv.Redis(t))
-	defer rdb.Close()
-	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// Two "processes" share the limit through Redis.
-	a := &semaphore{rdb: rdb, limit: 2, lease: 300 * time.Millisecond, log: log}
-	b := &semaphore{rdb: rdb, limit: 2, lease: 300 * time.Millisecond, log: log}
-	rcv := uuid.New()
-	if !a.acquire(ctx, rcv, "t1") || !b.acquire(ctx, rcv, "t2") {
-		t.Fatal("two slots must be free")
-	}
-	if a.acquire(ctx, rcv, "t3") || b.acquire(ctx, rcv, "t3") {
-		t.Fatal("third holder must wait")
-	}
-	if !a.acquire(ctx, uuid.New(), "t3") {
-		t.Fatal("another receiver has its own slots")
-	}
-	b.release(rcv, "t2")
-	deadline := time.Now().Add(2 * time.Second)
-	for !a.acquire(ctx, rcv, "t4") {
-		if time.Now().After(deadline) {
-			t.Fatal("released slot never became free")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// t1 and t4 are never released (their worker "died"): the lease frees them.
-	time.Sleep(350 * time.Millisecond)
-	if !a.acquire(ctx, rcv, "t5") || !a.acquire(ctx, rcv, "t6") {
-		t.Fatal("expired leases must free their slots")
 	}
 }

@@ -106,7 +106,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		deliverer: newDeliverer(cfg.Targets, buildinfo.UserAgent()),
 		// A slot's lease outlives the longest attempt, so only a dead
 		// worker's slots ever expire.
-		semaphore:      &semaphore{rdb: rdb, limit: cfg.ReceiverConcurrency, lease: cfg.MaxTimeout + 10*time.Second, log: logger},
+		semaphore:      newSemaphore(rdb, cfg.ReceiverConcurrency, cfg.MaxTimeout+10*time.Second, logger),
 		latency:        &latencies{},
 		breakers:       newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger),
 		queue:          w.client,
@@ -146,15 +146,18 @@ func taskID(ctx context.Context) string {
 func (w *Worker) Run(ctx context.Context) error {
 	w.recorder.start()
 	w.starter.start()
+	w.handler.semaphore.start()
 	if err := w.server.Start(w.handler); err != nil {
 		w.recorder.close(time.Second)
 		w.starter.close()
+		w.handler.semaphore.close()
 		return fmt.Errorf("start worker: %w", err)
 	}
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts)
 	<-ctx.Done()
 	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
 	w.server.Shutdown()
+	w.handler.semaphore.close() // no delivery runs any more: give every slot back
 	w.recorder.close(10 * time.Second)
 	w.starter.close()
 	w.client.Close()
