@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 )
 
@@ -114,6 +115,7 @@ func (s *starter) flush(batch []*beginRequest) {
 		r.st, r.err = st, err
 		close(r.done)
 	}
+	metrics.BeginBatch.Observe(float64(len(batch)))
 	if len(batch) == 1 {
 		st, err := s.s.BeginDelivery(ctx, batch[0].n)
 		finish(batch[0], st, err)

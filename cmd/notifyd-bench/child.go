@@ -23,8 +23,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	notifydconfig "github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/signing"
 	"github.com/notifyd/notifyd/internal/store"
@@ -52,6 +54,10 @@ type child struct {
 	ready map[string]string
 	log   string
 	done  chan error
+	// stats is what the child printed on its "stats" line at exit; read it
+	// after stop.
+	stats     map[string]float64
+	stdoutEOF chan struct{}
 }
 
 func startChild(ctx context.Context, logDir, role string, args ...string) (*child, error) {
@@ -81,18 +87,23 @@ func startChild(ctx context.Context, logDir, role string, args ...string) (*chil
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", role, err)
 	}
-	c := &child{role: role, cmd: cmd, stdin: stdin, log: logPath, done: make(chan error, 1)}
+	c := &child{role: role, cmd: cmd, stdin: stdin, log: logPath, done: make(chan error, 1), stdoutEOF: make(chan struct{})}
 	lines := make(chan string, 1)
 	go func() {
+		defer close(c.stdoutEOF)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "ready ") {
-				lines <- strings.TrimPrefix(sc.Text(), "ready ")
+			switch line := sc.Text(); {
+			case strings.HasPrefix(line, "ready "):
+				lines <- strings.TrimPrefix(line, "ready ")
+			case strings.HasPrefix(line, "stats "):
+				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "stats ")), &c.stats)
 			}
 		}
 		close(lines)
 	}()
-	go func() { c.done <- cmd.Wait() }()
+	// Wait only once stdout is read to its end: Wait closes the pipe.
+	go func() { <-c.stdoutEOF; c.done <- cmd.Wait() }()
 	select {
 	case line, ok := <-lines:
 		if !ok {
@@ -324,7 +335,13 @@ func runNotifyd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: *redisAddr, DB: *redisDB})
+	// Built like notifyd's own client (cmd/notifyd), for the worker and the
+	// no-op consumer alike.
+	opt, err := notifydconfig.RedisOptions(fmt.Sprintf("redis://%s/%d", *redisAddr, *redisDB))
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	targets := netguard.Policy{AllowPrivate: true}
 	var wg sync.WaitGroup
@@ -364,7 +381,32 @@ func runNotifyd(ctx context.Context, args []string) error {
 	time.Sleep(300 * time.Millisecond)
 	ready(info)
 	wg.Wait()
+	printStats()
 	return errors.Join(errs...)
+}
+
+// printStats reports, on a "stats" line, the mean rows per statement of the
+// worker's two batched writes (what batching achieved during the run).
+func printStats() {
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return
+	}
+	stats := map[string]float64{}
+	for _, f := range families {
+		name, ok := map[string]string{
+			"notifyd_begin_batch_size":    "begin_rows_per_statement",
+			"notifyd_recorder_batch_size": "record_rows_per_statement",
+		}[f.GetName()]
+		if !ok || len(f.GetMetric()) == 0 {
+			continue
+		}
+		if h := f.GetMetric()[0].GetHistogram(); h.GetSampleCount() > 0 {
+			stats[name] = round(h.GetSampleSum()/float64(h.GetSampleCount()), 1)
+		}
+	}
+	b, _ := json.Marshal(stats)
+	fmt.Printf("stats %s\n", b)
 }
 
 // ---------------------------------------------------------------- no-op
@@ -385,18 +427,24 @@ func runNoop(ctx context.Context, args []string) error {
 	if *queueLayout == "single" {
 		queues = map[string]int{tasks.QueueFirst: 1}
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: *redisAddr, DB: *redisDB})
+	// Built like notifyd's own client (cmd/notifyd), for the worker and the
+	// no-op consumer alike.
+	opt, err := notifydconfig.RedisOptions(fmt.Sprintf("redis://%s/%d", *redisAddr, *redisDB))
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	var count, last atomic.Int64
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              *concurrency,
 		Queues:                   queues,
-		TaskCheckInterval:        50 * time.Millisecond,
-		DelayedTaskCheckInterval: 50 * time.Millisecond,
+		TaskCheckInterval:        20 * time.Millisecond, // the worker's default PollInterval
+		DelayedTaskCheckInterval: 20 * time.Millisecond,
 		ShutdownTimeout:          2 * time.Second,
 		LogLevel:                 asynq.WarnLevel,
 	})
-	err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+	err = srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		count.Add(1)
 		last.Store(time.Now().UnixNano())
 		return nil

@@ -213,6 +213,9 @@ type ThroughputResult struct {
 	CPU          *CPUSplit `json:"cpu"`
 	CPUPerNotifU float64   `json:"cpu_us_per_notification"`
 	Profile      string    `json:"cpuprofile,omitempty"`
+	// Batching is the worker's mean rows per statement when it starts
+	// deliveries and records attempts.
+	Batching map[string]float64 `json:"batching,omitempty"`
 	// Runs holds every repetition's delivered/s (--repeat); the other
 	// fields are those of the median run.
 	Runs []float64 `json:"runs_per_s"`
@@ -240,6 +243,8 @@ func (b *bench) throughput(ctx context.Context) error {
 			thousands(int64(cfg.n)), r.Seconds, runsNote(r.Runs)), "≥ 8,000/s", text},
 		row{"  cpu: % of a core (share)", r.CPU.String(), "", ""},
 		row{"  cpu per notification", fmt.Sprintf("%.0f µs of CPU (notifyd+postgres+redis+receiver)", r.CPUPerNotifU), "", ""},
+		row{"  batching", fmt.Sprintf("%.1f deliveries started and %.1f attempts recorded per statement (means)",
+			r.Batching["begin_rows_per_statement"], r.Batching["record_rows_per_statement"]), "", ""},
 	)
 	return nil
 }
@@ -315,7 +320,8 @@ func (b *bench) throughputRun(ctx context.Context, rep int) (*ThroughputResult, 
 	b.stopChild(c)
 	secs := end.Sub(start).Seconds()
 	r := &ThroughputResult{N: cfg.n, Seconds: round(secs, 3), PerSecond: round(float64(cfg.n)/secs, 1),
-		EnqueueRate: round(float64(cfg.n)/enqEnd.Sub(start).Seconds(), 1), CPU: cpuDelta(before, after), Profile: cfg.cpuprofile}
+		EnqueueRate: round(float64(cfg.n)/enqEnd.Sub(start).Seconds(), 1), CPU: cpuDelta(before, after), Profile: cfg.cpuprofile,
+		Batching: c.stats}
 	var total float64
 	for _, k := range cpuOrder {
 		if k != cpuBench {

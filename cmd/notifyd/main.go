@@ -110,7 +110,7 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return err
 	}
 	defer st.Close()
-	redisOpt, err := redis.ParseURL(cfg.RedisURL)
+	redisOpt, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}

@@ -36,7 +36,7 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		return fmt.Errorf("relay: connect outbox database: %w", err)
 	}
 	defer pool.Close()
-	redisOpt, err := redis.ParseURL(cfg.RedisURL)
+	redisOpt, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}

@@ -58,6 +58,13 @@ var (
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
 
+	// BeginBatch is the number of deliveries started per database round trip.
+	BeginBatch = promauto.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "notifyd", Name: "begin_batch_size",
+		Help:    "Deliveries started (notification recorded or looked up) per database statement.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
+
 	// RecorderErrors counts failed batch writes (each is retried).
 	RecorderErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "recorder_write_errors_total",
