@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,7 +27,7 @@ const (
 // principal is who made the request.
 type principal struct {
 	role     role
-	receiver *store.Receiver // set for roleReceiver
+	receiver uuid.UUID // set for roleReceiver
 }
 
 const principalKey = "notifyd.principal"
@@ -48,10 +49,11 @@ type authenticator struct {
 	admin     [32]byte
 	hasAdmin  bool
 	producers [][32]byte
+	keys      *keyCache
 }
 
 func newAuthenticator(s *store.Store, admin string, producers []string) *authenticator {
-	a := &authenticator{store: s}
+	a := &authenticator{store: s, keys: newKeyCache(apiKeyCacheTTL, apiKeyCacheSize)}
 	if admin != "" {
 		a.admin, a.hasAdmin = sha256.Sum256([]byte(admin)), true
 	}
@@ -81,21 +83,37 @@ func (a *authenticator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Set(principalKey, &principal{role: roleProducer})
 			return next(c)
 		case strings.HasPrefix(token, APIKeyPrefix):
-			r, err := a.store.ReceiverByAPIKey(c.Request().Context(), sum[:])
+			k, err := a.receiverKey(c.Request().Context(), sum)
 			if errors.Is(err, store.ErrNotFound) {
 				return errUnauthorized
 			}
 			if err != nil {
 				return err
 			}
-			if !r.Active {
+			if !k.Active {
 				return apiError(403, "receiver_inactive", "this receiver is deactivated")
 			}
-			c.Set(principalKey, &principal{role: roleReceiver, receiver: r})
+			c.Set(principalKey, &principal{role: roleReceiver, receiver: k.ReceiverID})
 			return next(c)
 		}
 		return errUnauthorized
 	}
+}
+
+// receiverKey resolves an API key's hash through the cache. Unknown keys
+// are not cached: they would let anyone fill the cache with garbage, and a
+// key that is unknown now cannot become valid except by a new receiver,
+// which gets a fresh random key.
+func (a *authenticator) receiverKey(ctx context.Context, sum [32]byte) (store.ReceiverKey, error) {
+	if k, ok := a.keys.get(sum); ok {
+		return k, nil
+	}
+	k, err := a.store.ReceiverByAPIKey(ctx, sum[:])
+	if err != nil {
+		return k, err
+	}
+	a.keys.put(sum, k)
+	return k, nil
 }
 
 func (a *authenticator) isProducer(sum [32]byte) bool {
@@ -142,7 +160,7 @@ func requireAdminOrSelf(next echo.HandlerFunc) echo.HandlerFunc {
 		case roleAdmin:
 			return next(c)
 		case roleReceiver:
-			if id, err := uuid.Parse(c.Param("id")); err == nil && id == p.receiver.ID {
+			if id, err := uuid.Parse(c.Param("id")); err == nil && id == p.receiver {
 				return next(c)
 			}
 			return errNotFound
@@ -153,5 +171,5 @@ func requireAdminOrSelf(next echo.HandlerFunc) echo.HandlerFunc {
 
 // canSee reports whether p may see a notification of receiver.
 func (p *principal) canSee(receiver uuid.UUID) bool {
-	return p.role == roleAdmin || (p.role == roleReceiver && p.receiver.ID == receiver)
+	return p.role == roleAdmin || (p.role == roleReceiver && p.receiver == receiver)
 }

@@ -33,6 +33,9 @@ type testAPI struct {
 	url       string
 	store     *store.Store
 	inspector *asynq.Inspector
+	srv       *Server
+	rdb       *redis.Client
+	queue     *asynq.Client
 }
 
 func newTestAPI(t *testing.T) *testAPI {
@@ -43,20 +46,28 @@ func newTestAPI(t *testing.T) *testAPI {
 	}
 	rdb := redis.NewClient(testenv.Redis(t))
 	queue := asynq.NewClientFromRedisClient(rdb)
-	srv := New(st, rdb, queue, Config{
+	a := &testAPI{t: t, store: st, inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, queue: queue}
+	t.Cleanup(func() {
+		queue.Close()
+		rdb.Close()
+		st.Close()
+	})
+	return a.serve()
+}
+
+// serve starts a server of its own on a's database and Redis: another API
+// process of the same deployment.
+func (a *testAPI) serve() *testAPI {
+	srv := New(a.store, a.rdb, a.queue, Config{
 		AdminToken: testAdminToken, ProducerTokens: []string{testProducerToken},
 		Targets: netguard.Policy{AllowPrivate: true},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	hs := httptest.NewServer(srv.Handler())
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	t.Cleanup(func() {
-		hs.Close()
-		queue.Close()
-		rdb.Close()
-		st.Close()
-	})
-	return &testAPI{t: t, url: hs.URL, store: st, inspector: insp}
+	a.t.Cleanup(hs.Close)
+	c := *a
+	c.url, c.srv = hs.URL, srv
+	return &c
 }
 
 // with is a for a subtest: failures stop t, not the parent test.

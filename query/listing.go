@@ -141,10 +141,10 @@ func receiverScope(p *principal, raw string, given bool) (*uuid.UUID, error) {
 		}
 	}
 	if p.role == roleReceiver {
-		if given && id != p.receiver.ID {
+		if given && id != p.receiver {
 			return nil, errNotFound
 		}
-		own := p.receiver.ID
+		own := p.receiver
 		return &own, nil
 	}
 	if !given {
@@ -252,12 +252,7 @@ func (s *Server) getByKey(c echo.Context) error {
 	if receiver == nil {
 		return fieldError("receiver_id", "is required: idempotency keys are unique per receiver")
 	}
-	ctx := c.Request().Context()
-	n, err := s.store.GetNotificationByKey(ctx, *receiver, key)
-	if err != nil {
-		return err
-	}
-	attempts, err := s.store.ListAttempts(ctx, n.ID)
+	n, attempts, err := s.store.GetNotificationByKeyWithAttempts(c.Request().Context(), *receiver, key)
 	if err != nil {
 		return err
 	}

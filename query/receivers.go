@@ -207,6 +207,7 @@ func (s *Server) updateReceiver(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.auth.keys.forget(r.ID)
 	s.publish(c, r)
 	return c.JSON(http.StatusOK, s.view(r))
 }

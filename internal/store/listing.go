@@ -88,7 +88,7 @@ func listQuery(f ListFilter) (string, []any) {
 		return "$" + strconv.Itoa(len(args))
 	}
 	if f.ReceiverID != nil {
-		where = append(where, "receiver_id = "+arg(*f.ReceiverID))
+		where = append(where, "receiver_id = "+arg(pgID(*f.ReceiverID)))
 	}
 	switch len(f.Statuses) {
 	case 0:
@@ -104,7 +104,7 @@ func listQuery(f ListFilter) (string, []any) {
 	if f.IdempotencyKey != "" {
 		if f.ReceiverID != nil {
 			// The id is derived from (receiver, key): the primary key finds it.
-			where = append(where, "id = "+arg(tasks.NotificationID(*f.ReceiverID, f.IdempotencyKey)))
+			where = append(where, "id = "+arg(pgID(tasks.NotificationID(*f.ReceiverID, f.IdempotencyKey))))
 		}
 		where = append(where, "idempotency_key = "+arg(f.IdempotencyKey))
 	}
@@ -119,7 +119,7 @@ func listQuery(f ListFilter) (string, []any) {
 		cmp, dir = "<", "DESC"
 	}
 	if f.After != nil {
-		t, id := arg(f.After.CreatedAt), arg(f.After.ID)
+		t, id := arg(f.After.CreatedAt), arg(pgID(f.After.ID))
 		// The plain bound on created_at is redundant with the row
 		// comparison; it is there for the planner's row estimates.
 		where = append(where, fmt.Sprintf("created_at %s= %s", cmp, t), fmt.Sprintf("(created_at, id) %s (%s, %s)", cmp, t, id))
@@ -139,11 +139,40 @@ const byKeyQuery = `SELECT ` + notificationColumns + ` FROM notifications WHERE 
 // GetNotificationByKey returns the notification receiver got for the
 // producer's idempotency key, or ErrNotFound.
 func (s *Store) GetNotificationByKey(ctx context.Context, receiverID uuid.UUID, key string) (*Notification, error) {
-	n, err := scanNotification(s.pool.QueryRow(ctx, byKeyQuery, tasks.NotificationID(receiverID, key), receiverID, key))
+	n, err := scanNotification(s.pool.QueryRow(ctx, byKeyQuery, pgID(tasks.NotificationID(receiverID, key)), pgID(receiverID), key))
 	if err != nil {
 		return nil, fmt.Errorf("get notification of %s by key: %w", receiverID, err)
 	}
 	return n, nil
+}
+
+// GetNotificationByKeyWithAttempts is GetNotificationByKey and ListAttempts
+// in one round trip: the id is derived from (receiver, key), so the attempts
+// can be asked for before the notification is known to exist.
+func (s *Store) GetNotificationByKeyWithAttempts(ctx context.Context, receiverID uuid.UUID, key string) (*Notification, []Attempt, error) {
+	id := tasks.NotificationID(receiverID, key)
+	b := &pgx.Batch{}
+	b.Queue(byKeyQuery, pgID(id), pgID(receiverID), key)
+	b.Queue(attemptsQuery, pgID(id))
+	br := s.pool.SendBatch(ctx, b)
+	n, err := scanNotification(br.QueryRow())
+	if err != nil {
+		br.Close()
+		return nil, nil, fmt.Errorf("get notification of %s by key: %w", receiverID, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, nil, fmt.Errorf("list attempts %s: %w", id, err)
+	}
+	attempts, err := scanAttempts(rows, id)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("list attempts %s: %w", id, cerr)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, attempts, nil
 }
 
 // scanNotifications reads every row of rows.

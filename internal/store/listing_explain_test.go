@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifyd/notifyd/internal/tasks"
@@ -256,6 +257,8 @@ func literal(v any) string {
 	switch v := v.(type) {
 	case uuid.UUID:
 		return quote(v.String())
+	case pgtype.UUID:
+		return quote(uuid.UUID(v.Bytes).String())
 	case string:
 		return quote(v)
 	case []string:

@@ -102,13 +102,23 @@ func (s *Store) GetReceiver(ctx context.Context, id uuid.UUID) (*Receiver, error
 	return r, nil
 }
 
-// ReceiverByAPIKey finds the receiver whose key hashes to hash.
-func (s *Store) ReceiverByAPIKey(ctx context.Context, hash []byte) (*Receiver, error) {
-	r, err := scanReceiver(s.pool.QueryRow(ctx, `SELECT `+receiverColumns+` FROM receivers WHERE api_key_hash = $1`, hash))
+// ReceiverKey is what an API key grants: the receiver it belongs to, and
+// whether that receiver may still use it.
+type ReceiverKey struct {
+	ReceiverID uuid.UUID
+	Active     bool
+}
+
+// ReceiverByAPIKey finds the receiver whose key hashes to hash. It reads
+// only what authentication needs, so callers may cache the answer without
+// holding the receiver's secrets.
+func (s *Store) ReceiverByAPIKey(ctx context.Context, hash []byte) (ReceiverKey, error) {
+	var k ReceiverKey
+	err := s.pool.QueryRow(ctx, `SELECT id, active FROM receivers WHERE api_key_hash = $1`, hash).Scan(scanID(&k.ReceiverID), &k.Active)
 	if err != nil {
-		return nil, fmt.Errorf("receiver by api key: %w", err)
+		return ReceiverKey{}, fmt.Errorf("receiver by api key: %w", notFound(err))
 	}
-	return r, nil
+	return k, nil
 }
 
 // ListReceiverStates returns every receiver id with its active flag, for the

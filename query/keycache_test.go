@@ -1,0 +1,122 @@
+package query
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/notifyd/notifyd/internal/store"
+)
+
+// fakeClock is shared by a server's key cache and the test.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// TestAPIKeyCacheBound: whatever happens to a receiver or its key, an API
+// process that has the key cached stops accepting it within apiKeyCacheTTL
+// (the bound the README promises), and at once when the change went
+// through that process.
+func TestAPIKeyCacheBound(t *testing.T) {
+	a := newTestAPI(t)
+	tests := []struct {
+		name string
+		// change is applied once the key is cached on both servers.
+		change func(a *testAPI, r testReceiver)
+		// wantSame: the answer of the server that made the change, at once;
+		// wantOther: the answer of another API process, once the bound has
+		// passed (until then it may still answer 200).
+		wantSame, wantOther int
+	}{
+		{
+			name: "deactivated through the API",
+			change: func(a *testAPI, r testReceiver) {
+				a.must(http.StatusOK, "PATCH", "/v1/receivers/"+r.ID.String(), testAdminToken, map[string]any{"active": false}, nil)
+			},
+			wantSame: http.StatusForbidden, wantOther: http.StatusForbidden,
+		},
+		{
+			name: "deactivated in the database",
+			change: func(a *testAPI, r testReceiver) {
+				a.exec(`UPDATE receivers SET active = false WHERE id = $1`, r.ID)
+			},
+			wantSame: http.StatusOK, wantOther: http.StatusForbidden,
+		},
+		{
+			name: "key replaced in the database",
+			change: func(a *testAPI, r testReceiver) {
+				a.exec(`UPDATE receivers SET api_key_hash = $2 WHERE id = $1`, r.ID, store.HashAPIKey(newAPIKey()))
+			},
+			wantSame: http.StatusOK, wantOther: http.StatusUnauthorized,
+		},
+		{
+			name: "receiver deleted",
+			change: func(a *testAPI, r testReceiver) {
+				a.exec(`DELETE FROM receivers WHERE id = $1`, r.ID)
+			},
+			wantSame: http.StatusOK, wantOther: http.StatusUnauthorized,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Two API processes of one deployment, each with its own cache
+			// and clock.
+			one, other := a.with(t).serve(), a.with(t).serve()
+			clocks := map[*testAPI]*fakeClock{one: {}, other: {}}
+			for s, c := range clocks {
+				c.ns.Store(time.Now().UnixNano())
+				s.srv.auth.keys.now = c.now
+			}
+			r := one.receiver()
+			status := func(s *testAPI) int {
+				code, _ := s.do("GET", "/v1/notifications?limit=1", r.APIKey, nil)
+				return code
+			}
+			for _, s := range []*testAPI{one, other} {
+				if code := status(s); code != http.StatusOK {
+					t.Fatalf("before the change: %d", code)
+				}
+			}
+			tc.change(one, r)
+			if code := status(one); code != tc.wantSame {
+				t.Errorf("the changing process at once: %d, want %d", code, tc.wantSame)
+			}
+			// The other process still has the key cached: this is the
+			// staleness the bound is about.
+			clocks[other].advance(apiKeyCacheTTL - time.Millisecond)
+			if code := status(other); code != http.StatusOK {
+				t.Errorf("another process within the bound: %d, want 200 (cached)", code)
+			}
+			for _, s := range []*testAPI{one, other} {
+				clocks[s].advance(apiKeyCacheTTL)
+				if code := status(s); code != tc.wantOther {
+					t.Errorf("after the bound (changing process: %v): %d, want %d", s == one, code, tc.wantOther)
+				}
+			}
+		})
+	}
+}
+
+func TestKeyCacheEvicts(t *testing.T) {
+	c := newKeyCache(time.Minute, 3)
+	clock := &fakeClock{}
+	c.now = clock.now
+	sum := func(i byte) [32]byte { return [32]byte{i} }
+	for i := range byte(5) {
+		c.put(sum(i), store.ReceiverKey{ReceiverID: uuid.New(), Active: true})
+		if len(c.entries) > 3 {
+			t.Fatalf("%d entries, max 3", len(c.entries))
+		}
+	}
+	if _, ok := c.get(sum(4)); !ok {
+		t.Fatal("the newest entry is gone")
+	}
+	clock.advance(time.Minute)
+	if _, ok := c.get(sum(4)); ok {
+		t.Fatal("an expired entry was returned")
+	}
+}
