@@ -126,7 +126,7 @@ func (s *Server) listNotifications(c echo.Context) error {
 		cur := encodeCursor(store.Position{CreatedAt: last.CreatedAt, ID: last.ID}, f.Descending)
 		page.NextCursor = &cur
 	}
-	return c.JSON(http.StatusOK, page)
+	return writeJSON(c, http.StatusOK, page, page.appendJSON)
 }
 
 // receiverScope decides whose notifications a request may see: a
@@ -256,7 +256,8 @@ func (s *Server) getByKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)})
+	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)}
+	return writeJSON(c, http.StatusOK, v, v.appendJSON)
 }
 
 // pathParam returns a path parameter decoded. Echo routes on the raw path

@@ -160,5 +160,6 @@ func (s *Server) getNotification(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)})
+	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)}
+	return writeJSON(c, http.StatusOK, v, v.appendJSON)
 }

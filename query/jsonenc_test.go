@@ -1,0 +1,246 @@
+package query
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/notifyd/notifyd/internal/store"
+)
+
+// wantCompact is what encoding/json makes of a raw message: the reference
+// appendCompactJSON must match byte for byte.
+func wantCompact(src []byte) ([]byte, error) {
+	return json.Marshal(json.RawMessage(src))
+}
+
+func checkCompact(t *testing.T, src []byte) {
+	t.Helper()
+	want, wantErr := wantCompact(src)
+	prefix := []byte("prefix:")
+	got, err := appendCompactJSON(prefix, src)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("%q: error %v, encoding/json's %v", src, err, wantErr)
+	}
+	if err != nil {
+		if len(got) != len(prefix) {
+			t.Fatalf("%q: failed but appended %q", src, got[len(prefix):])
+		}
+		return
+	}
+	if !bytes.Equal(got[len(prefix):], want) {
+		t.Fatalf("%q:\n got %q\nwant %q", src, got[len(prefix):], want)
+	}
+}
+
+var compactCases = []string{
+	``, ` `, `1`, ` 1 `, `01`, `-`, `-0`, `-01`, `1.`, `1.5`, `1e`, `1e+`, `1E-7`, `1.5e10`, `.5`, `+1`,
+	`true`, `tru`, `truex`, `false`, `null`, `nul`, `nulll`, `"`, `""`, `"a`, `"\`, `"\"`, `"\u12"`, `"\u12g4"`,
+	`"\uABCD"`, `"\x"`, `"\/"`, "\"\t\"", "\"\x7f\"", "\"\xff\xfe\"", "\"\xe2\x80\"", "\"\xe2\x80\xa8\xe2\x80\xa9\"",
+	"\"\xe2\x80\xaa\"", "\"<a href='x'>&amp;</a>\"", `{}`, `{ }`, `[]`, `[ ]`, `[1,]`, `[,1]`, `[1 2]`, `{"a"}`,
+	`{"a":}`, `{"a":1,}`, `{"a":1 "b":2}`, `{1:2}`, `{"a" : [ 1 , { "b" : null } ] , "c":"<>" }`, `[] []`, `[]]`,
+	`{}}`, `[{]}`, `[[[[]]]]`, "\n\r\t {\"a\":\n[true,false]}\n", `{"a":1}x`, "[\"\x00\"]", `"\ud800"`,
+	`{"order":"A-1","amount_cents":1999,"note":"<b>\u0026</b>"}`,
+}
+
+func TestAppendCompactJSONMatchesEncodingJSON(t *testing.T) {
+	for _, c := range compactCases {
+		checkCompact(t, []byte(c))
+	}
+	// encoding/json allows 10,000 levels of nesting and no more.
+	for _, depth := range []int{maxNesting, maxNesting + 1} {
+		checkCompact(t, []byte(strings.Repeat("[", depth)+strings.Repeat("]", depth)))
+		checkCompact(t, []byte(strings.Repeat(`{"a":`, depth)+"1"+strings.Repeat("}", depth)))
+	}
+}
+
+func FuzzAppendCompactJSON(f *testing.F) {
+	for _, c := range compactCases {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if src == nil {
+			src = []byte{}
+		}
+		checkCompact(t, src)
+	})
+}
+
+// randomNotification makes a notification with the awkward values the
+// encoders must get right: escapes, invalid UTF-8, absent and present
+// optional fields, times in several zones.
+func randomNotification(rng *rand.Rand) *store.Notification {
+	pieces := []string{"a", "order-1", "<", ">", "&", `"`, `\`, "\n", "\t", "\x00", "\x1f", "\x7f", "é", "\u2028",
+		"\u2029", "\xff", "\xe2\x80", "日本", "🙂", " ", "/", "'"}
+	str := func() string {
+		var sb strings.Builder
+		for range rng.IntN(6) {
+			sb.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		return sb.String()
+	}
+	zones := []*time.Location{time.UTC, time.Local, time.FixedZone("x", 5*3600+30*60), time.FixedZone("y", -8*3600)}
+	tm := func() time.Time {
+		return time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)/1000*1000).In(zones[rng.IntN(len(zones))])
+	}
+	maybeTime := func() *time.Time {
+		if rng.IntN(2) == 0 {
+			return nil
+		}
+		t := tm()
+		return &t
+	}
+	maybeStr := func() *string {
+		if rng.IntN(2) == 0 {
+			return nil
+		}
+		s := str()
+		return &s
+	}
+	payloads := []string{`{}`, `{"a":1}`, ` { "a" : [1, 2.5e3, true, null] } `, `"<script>&"`, "{\"s\":\"\u2028\"}", `[]`, `0`}
+	n := &store.Notification{
+		ID: uuid.New(), ReceiverID: uuid.New(), EventType: str(), IdempotencyKey: str(), CallbackURL: maybeStr(),
+		Payload: json.RawMessage(payloads[rng.IntN(len(payloads))]), Status: str(), Attempts: rng.IntN(20) - 2,
+		MaxAttempts: rng.IntN(100), CreatedAt: tm(), NextAttemptAt: maybeTime(), LastAttemptAt: maybeTime(),
+		DeliveredAt: maybeTime(), LastError: maybeStr(),
+	}
+	if rng.IntN(2) == 0 {
+		code := rng.IntN(600)
+		n.LastStatusCode = &code
+	}
+	return n
+}
+
+func randomAttempts(rng *rand.Rand) []attemptView {
+	var as []store.Attempt
+	for i := range rng.IntN(4) {
+		as = append(as, store.Attempt{AttemptNo: i + 1 - 2*rng.IntN(2), StartedAt: time.Unix(rng.Int64N(4e9), 0),
+			Duration: time.Duration(rng.Int64N(1e10)), StatusCode: rng.IntN(2) * 500, Outcome: "failure",
+			Error: []string{"", "HTTP 500", "<timeout>"}[rng.IntN(3)], ResponseBody: []string{"", "ok", "\xff&"}[rng.IntN(3)]})
+	}
+	return attemptViews(as)
+}
+
+// encodeReference is what Echo's c.JSON wrote: json.Encoder's output.
+func encodeReference(t *testing.T, v any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestEncodersMatchEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		var rows []*store.Notification
+		for range rng.IntN(5) {
+			rows = append(rows, randomNotification(rng))
+		}
+		if rows == nil {
+			rows = []*store.Notification{}
+		}
+		page := listPage{Data: rows, HasMore: rng.IntN(2) == 0}
+		if page.HasMore {
+			cur := encodeCursor(store.Position{CreatedAt: time.Now(), ID: uuid.New()}, rng.IntN(2) == 0)
+			page.NextCursor = &cur
+		}
+		got, err := page.appendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := encodeReference(t, page); !bytes.Equal(append(got, '\n'), want) {
+			t.Fatalf("page %d:\n got %s\nwant %s", i, got, want)
+		}
+
+		v := notificationView{Notification: randomNotification(rng), DeliveryAttempts: randomAttempts(rng)}
+		got, err = v.appendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := encodeReference(t, v); !bytes.Equal(append(got, '\n'), want) {
+			t.Fatalf("view %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// TestEncodersFailLikeEncodingJSON: values encoding/json refuses (which made
+// the API answer 500) are refused too.
+func TestEncodersFailLikeEncodingJSON(t *testing.T) {
+	bad := []func(n *store.Notification){
+		func(n *store.Notification) { n.Payload = json.RawMessage(`{"a":`) },
+		func(n *store.Notification) { n.Payload = json.RawMessage{} },
+		func(n *store.Notification) { n.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		func(n *store.Notification) { t := time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC); n.DeliveredAt = &t },
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i, spoil := range bad {
+		n := randomNotification(rng)
+		spoil(n)
+		page := listPage{Data: []*store.Notification{n}}
+		if _, err := json.Marshal(page); err == nil {
+			t.Fatalf("case %d: encoding/json accepts it", i)
+		}
+		if got, err := page.appendJSON(nil); err == nil {
+			t.Errorf("case %d: encoded as %s", i, got)
+		}
+	}
+	// A nil payload is null, as encoding/json writes it.
+	n := randomNotification(rng)
+	n.Payload = nil
+	page := listPage{Data: []*store.Notification{n}}
+	got, err := page.appendJSON(nil)
+	if want := encodeReference(t, page); err != nil || !bytes.Equal(append(got, '\n'), want) {
+		t.Fatalf("nil payload: %s (%v), want %s", got, err, want)
+	}
+}
+
+// TestPrettyStillIndents: ?pretty, which Echo honours on every JSON answer,
+// still indents the answers that no longer go through c.JSON.
+func TestPrettyStillIndents(t *testing.T) {
+	a := newTestAPI(t)
+	r := a.receiver()
+	a.insert(r, "k<1>", "trade.paid")
+	_, compact := a.do("GET", "/v1/notifications/by-key/k%3C1%3E", r.APIKey, nil)
+	code, pretty := a.do("GET", "/v1/notifications/by-key/k%3C1%3E?pretty", r.APIKey, nil)
+	var want bytes.Buffer
+	if err := json.Indent(&want, bytes.TrimSuffix(compact, []byte("\n")), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	want.WriteByte('\n')
+	if code != http.StatusOK || !bytes.Equal(pretty, want.Bytes()) {
+		t.Fatalf("%d %s\nwant %s", code, pretty, want.Bytes())
+	}
+}
+
+func BenchmarkListPage(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	payload := json.RawMessage(`{"order_id":"A-123456","amount_cents":1999,"currency":"EUR","items":[{"sku":"x-1","qty":2},{"sku":"y-2","qty":1}],"customer":{"id":"c-42","email":"someone@example.com"},"note":"` + strings.Repeat("x", 120) + `"}`)
+	var rows []*store.Notification
+	for range 50 {
+		n := randomNotification(rng)
+		n.EventType, n.IdempotencyKey, n.Status, n.Payload = "trade.paid", "q-123456", "delivered", payload
+		rows = append(rows, n)
+	}
+	page := listPage{Data: rows}
+	b.Run("encoding/json", func(b *testing.B) {
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			_ = json.NewEncoder(&buf).Encode(page)
+		}
+	})
+	b.Run("appendJSON", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf, _ = page.appendJSON(buf[:0])
+		}
+	})
+}
