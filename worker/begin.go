@@ -12,21 +12,19 @@ import (
 	"github.com/notifyd/notifyd/internal/store"
 )
 
-// beginStore is the part of the store the starter needs.
-type beginStore interface {
-	BeginDelivery(ctx context.Context, n *store.NewNotification) (store.DeliveryState, error)
-	BeginDeliveries(ctx context.Context, batch []*store.NewNotification) (map[uuid.UUID]store.DeliveryState, error)
+// stateStore is the part of the store the starter needs.
+type stateStore interface {
+	DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]store.DeliveryState, error)
 }
 
-// starter groups the BeginDelivery calls of concurrent handlers into one
+// starter groups the state look-ups of concurrent handlers into one
 // statement, the way the recorder groups attempt writes: one statement per
-// notification was the largest share of Postgres's work per delivery. Like
-// the recorder it never waits to fill a batch.
+// delivery was a large share of Postgres's work. Like the recorder it never
+// waits to fill a batch.
 type starter struct {
-	s        beginStore
+	s        stateStore
 	in       chan *beginRequest
 	maxBatch int
-	flushers int
 	log      *slog.Logger
 
 	stopOnce sync.Once
@@ -35,38 +33,38 @@ type starter struct {
 }
 
 type beginRequest struct {
-	n    *store.NewNotification
-	st   store.DeliveryState
-	err  error
-	done chan struct{}
+	id    uuid.UUID
+	st    store.DeliveryState
+	found bool
+	err   error
+	done  chan struct{}
 }
 
-func newStarter(s beginStore, log *slog.Logger, flushers, maxBatch int) *starter {
-	return &starter{s: s, in: make(chan *beginRequest, maxBatch*flushers), maxBatch: maxBatch, flushers: flushers, log: log, stop: make(chan struct{})}
+func newStarter(s stateStore, log *slog.Logger, maxBatch int) *starter {
+	return &starter{s: s, in: make(chan *beginRequest, maxBatch), maxBatch: maxBatch, log: log, stop: make(chan struct{})}
 }
 
 func (s *starter) start() {
-	for range s.flushers {
-		s.wg.Add(1)
-		go s.loop()
-	}
+	s.wg.Add(1)
+	go s.loop()
 }
 
-// begin records n if it is new and returns its state.
-func (s *starter) begin(ctx context.Context, n *store.NewNotification) (store.DeliveryState, error) {
-	r := &beginRequest{n: n, done: make(chan struct{})}
+// begin returns the notification's state, and whether it is on record.
+func (s *starter) begin(ctx context.Context, id uuid.UUID) (st store.DeliveryState, found bool, err error) {
+	r := &beginRequest{id: id, done: make(chan struct{})}
 	select {
 	case s.in <- r:
 	case <-s.stop:
-		return s.s.BeginDelivery(ctx, n)
+		s.flush([]*beginRequest{r})
+		return r.st, r.found, r.err
 	case <-ctx.Done():
-		return store.DeliveryState{}, ctx.Err()
+		return st, false, ctx.Err()
 	}
 	select {
 	case <-r.done:
-		return r.st, r.err
+		return r.st, r.found, r.err
 	case <-ctx.Done():
-		return store.DeliveryState{}, ctx.Err()
+		return st, false, ctx.Err()
 	}
 }
 
@@ -111,44 +109,15 @@ func (s *starter) loop() {
 func (s *starter) flush(batch []*beginRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	finish := func(r *beginRequest, st store.DeliveryState, err error) {
-		r.st, r.err = st, err
-		close(r.done)
-	}
 	metrics.BeginBatch.Observe(float64(len(batch)))
-	if len(batch) == 1 {
-		st, err := s.s.BeginDelivery(ctx, batch[0].n)
-		finish(batch[0], st, err)
-		return
-	}
-	ns := make([]*store.NewNotification, len(batch))
+	ids := make([]uuid.UUID, len(batch))
 	for i, r := range batch {
-		ns[i] = r.n
+		ids[i] = r.id
 	}
-	states, err := s.s.BeginDeliveries(ctx, ns)
-	if err != nil {
-		// One bad row (an unknown receiver) must not fail its neighbours:
-		// fall back to one statement each, which also reports per row.
-		s.log.Debug("batched begin failed; starting one by one", "rows", len(batch), "err", err)
-		for _, r := range batch {
-			st, err := s.s.BeginDelivery(ctx, r.n)
-			finish(r, st, err)
-		}
-		return
-	}
-	seen := make(map[uuid.UUID]bool, len(batch))
+	states, err := s.s.DeliveryStates(ctx, ids)
 	for _, r := range batch {
-		st, ok := states[r.n.ID]
-		if !ok {
-			var err error
-			st, err = s.s.BeginDelivery(ctx, r.n)
-			finish(r, st, err)
-			continue
-		}
-		if seen[r.n.ID] {
-			st.Inserted = false // the same notification twice in one batch
-		}
-		seen[r.n.ID] = true
-		finish(r, st, nil)
+		r.st, r.found = states[r.id]
+		r.err = err
+		close(r.done)
 	}
 }

@@ -621,11 +621,8 @@ func TestHostileAnswersAreStorable(t *testing.T) {
 		key := fmt.Sprintf("hostile-%d", i)
 		n := &store.NewNotification{ID: tasks.NotificationID(rcv.ID, key), ReceiverID: rcv.ID, EventType: "trade.paid",
 			IdempotencyKey: key, Payload: []byte(`{}`), MaxAttempts: 3}
-		if _, err := st.BeginDelivery(ctx, n); err != nil {
-			t.Fatal(err)
-		}
 		row := attemptRow(&tasks.Deliver{ID: n.ID}, 1, &res)
-		err := st.RecordAttempts(ctx, []store.AttemptRecord{{Attempt: row, NewStatus: store.StatusPending, NextAttemptAt: time.Now().Add(time.Minute)}})
+		err := st.RecordAttempts(ctx, []store.AttemptRecord{{Attempt: row, NewStatus: store.StatusPending, NextAttemptAt: time.Now().Add(time.Minute), Create: n}})
 		if err != nil {
 			t.Fatalf("attempt %d: Postgres refused it: %v", i, err)
 		}

@@ -20,6 +20,7 @@ import (
 // handler turns one task into at most one HTTP attempt, on record.
 type handler struct {
 	receivers      *receiverCache
+	notifications  notificationInserter
 	recorder       *recorder
 	starter        *starter
 	deliverer      *deliverer
@@ -30,6 +31,11 @@ type handler struct {
 	logger         *slog.Logger
 	defaultTimeout time.Duration
 	maxTimeout     time.Duration
+}
+
+// notificationInserter records a notification before its first attempt.
+type notificationInserter interface {
+	InsertNotification(ctx context.Context, n store.NewNotification) (*store.Notification, bool, error)
 }
 
 // retryLater hands a task back to Asynq with a chosen delay. It is used when
@@ -79,22 +85,28 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
 	}
-	st, err := h.starter.begin(ctx, &store.NewNotification{
-		ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
-		CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts,
-		ExistingOnly: d.Attempt != 1,
-	})
-	if errors.Is(err, store.ErrNotFound) {
+	st, found, err := h.starter.begin(ctx, d.ID)
+	if err != nil {
+		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
+	}
+	var create *store.NewNotification
+	switch {
+	case !found && d.Attempt == 1:
+		// Not on record yet (the Go client enqueues straight to Redis): the
+		// first attempt's record writes it.
+		create = &store.NewNotification{
+			ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
+			CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts,
+		}
+		st = store.DeliveryState{Status: store.StatusPending, MaxAttempts: create.MaxAttempts}
+	case !found:
+		// Only a first attempt may create a notification: a retry or a
+		// manual redelivery whose notification is gone must not bring it
+		// back as new.
 		metrics.Dropped.WithLabelValues("notification_gone").Inc()
 		h.logger.Warn("dropping task: its notification no longer exists (deleted by retention)",
 			"notification_id", d.ID, "attempt", d.Attempt)
 		return fmt.Errorf("notification %s gone: %w", d.ID, asynq.SkipRetry)
-	}
-	if err != nil {
-		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
-	}
-	if st.Inserted {
-		metrics.Accepted.WithLabelValues("queue").Inc()
 	}
 	if st.Attempts == 0 && d.Attempt == 1 {
 		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
@@ -120,13 +132,13 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 	if ok, wait := h.breakers.allow(d.ReceiverID); !ok {
 		metrics.Deferred.WithLabelValues("circuit_open").Inc()
-		return &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen}
+		return h.deferred(ctx, create, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
 	}
 	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, h.latency.patience(d.ReceiverID)) {
 		metrics.Deferred.WithLabelValues("receiver_busy").Inc()
-		return &retryLater{after: 200*time.Millisecond + rand.N(800*time.Millisecond), err: errReceiverBusy}
+		return h.deferred(ctx, create, &retryLater{after: 200*time.Millisecond + rand.N(800*time.Millisecond), err: errReceiverBusy})
 	}
-	res := h.send(ctx, d, rc, st.CreatedAt, d.Attempt)
+	res := h.send(ctx, d, rc, createdAt(d, st), d.Attempt)
 	h.semaphore.release(d.ReceiverID)
 	h.latency.observe(d.ReceiverID, res.Duration)
 	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
@@ -136,7 +148,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
 	}
 	h.breakers.record(d.ReceiverID, res.Outcome)
-	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res)}
+	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res), Create: create}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
 		rec.NewStatus = store.StatusDelivered
@@ -156,6 +168,9 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// again (at-least-once).
 		return h.infra("postgres", fmt.Errorf("deliver %s: record attempt %d: %w", d.ID, d.Attempt, err))
 	}
+	if create != nil {
+		metrics.Accepted.WithLabelValues("queue").Inc()
+	}
 	if rec.NewStatus != store.StatusPending {
 		metrics.Terminal.WithLabelValues(rec.NewStatus).Inc()
 		h.logger.Debug("notification finished", "notification_id", d.ID, "status", rec.NewStatus, "attempts", d.Attempt)
@@ -164,6 +179,24 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	next := st
 	next.Attempts, next.NextAttemptAt = d.Attempt, &rec.NextAttemptAt
 	return h.ensureNext(ctx, d, next)
+}
+
+// deferred hands the task back for later without an attempt. A notification
+// not on record yet is recorded first: a deferral can last minutes (an open
+// circuit), and what only Redis holds is lost if Redis restarts empty, while
+// the re-drive job brings back from Postgres whatever is pending.
+func (h *handler) deferred(ctx context.Context, create *store.NewNotification, rl *retryLater) error {
+	if create == nil {
+		return rl
+	}
+	_, created, err := h.notifications.InsertNotification(ctx, *create)
+	if err != nil {
+		return h.infra("postgres", fmt.Errorf("deliver %s: record before deferring: %w", create.ID, err))
+	}
+	if created {
+		metrics.Accepted.WithLabelValues("queue").Inc()
+	}
+	return rl
 }
 
 // maxEarlyWait is how early a task may start before we hand it back instead
@@ -200,7 +233,7 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 	if st.Status == store.StatusCancelled {
 		return nil
 	}
-	res := h.send(ctx, d, rc, st.CreatedAt, 0)
+	res := h.send(ctx, d, rc, createdAt(d, st), 0)
 	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
 		// Cut short by our side, as in ProcessTask; the requeued task reuses
 		// this number, so a recorded abort would hide its real answer.
@@ -240,6 +273,19 @@ func (h *handler) send(ctx context.Context, d *tasks.Deliver, rc *receiverConfig
 			"attempt", attempt, "outcome", res.Outcome, "status", res.StatusCode, "err", res.Error)
 	}
 	return res
+}
+
+// createdAt is the envelope's created_at: when the notification was handed
+// to notifyd. Tasks carry it (the producer's enqueue time for the Go client
+// and the outbox, the stored created_at for the HTTP ingest, re-drives and
+// manual redeliveries), so that it does not change between automatic
+// attempts although a Go client's notification is recorded only with its
+// first attempt.
+func createdAt(d *tasks.Deliver, st store.DeliveryState) time.Time {
+	if d.EnqueuedAt.IsZero() {
+		return st.CreatedAt
+	}
+	return d.EnqueuedAt
 }
 
 func attemptRow(d *tasks.Deliver, no int, res *attemptResult) store.Attempt {

@@ -18,6 +18,7 @@ import (
 	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
+	"github.com/notifyd/notifyd/worker"
 )
 
 // newRedrive builds a scheduler on the stack, as `notifyd scheduler` does.
@@ -263,5 +264,71 @@ func TestRedriveAfterRedisLosesRetries(t *testing.T) {
 	}
 	if res := s.redrive(sched); res.Scanned != 0 {
 		t.Fatalf("re-drive after delivery: %+v", res)
+	}
+}
+
+// A Go-client notification is recorded in Postgres with its first attempt;
+// one whose delivery is deferred (here: the receiver's concurrency limit is
+// taken) is recorded before it goes back to Redis, so the re-drive brings it
+// back after Redis loses it.
+func TestRedriveAfterRedisLosesDeferredGoClientNotifications(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, withWorker(func(w *worker.Config) { w.ReceiverConcurrency = 1 }))
+	release := make(chan struct{})
+	rs := newReceiverServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	r := s.receiver(rs.URL, nil)
+	const total = 5
+	ids := make([]string, total)
+	for i := range ids {
+		ids[i] = s.notifyGo(r.ID, fmt.Sprintf("order-%d", i))
+	}
+	// One request holds the receiver's only slot; the others are deferred,
+	// and recorded as pending before they are.
+	if n := waitSteady(t, rs, 10*time.Second); n != 1 {
+		t.Fatalf("%d requests in flight, want 1 (the limit)", n)
+	}
+	s.waitRows(store.StatusPending, total-1)
+	s.flushRedis()
+	close(release)
+	// The attempt in flight is recorded with its notification; so is any
+	// deferred one a worker was holding (waiting for the slot) at the flush.
+	inHand := waitSteady(t, rs, 10*time.Second)
+	s.waitRows(store.StatusDelivered, inHand)
+
+	if res := s.redrive(s.newRedrive(time.Millisecond)); res.Enqueued != total-inHand {
+		t.Fatalf("re-drive: %+v, want %d enqueued", res, total-inHand)
+	}
+	s.waitCount(ids, store.StatusDelivered, total, 10*time.Second)
+	for id, n := range requestsPerID(t, rs) {
+		if n != 1 {
+			t.Errorf("%s: receiver got %d requests, want 1", id, n)
+		}
+	}
+}
+
+// waitRows waits until the stack's database holds exactly want
+// notifications with status.
+func (s *stack) waitRows(status string, want int) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got int
+		if err := s.store.Pool().QueryRow(context.Background(),
+			`SELECT count(*) FROM notifications WHERE status = $1::text::notification_status`, status).Scan(&got); err != nil {
+			s.t.Fatal(err)
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%d notifications %s, want %d", got, status, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -47,8 +47,11 @@ func TestReceiverSummaryAPI(t *testing.T) {
 	s := newStack(t)
 	good := s.receiver("http://127.0.0.1:9/good", map[string]any{"name": "good"})
 	bad := s.receiver("http://127.0.0.1:9/bad", map[string]any{"name": "bad"})
-	yesterday := "created_at = now() - interval '1 day'"
-	recent := "created_at = now() - interval '1 hour'"
+	// The start of yesterday (UTC) is in the day the job summarizes and out of
+	// the live counts' last 24 hours at any time of day; a second ago is
+	// today's (the test once failed in the first hour after midnight).
+	yesterday := "created_at = (date_trunc('day', now() AT TIME ZONE 'UTC') - interval '1 day') AT TIME ZONE 'UTC'"
+	recent := "created_at = now() - interval '1 second'"
 	for _, set := range []string{
 		yesterday + ", status = 'delivered', next_attempt_at = NULL",
 		yesterday + ", status = 'delivered', next_attempt_at = NULL",

@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,43 +17,41 @@ type DeliveryState struct {
 	MaxAttempts   int
 	NextAttemptAt *time.Time
 	CreatedAt     time.Time
-	// Inserted is true when this call recorded the notification.
-	Inserted bool
 }
 
-// BeginDelivery records n if this is the first time anyone sees it (the Go
-// client enqueues straight to Redis) and returns its current state, in one
-// round trip.
-func (s *Store) BeginDelivery(ctx context.Context, n *NewNotification) (DeliveryState, error) {
-	var st DeliveryState
-	var attempts, maxAttempts int16
-	err := s.pool.QueryRow(ctx, `
-		WITH ins AS (
-			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, now(), now() WHERE NOT $8
-			ON CONFLICT DO NOTHING
-			RETURNING status, attempts, max_attempts, next_attempt_at, created_at, true
-		)
-		SELECT * FROM ins
-		UNION ALL
-		SELECT status, attempts, max_attempts, next_attempt_at, created_at, false FROM notifications
-		WHERE id = $1 AND NOT EXISTS (SELECT FROM ins)`,
-		n.ID, n.ReceiverID, n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts, n.ExistingOnly,
-	).Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt, &st.CreatedAt, &st.Inserted)
-	if errors.Is(err, ErrNotFound) || errors.Is(notFound(err), ErrNotFound) {
-		// A concurrent insert of the same id committed after our snapshot:
-		// the row exists now, read it plainly.
-		err = s.pool.QueryRow(ctx, `SELECT status, attempts, max_attempts, next_attempt_at, created_at FROM notifications WHERE id = $1`, n.ID).
-			Scan(&st.Status, &attempts, &maxAttempts, &st.NextAttemptAt, &st.CreatedAt)
+// DeliveryStates looks up the state of a batch of notifications in one
+// statement (workers group the look-ups of the deliveries they start at the
+// same moment). An id missing from the result is not on record: either its
+// first attempt has not been recorded yet (the Go client enqueues straight
+// to Redis, and the first attempt writes the notification together with its
+// outcome; see AttemptRecord.Create), or retention deleted it.
+func (s *Store) DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]DeliveryState, error) {
+	// [16]byte, not uuid.UUID: pgx encodes and decodes those directly,
+	// where a uuid.UUID goes through its text form.
+	keys := make([][16]byte, len(ids))
+	for i, id := range ids {
+		keys[i] = id
 	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, status, attempts, max_attempts, next_attempt_at, created_at
+		FROM notifications WHERE id = ANY($1)`, keys)
 	if err != nil {
-		if isForeignKeyViolation(err) {
-			return st, fmt.Errorf("begin delivery %s: %w", n.ID, ErrUnknownReceiver)
-		}
-		return st, fmt.Errorf("begin delivery %s: %w", n.ID, notFound(err))
+		return nil, fmt.Errorf("look up %d deliveries: %w", len(ids), err)
 	}
-	st.Attempts, st.MaxAttempts = int(attempts), int(maxAttempts)
-	return st, nil
+	out := make(map[uuid.UUID]DeliveryState, len(ids))
+	var id uuid.UUID
+	var st DeliveryState
+	var attempts, maxA int16
+	_, err = pgx.ForEachRow(rows, []any{(*[16]byte)(&id), &st.Status, &attempts, &maxA, &st.NextAttemptAt, &st.CreatedAt}, func() error {
+		st.Attempts, st.MaxAttempts = int(attempts), int(maxA)
+		out[id] = st
+		st.NextAttemptAt = nil
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up %d deliveries: %w", len(ids), err)
+	}
+	return out, nil
 }
 
 // newStatus is the status rule of RecordAttempts as a SQL expression over
@@ -77,12 +75,19 @@ type AttemptRecord struct {
 	// NextAttemptAt is when the next automatic attempt is due; used only
 	// when NewStatus is pending.
 	NextAttemptAt time.Time
+	// Create, for the first attempt of a notification that is not on record
+	// yet, is the notification: it is written once, already in its state
+	// after this attempt, instead of inserted before the attempt and updated
+	// after it (a status change rewrites every index entry of the row, so
+	// the pair cost Postgres about twice the single write).
+	Create *NewNotification
 }
 
 // RecordAttempts writes a batch of attempts and updates their notifications
-// in one statement. It is idempotent: an attempt already on record (same
-// notification and number) is skipped together with its update, so a batch
-// can be retried safely after an error whose outcome is unknown.
+// (or creates them, see AttemptRecord.Create) in one statement. It is
+// idempotent: an attempt already on record (same notification and number) is
+// skipped together with its update, so a batch can be retried safely after
+// an error whose outcome is unknown.
 //
 // Status rules: an automatic attempt moves a pending notification to its
 // NewStatus; a successful manual redelivery moves a pending or failed one to
@@ -91,9 +96,26 @@ type AttemptRecord struct {
 //
 // The caller must not put two attempts of one notification in one batch.
 func (s *Store) RecordAttempts(ctx context.Context, batch []AttemptRecord) error {
-	if len(batch) == 0 {
-		return nil
+	for try := 0; len(batch) > 0; try++ {
+		retry, err := s.recordAttempts(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("record %d attempts: %w", len(batch), err)
+		}
+		if len(retry) > 0 && try == 2 {
+			return fmt.Errorf("record %d attempts: notification %s neither created nor visible", len(batch), retry[0].NotificationID)
+		}
+		batch = retry
 	}
+	return nil
+}
+
+// recordAttempts runs the statement once. It returns the records to run
+// again: those whose notification was to be created but already existed
+// without being visible to the statement (its insert committed after the
+// statement began, e.g. the same business key sent through the HTTP ingest
+// at that moment), so that neither the attempt nor the update could be
+// applied. A new statement sees the row.
+func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]AttemptRecord, error) {
 	n := len(batch)
 	ids := make([][16]byte, n)
 	nos := make([]int16, n)
@@ -105,6 +127,14 @@ func (s *Store) RecordAttempts(ctx context.Context, batch []AttemptRecord) error
 	bodies := make([]*string, n)
 	statuses := make([]*string, n)
 	nexts := make([]*time.Time, n)
+	// The notification's own columns, for records that create it.
+	creates := make([]bool, n)
+	receivers := make([][16]byte, n)
+	types := make([]string, n)
+	keys := make([]string, n)
+	urls := make([]*string, n)
+	payloads := make([][]byte, n)
+	maxAttempts := make([]int16, n)
 	for i := range batch {
 		r := &batch[i]
 		ids[i] = r.NotificationID
@@ -122,98 +152,73 @@ func (s *Store) RecordAttempts(ctx context.Context, batch []AttemptRecord) error
 		if r.NewStatus == StatusPending {
 			nexts[i] = &r.NextAttemptAt
 		}
+		if c := r.Create; c != nil {
+			creates[i] = true
+			receivers[i], types[i], keys[i] = c.ReceiverID, c.EventType, c.IdempotencyKey
+			urls[i], payloads[i], maxAttempts[i] = nullIfEmpty(c.CallbackURL), c.Payload, int16(c.MaxAttempts)
+		}
 	}
-	_, err := s.pool.Exec(ctx, `
+	// created: notifications written in their state after the attempt. ins:
+	// the attempts, for notifications created here or visible (a missing one
+	// would fail the foreign key). The UPDATE applies each inserted attempt
+	// to a notification that existed. The SELECT names the records to run
+	// again (see above).
+	rows, err := s.pool.Query(ctx, `
 		WITH u AS (
 			SELECT * FROM unnest($1::uuid[], $2::int2[], $3::timestamptz[], $4::int4[], $5::int2[],
-				$6::text[]::attempt_outcome[], $7::text[], $8::text[], $9::text[]::notification_status[], $10::timestamptz[])
-				AS u(id, no, started, ms, code, outcome, err, body, status, next)
+				$6::text[]::attempt_outcome[], $7::text[], $8::text[], $9::text[]::notification_status[], $10::timestamptz[],
+				$11::bool[], $12::uuid[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::int2[])
+				AS u(id, no, started, ms, code, outcome, err, body, status, next,
+					create_it, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts)
+		), created AS (
+			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
+				created_at, status, attempts, next_attempt_at, delivered_at, last_attempt_at, last_status_code, last_error)
+			SELECT id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
+				now(), status, greatest(no, 0), CASE WHEN status = 'pending' THEN next END,
+				CASE WHEN status = 'delivered' THEN started + make_interval(secs => ms / 1000.0) END,
+				started, code, err
+			FROM u WHERE create_it
+			ON CONFLICT DO NOTHING
+			RETURNING id
 		), ins AS (
 			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, error, response_body)
 			SELECT id, no, started, ms, code, outcome, err, body FROM u
+			WHERE NOT create_it OR EXISTS (SELECT FROM created c WHERE c.id = u.id)
+				OR EXISTS (SELECT FROM notifications n WHERE n.id = u.id)
 			ON CONFLICT DO NOTHING
 			RETURNING notification_id, attempt_no
+		), upd AS (
+			UPDATE notifications n SET
+				attempts = CASE WHEN u.no > 0 THEN greatest(n.attempts, u.no) ELSE n.attempts END,
+				status = `+newStatus+`,
+				next_attempt_at = CASE WHEN `+newStatus+` <> 'pending' THEN NULL
+					WHEN u.no > 0 THEN u.next ELSE n.next_attempt_at END,
+				delivered_at = CASE WHEN n.delivered_at IS NULL AND `+newStatus+` = 'delivered'
+					THEN u.started + make_interval(secs => u.ms / 1000.0) ELSE n.delivered_at END,
+				last_attempt_at = greatest(n.last_attempt_at, u.started),
+				last_status_code = CASE WHEN n.last_attempt_at > u.started THEN n.last_status_code ELSE u.code END,
+				last_error = CASE WHEN n.last_attempt_at > u.started THEN n.last_error ELSE u.err END
+			FROM u
+			JOIN ins ON ins.notification_id = u.id AND ins.attempt_no = u.no
+			WHERE n.id = u.id AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
 		)
-		UPDATE notifications n SET
-			attempts = CASE WHEN u.no > 0 THEN greatest(n.attempts, u.no) ELSE n.attempts END,
-			status = `+newStatus+`,
-			next_attempt_at = CASE WHEN `+newStatus+` <> 'pending' THEN NULL
-				WHEN u.no > 0 THEN u.next ELSE n.next_attempt_at END,
-			delivered_at = CASE WHEN n.delivered_at IS NULL AND `+newStatus+` = 'delivered'
-				THEN u.started + make_interval(secs => u.ms / 1000.0) ELSE n.delivered_at END,
-			last_attempt_at = greatest(n.last_attempt_at, u.started),
-			last_status_code = CASE WHEN n.last_attempt_at > u.started THEN n.last_status_code ELSE u.code END,
-			last_error = CASE WHEN n.last_attempt_at > u.started THEN n.last_error ELSE u.err END
-		FROM u
-		JOIN ins ON ins.notification_id = u.id AND ins.attempt_no = u.no
-		WHERE n.id = u.id`,
-		ids, nos, started, durations, codes, outcomes, errs, bodies, statuses, nexts)
+		SELECT u.id FROM u
+		WHERE create_it AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
+			AND NOT EXISTS (SELECT FROM notifications n WHERE n.id = u.id)`,
+		ids, nos, started, durations, codes, outcomes, errs, bodies, statuses, nexts,
+		creates, receivers, types, keys, urls, payloads, maxAttempts)
 	if err != nil {
-		return fmt.Errorf("record %d attempts: %w", n, err)
+		return nil, err
 	}
-	return nil
-}
-
-// BeginDeliveries is BeginDelivery for a batch in one statement: workers
-// group the notifications their handlers start at the same moment, which
-// costs Postgres a fraction of one statement each. The result maps id to
-// state; an id missing from it (a concurrent insert of that id committed
-// after the statement's snapshot, or an ExistingOnly one that does not
-// exist) should be retried with BeginDelivery.
-// The receivers must exist: one unknown receiver fails the whole batch.
-func (s *Store) BeginDeliveries(ctx context.Context, batch []*NewNotification) (map[uuid.UUID]DeliveryState, error) {
-	n := len(batch)
-	ids := make([]uuid.UUID, n)
-	receivers := make([]uuid.UUID, n)
-	types := make([]string, n)
-	keys := make([]string, n)
-	urls := make([]*string, n)
-	payloads := make([][]byte, n)
-	maxAttempts := make([]int16, n)
-	create := make([]bool, n)
-	for i, nn := range batch {
-		ids[i], receivers[i], types[i], keys[i] = nn.ID, nn.ReceiverID, nn.EventType, nn.IdempotencyKey
-		urls[i], payloads[i], maxAttempts[i] = nullIfEmpty(nn.CallbackURL), nn.Payload, int16(nn.MaxAttempts)
-		create[i] = !nn.ExistingOnly
+	again, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil || len(again) == 0 {
+		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `
-		WITH u AS (
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::int2[], $8::bool[])
-				AS u(id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, may_create)
-		), ins AS (
-			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
-			SELECT id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, now(), now() FROM u
-			WHERE may_create
-			ON CONFLICT DO NOTHING
-			RETURNING id, status, attempts, max_attempts, next_attempt_at, created_at
-		)
-		SELECT *, true FROM ins
-		UNION ALL
-		SELECT n.id, n.status, n.attempts, n.max_attempts, n.next_attempt_at, n.created_at, false
-		FROM notifications n JOIN u ON n.id = u.id
-		WHERE NOT EXISTS (SELECT FROM ins WHERE ins.id = u.id)`,
-		ids, receivers, types, keys, urls, payloads, maxAttempts, create)
-	if err != nil {
-		return nil, fmt.Errorf("begin %d deliveries: %w", n, err)
-	}
-	out := make(map[uuid.UUID]DeliveryState, n)
-	var id uuid.UUID
-	var st DeliveryState
-	var attempts, maxA int16
-	_, err = pgx.ForEachRow(rows, []any{&id, &st.Status, &attempts, &maxA, &st.NextAttemptAt, &st.CreatedAt, &st.Inserted}, func() error {
-		st.Attempts, st.MaxAttempts = int(attempts), int(maxA)
-		if prev, dup := out[id]; dup && prev.Inserted {
-			return nil // the same id twice in the batch: keep the insert
+	var retry []AttemptRecord
+	for _, r := range batch {
+		if slices.Contains(again, r.NotificationID) {
+			retry = append(retry, r)
 		}
-		out[id] = st
-		st.NextAttemptAt = nil
-		return nil
-	})
-	if err != nil {
-		if isForeignKeyViolation(err) {
-			return nil, fmt.Errorf("begin %d deliveries: %w", n, ErrUnknownReceiver)
-		}
-		return nil, fmt.Errorf("begin %d deliveries: %w", n, err)
 	}
-	return out, nil
+	return retry, nil
 }

@@ -89,22 +89,18 @@ func TestRecordAttempts(t *testing.T) {
 	ctx := context.Background()
 	r := newReceiver(t, s)
 	n := newNotification(r, "order-2")
-	st, err := s.BeginDelivery(ctx, n)
-	if err != nil || st.Status != store.StatusPending || st.Attempts != 0 || st.MaxAttempts != 3 {
-		t.Fatalf("begin: %+v %v", st, err)
+	if _, _, err := s.InsertNotification(ctx, *n); err != nil {
+		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	fail := store.AttemptRecord{
 		Attempt:   store.Attempt{NotificationID: n.ID, AttemptNo: 1, StartedAt: now, Duration: 20 * time.Millisecond, StatusCode: 500, Outcome: store.OutcomeFailure, Error: "HTTP 500", ResponseBody: "oops"},
 		NewStatus: store.StatusPending, NextAttemptAt: now.Add(time.Second),
 	}
-	other := newNotification(r, "order-3")
-	if _, err := s.BeginDelivery(ctx, other); err != nil {
-		t.Fatal(err)
-	}
+	other := newNotification(r, "order-3") // not on record: its first attempt creates it
 	ok := store.AttemptRecord{
 		Attempt:   store.Attempt{NotificationID: other.ID, AttemptNo: 1, StartedAt: now, Duration: 5 * time.Millisecond, StatusCode: 200, Outcome: store.OutcomeSuccess},
-		NewStatus: store.StatusDelivered,
+		NewStatus: store.StatusDelivered, Create: other,
 	}
 	for range 2 { // the second write must change nothing
 		if err := s.RecordAttempts(ctx, []store.AttemptRecord{fail, ok}); err != nil {
@@ -145,63 +141,140 @@ func TestRecordAttempts(t *testing.T) {
 	if err := s.RecordAttempts(ctx, []store.AttemptRecord{manual}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = s.GetNotification(ctx, n.ID)
-	if got.Status != store.StatusDelivered || got.Attempts != 2 || got.DeliveredAt == nil {
-		t.Fatalf("after manual: %+v", got)
-	}
-	st, err = s.BeginDelivery(ctx, n)
-	if err != nil || st.Status != store.StatusDelivered || st.Attempts != 2 {
-		t.Fatalf("begin existing: %+v %v", st, err)
+	states, err := s.DeliveryStates(ctx, []uuid.UUID{n.ID, uuid.New()})
+	if st, found := states[n.ID]; err != nil || len(states) != 1 || !found || st.Status != store.StatusDelivered || st.Attempts != 2 {
+		t.Fatalf("after manual: %+v %v", states, err)
 	}
 }
 
-func TestBeginDeliveriesBatch(t *testing.T) {
+// A first attempt writes a notification that is not on record in its state
+// after the attempt, whatever the outcome.
+func TestRecordAttemptsCreatesNotification(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	r := newReceiver(t, s)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	tests := []struct {
+		name, status, outcome string
+		code                  int
+	}{
+		{"delivered", store.StatusDelivered, store.OutcomeSuccess, 200},
+		{"retry due", store.StatusPending, store.OutcomeFailure, 500},
+		{"gone", store.StatusFailed, store.OutcomeGone, 410},
+	}
+	for _, tc := range tests {
+		n := newNotification(r, tc.name)
+		rec := store.AttemptRecord{
+			Attempt:   store.Attempt{NotificationID: n.ID, AttemptNo: 1, StartedAt: now, Duration: 7 * time.Millisecond, StatusCode: tc.code, Outcome: tc.outcome},
+			NewStatus: tc.status, NextAttemptAt: now.Add(time.Minute), Create: n,
+		}
+		if err := s.RecordAttempts(ctx, []store.AttemptRecord{rec}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got, err := s.GetNotification(ctx, n.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got.Status != tc.status || got.Attempts != 1 || got.MaxAttempts != 3 || got.LastStatusCode == nil || *got.LastStatusCode != tc.code ||
+			string(got.Payload) != `{"a":1}` || got.IdempotencyKey != tc.name ||
+			(tc.status == store.StatusPending) != (got.NextAttemptAt != nil) || (tc.status == store.StatusDelivered) != (got.DeliveredAt != nil) {
+			t.Errorf("%s: %+v", tc.name, got)
+		}
+		if atts, err := s.ListAttempts(ctx, n.ID); err != nil || len(atts) != 1 || atts[0].Outcome != tc.outcome {
+			t.Errorf("%s: attempts %+v %v", tc.name, atts, err)
+		}
+	}
+}
+
+// The same business key recorded by someone else meanwhile (the HTTP ingest)
+// is updated instead, also when its insert commits while the record's
+// statement runs (invisible to its snapshot).
+func TestRecordAttemptsCreateMeetsConcurrentInsert(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	r := newReceiver(t, s)
+	now := time.Now().UTC()
+	record := func(n *store.NewNotification) error {
+		return s.RecordAttempts(ctx, []store.AttemptRecord{{
+			Attempt:   store.Attempt{NotificationID: n.ID, AttemptNo: 1, StartedAt: now, StatusCode: 200, Outcome: store.OutcomeSuccess},
+			NewStatus: store.StatusDelivered, Create: n,
+		}})
+	}
+	check := func(n *store.NewNotification) {
+		t.Helper()
+		got, err := s.GetNotification(ctx, n.ID)
+		if err != nil || got.Status != store.StatusDelivered || got.Attempts != 1 {
+			t.Fatalf("%s: %+v %v", n.IdempotencyKey, got, err)
+		}
+		if atts, err := s.ListAttempts(ctx, n.ID); err != nil || len(atts) != 1 {
+			t.Fatalf("%s: attempts %+v %v", n.IdempotencyKey, atts, err)
+		}
+	}
+
+	visible := newNotification(r, "ingested-before")
+	if _, _, err := s.InsertNotification(ctx, *visible); err != nil {
+		t.Fatal(err)
+	}
+	if err := record(visible); err != nil {
+		t.Fatal(err)
+	}
+	check(visible)
+
+	// An insert still open when the record starts: the record's INSERT waits
+	// for it, finds the conflict, and cannot see the row.
+	late := newNotification(r, "ingested-during")
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, payload, max_attempts, next_attempt_at)
+		VALUES ($1, $2, 'trade.paid', $3, '{}', 3, now())`, late.ID, late.ReceiverID, late.IdempotencyKey); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- record(late) }()
+	// Let the record's statement start and block on the open insert.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var waiting bool
+		if err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO notifications%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the record never waited for the open insert")
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	check(late)
+}
+
+func TestDeliveryStates(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	r := newReceiver(t, s)
 	old := newNotification(r, "old")
-	if _, err := s.BeginDelivery(ctx, old); err != nil {
+	if _, _, err := s.InsertNotification(ctx, *old); err != nil {
 		t.Fatal(err)
 	}
-	fresh := newNotification(r, "fresh")
-	states, err := s.BeginDeliveries(ctx, []*store.NewNotification{old, fresh, fresh})
+	missing := newNotification(r, "not-recorded")
+	states, err := s.DeliveryStates(ctx, []uuid.UUID{old.ID, missing.ID, old.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(states) != 2 || states[old.ID].Inserted || !states[fresh.ID].Inserted ||
-		states[fresh.ID].Status != store.StatusPending || states[fresh.ID].MaxAttempts != 3 || states[fresh.ID].NextAttemptAt == nil {
+	st, found := states[old.ID]
+	if _, ok := states[missing.ID]; ok || !found || len(states) != 1 || st.Status != store.StatusPending || st.MaxAttempts != 3 || st.CreatedAt.IsZero() {
 		t.Fatalf("states: %+v", states)
-	}
-	var count int
-	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM notifications`).Scan(&count); err != nil || count != 2 {
-		t.Fatalf("rows = %d (%v), want 2", count, err)
-	}
-	unknown := newNotification(&store.Receiver{ID: uuid.New()}, "x")
-	if _, err := s.BeginDeliveries(ctx, []*store.NewNotification{fresh, unknown}); !errors.Is(err, store.ErrUnknownReceiver) {
-		t.Fatalf("unknown receiver in batch: %v", err)
-	}
-}
-
-func TestBeginDeliveryExistingOnlyNeverCreates(t *testing.T) {
-	t.Parallel()
-	s := newStore(t)
-	ctx := context.Background()
-	r := newReceiver(t, s)
-	gone := newNotification(r, "deleted-by-retention")
-	gone.ExistingOnly = true
-	if _, err := s.BeginDelivery(ctx, gone); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("single: %v, want ErrNotFound", err)
-	}
-	other := newNotification(r, "new")
-	states, err := s.BeginDeliveries(ctx, []*store.NewNotification{gone, other})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := states[gone.ID]; ok || !states[other.ID].Inserted {
-		t.Fatalf("batch: %+v", states)
-	}
-	if _, err := s.GetNotification(ctx, gone.ID); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("an ExistingOnly begin created the notification: %v", err)
 	}
 }
