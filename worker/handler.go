@@ -139,7 +139,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return h.deferred(ctx, create, &retryLater{after: 200*time.Millisecond + rand.N(800*time.Millisecond), err: errReceiverBusy})
 	}
 	res := h.send(ctx, d, rc, createdAt(d, st), d.Attempt)
-	h.semaphore.release(d.ReceiverID)
+	h.semaphore.release(d.ReceiverID, res.Outcome == store.OutcomeTimeout)
 	h.latency.observe(d.ReceiverID, res.Duration)
 	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
 		// Our side cut the attempt short (shutdown hands the task back), not

@@ -30,6 +30,12 @@ import (
 // processes at every moment; what the process-local holding costs is that a
 // slot one process no longer needs reaches another process up to two passes
 // later.
+//
+// Within its share a process also limits itself with a window per receiver
+// that starts small and grows with each answer (slow start): a receiver
+// that hangs holds only a couple of workers until the circuit breaker has
+// seen enough timeouts to open, instead of up to the whole limit; a
+// timeout halves the window, a timely answer widens it by one.
 type semaphore struct {
 	rdb   redis.UniversalClient
 	limit int
@@ -53,7 +59,15 @@ type receiverSlots struct {
 	peak  int      // most in use since the last trim
 	// renewed is when the leases of names were last pushed forward.
 	renewed time.Time
+	// window is how many deliveries this process lets run at once (slow
+	// start), between 1 and the limit.
+	window int
 }
+
+// initialWindow is the window of a receiver this process has not heard
+// from: enough for a fast receiver's first deliveries to overlap, few
+// enough that many hanging receivers cannot take every worker.
+const initialWindow = 2
 
 // newSemaphore returns a semaphore with limit slots per receiver (limit <= 0:
 // no cap) whose slots expire lease after they were last renewed.
@@ -99,8 +113,12 @@ func (s *semaphore) acquire(ctx context.Context, receiver uuid.UUID) bool {
 	s.mu.Lock()
 	rs := s.byID[receiver]
 	if rs == nil {
-		rs = &receiverSlots{renewed: time.Now()}
+		rs = &receiverSlots{renewed: time.Now(), window: min(initialWindow, s.limit)}
 		s.byID[receiver] = rs
+	}
+	if rs.inUse >= rs.window {
+		s.mu.Unlock()
+		return false
 	}
 	rs.inUse++
 	rs.peak = max(rs.peak, rs.inUse)
@@ -150,15 +168,21 @@ func (s *semaphore) acquireWithin(ctx context.Context, receiver uuid.UUID, wait 
 	}
 }
 
-// release ends a delivery. Its slot stays with the process for the next
-// delivery to the same receiver; the trim pass gives it back if none comes.
-func (s *semaphore) release(receiver uuid.UUID) {
+// release ends a delivery, which timedOut or not. Its slot stays with the
+// process for the next delivery to the same receiver; the trim pass gives
+// it back if none comes.
+func (s *semaphore) release(receiver uuid.UUID, timedOut bool) {
 	if s.disabled() {
 		return
 	}
 	s.mu.Lock()
 	if rs := s.byID[receiver]; rs != nil && rs.inUse > 0 {
 		rs.inUse--
+		if timedOut {
+			rs.window = max(1, rs.window/2)
+		} else {
+			rs.window = min(s.limit, rs.window+1)
+		}
 	}
 	s.mu.Unlock()
 }

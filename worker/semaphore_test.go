@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -60,7 +61,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestSemaphoreLimitIsShared(t *testing.T) {
 	t.Parallel()
-	e := newSemaphoreEnv(t, 2, time.Minute)
+	e := newSemaphoreEnv(t, 2, time.Minute) // 2 = the initial window: only the shared limit binds
 	e.want(e.a, "first slot, process a", true)
 	e.want(e.b, "second slot, process b", true)
 	e.want(e.a, "third slot, process a", false)
@@ -79,13 +80,13 @@ func TestSemaphoreKeepsThenGivesBackSlots(t *testing.T) {
 	t.Parallel()
 	e := newSemaphoreEnv(t, 1, time.Minute)
 	e.want(e.a, "a takes the only slot", true)
-	e.a.release(e.rcv)
+	e.a.release(e.rcv, false)
 	e.want(e.b, "b while a keeps the released slot", false)
 	e.want(e.a, "a reuses its slot", true)
 	if n := e.slotsInRedis(); n != 1 {
 		t.Fatalf("reuse must not take a second slot in Redis: %d", n)
 	}
-	e.a.release(e.rcv)
+	e.a.release(e.rcv, false)
 
 	e.a.start()
 	defer e.a.close()
@@ -104,7 +105,7 @@ func TestSemaphoreLease(t *testing.T) {
 	e.want(e.a, "a takes the slot", true)
 	time.Sleep(3 * lease)
 	e.want(e.b, "b while a's delivery still runs past the lease", false)
-	e.a.release(e.rcv)
+	e.a.release(e.rcv, false)
 	eventually(t, "b gets the slot a no longer uses", func() bool { return e.b.acquire(context.Background(), e.rcv) })
 
 	// b "dies" holding the slot: it never trims nor renews.
@@ -131,22 +132,57 @@ func TestSemaphoreRedisLosesSlots(t *testing.T) {
 		rs := e.a.byID[e.rcv]
 		return rs != nil && len(rs.names) == 0
 	})
-	e.a.release(e.rcv)
+	e.a.release(e.rcv, false)
 	e.want(e.a, "a takes a new slot from Redis", true)
 	if n := e.slotsInRedis(); n != 1 {
 		t.Fatalf("the new slot must be in Redis: %d", n)
 	}
 }
 
+// A process starts a receiver with a small window, widens it with each
+// answer and halves it on a timeout, whatever the shared limit allows.
+func TestSemaphoreSlowStart(t *testing.T) {
+	t.Parallel()
+	e := newSemaphoreEnv(t, 10, time.Minute)
+	steps := []struct {
+		op   string // "acquire", "acquire-fails", "answer", "timeout"
+		note string
+	}{
+		{"acquire", "first delivery"},
+		{"acquire", "second: the initial window is 2"},
+		{"acquire-fails", "third, although the limit is 10"},
+		{"answer", "window 3, 1 in flight"},
+		{"acquire", ""},
+		{"acquire", ""},
+		{"acquire-fails", "window 3 full"},
+		{"timeout", "window 1, 2 in flight"},
+		{"answer", "window 2, 1 in flight"},
+		{"acquire", ""},
+		{"acquire-fails", "window 2 full"},
+	}
+	for i, st := range steps {
+		switch st.op {
+		case "acquire", "acquire-fails":
+			e.want(e.a, fmt.Sprintf("step %d (%s)", i, st.note), st.op == "acquire")
+		case "answer", "timeout":
+			e.a.release(e.rcv, st.op == "timeout")
+		}
+	}
+	// The other process has its own window, within the shared limit.
+	e.want(e.b, "process b's first", true)
+}
+
 func TestSemaphoreCloseGivesBackEverything(t *testing.T) {
 	t.Parallel()
 	e := newSemaphoreEnv(t, 5, time.Minute)
 	e.a.start()
+	e.want(e.a, "slot", true)
+	e.want(e.a, "slot", true)
+	e.a.release(e.rcv, false)
+	e.want(e.a, "slot", true)
+	e.want(e.a, "slot", true)
 	for range 3 {
-		e.want(e.a, "slot", true)
-	}
-	for range 3 {
-		e.a.release(e.rcv)
+		e.a.release(e.rcv, false)
 	}
 	e.a.close()
 	if n := e.slotsInRedis(); n != 0 {
