@@ -136,7 +136,9 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, h.latency.patience(d.ReceiverID)) {
 		metrics.Deferred.WithLabelValues("receiver_busy").Inc()
-		return h.deferred(ctx, create, &retryLater{after: 200*time.Millisecond + rand.N(800*time.Millisecond), err: errReceiverBusy})
+		// A short wait, like waiting in the queue: no need to record a new
+		// notification for it (see deferred).
+		return &retryLater{after: h.latency.busyDelay(d.ReceiverID), err: errReceiverBusy}
 	}
 	res := h.send(ctx, d, rc, createdAt(d, st), d.Attempt)
 	h.semaphore.release(d.ReceiverID, res.Outcome == store.OutcomeTimeout)
@@ -181,10 +183,11 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return h.ensureNext(ctx, d, next)
 }
 
-// deferred hands the task back for later without an attempt. A notification
-// not on record yet is recorded first: a deferral can last minutes (an open
-// circuit), and what only Redis holds is lost if Redis restarts empty, while
-// the re-drive job brings back from Postgres whatever is pending.
+// deferred hands the task back for later without an attempt while the
+// receiver's circuit is open. A notification not on record yet is recorded
+// first: a receiver's outage can keep its notifications waiting for hours,
+// what only Redis holds is lost if Redis restarts empty, and the re-drive
+// job brings back from Postgres whatever is pending.
 func (h *handler) deferred(ctx context.Context, create *store.NewNotification, rl *retryLater) error {
 	if create == nil {
 		return rl

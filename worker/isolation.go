@@ -2,6 +2,7 @@ package worker
 
 import (
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,12 +53,24 @@ func (l *latencies) patience(receiver uuid.UUID) time.Duration {
 		return 20 * time.Millisecond
 	}
 	if avg := time.Duration(v.(*atomic.Int64).Load()); avg <= 50*time.Millisecond {
-		// At least 20 ms: slots are released asynchronously, so a fast
-		// receiver's slot can free a few milliseconds after its answer,
-		// and a deferral through Asynq costs a whole second.
+		// At least 20 ms: a deferral through Asynq costs a whole second
+		// (it keeps due times in whole seconds).
 		return max(2*avg, 20*time.Millisecond)
 	}
 	return 0
+}
+
+// busyDelay is how long to defer a delivery that found no free slot: about
+// the receiver's usual answer time when that is long (no slot frees sooner,
+// and coming back earlier costs the queue another round trip for nothing),
+// else a short random delay.
+func (l *latencies) busyDelay(receiver uuid.UUID) time.Duration {
+	if v, ok := l.byID.Load(receiver); ok {
+		if avg := time.Duration(v.(*atomic.Int64).Load()); avg > time.Second {
+			return min(avg/2+rand.N(avg/2+1), 15*time.Second)
+		}
+	}
+	return 200*time.Millisecond + rand.N(800*time.Millisecond)
 }
 
 // BreakerConfig tunes the circuit breaker.

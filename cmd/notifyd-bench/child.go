@@ -386,7 +386,8 @@ func runNotifyd(ctx context.Context, args []string) error {
 }
 
 // printStats reports, on a "stats" line, the mean rows per statement of the
-// worker's two batched writes (what batching achieved during the run).
+// worker's two batched writes (what batching achieved during the run) and
+// how many deliveries it deferred, by reason.
 func printStats() {
 	families, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
@@ -394,6 +395,14 @@ func printStats() {
 	}
 	stats := map[string]float64{}
 	for _, f := range families {
+		if f.GetName() == "notifyd_deliveries_deferred_total" {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					stats["deferred_"+l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+			continue
+		}
 		name, ok := map[string]string{
 			"notifyd_begin_batch_size":    "begin_rows_per_statement",
 			"notifyd_recorder_batch_size": "record_rows_per_statement",

@@ -843,6 +843,9 @@ type IsolationResult struct {
 	HealthyN       int     `json:"burst_healthy_n"`
 	HealthySeconds float64 `json:"burst_healthy_seconds"`
 	HealthyRate    float64 `json:"healthy_delivered_per_s"`
+	// BurstDeferred counts the burst's deliveries deferred without an
+	// attempt, by reason (what isolation cost the queue).
+	BurstDeferred map[string]float64 `json:"burst_deferred,omitempty"`
 	// ThroughputRatio is HealthyRate over scenario 1's delivered/s.
 	ThroughputRatio *float64 `json:"throughput_ratio"`
 	// Steady run: the latency scenario's rate with 30 % going to hanging
@@ -896,6 +899,12 @@ func (b *bench) isolation(ctx context.Context) error {
 		return err
 	}
 	b.stopChild(c)
+	r.BurstDeferred = map[string]float64{}
+	for k, v := range c.stats {
+		if reason, ok := strings.CutPrefix(k, "deferred_"); ok {
+			r.BurstDeferred[reason] = v
+		}
+	}
 	r.HealthySeconds = round(end.Sub(start).Seconds(), 3)
 	r.HealthyRate = round(float64(r.HealthyN)/end.Sub(start).Seconds(), 1)
 	b.prog.done("isolation burst: %s healthy delivered in %.2f s: %s", thousands(int64(r.HealthyN)), r.HealthySeconds, fmtRate(r.HealthyRate))
@@ -938,6 +947,8 @@ func (b *bench) isolation(ctx context.Context) error {
 		lat += fmt.Sprintf(" (p99 %.1f× scenario 3)", ratio)
 	}
 	b.rows = append(b.rows, row{"", lat, "", ""})
+	b.rows = append(b.rows, row{"", fmt.Sprintf("burst deferrals without an attempt: %.0f receiver busy, %.0f circuit open",
+		r.BurstDeferred["receiver_busy"], r.BurstDeferred["circuit_open"]), "", ""})
 	if math.IsNaN(r.HealthyRate) {
 		return errors.New("no healthy deliveries")
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,46 +269,55 @@ func TestRedriveAfterRedisLosesRetries(t *testing.T) {
 }
 
 // A Go-client notification is recorded in Postgres with its first attempt;
-// one whose delivery is deferred (here: the receiver's concurrency limit is
-// taken) is recorded before it goes back to Redis, so the re-drive brings it
-// back after Redis loses it.
+// one deferred because its receiver's circuit is open (a receiver outage
+// can keep it waiting for hours) is recorded before it goes back to Redis,
+// so the re-drive brings it back after Redis loses it.
 func TestRedriveAfterRedisLosesDeferredGoClientNotifications(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, withWorker(func(w *worker.Config) { w.ReceiverConcurrency = 1 }))
-	release := make(chan struct{})
-	rs := newReceiverServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
+	s := newStack(t, withWorker(func(w *worker.Config) {
+		w.Breaker = worker.BreakerConfig{Failures: 1, Cooldown: time.Second}
+	}))
+	var down atomic.Bool
+	down.Store(true)
+	rs := newReceiverServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
 		}
 		w.WriteHeader(http.StatusOK)
 	})
 	r := s.receiver(rs.URL, nil)
+	// The first failure opens the circuit; the next ones are deferred
+	// without an attempt, and recorded as pending.
+	first := s.notifyGo(r.ID, "order-0")
+	s.waitStatus(first, store.StatusPending, 10*time.Second)
 	const total = 5
-	ids := make([]string, total)
-	for i := range ids {
-		ids[i] = s.notifyGo(r.ID, fmt.Sprintf("order-%d", i))
+	ids := []string{first}
+	for i := 1; i < total; i++ {
+		ids = append(ids, s.notifyGo(r.ID, fmt.Sprintf("order-%d", i)))
 	}
-	// One request holds the receiver's only slot; the others are deferred,
-	// and recorded as pending before they are.
-	if n := waitSteady(t, rs, 10*time.Second); n != 1 {
-		t.Fatalf("%d requests in flight, want 1 (the limit)", n)
+	s.waitRows(store.StatusPending, total)
+	if got := len(rs.Hits()); got != 1 {
+		t.Fatalf("receiver got %d requests while its circuit was open, want 1", got)
 	}
-	s.waitRows(store.StatusPending, total-1)
 	s.flushRedis()
-	close(release)
-	// The attempt in flight is recorded with its notification; so is any
-	// deferred one a worker was holding (waiting for the slot) at the flush.
-	inHand := waitSteady(t, rs, 10*time.Second)
-	s.waitRows(store.StatusDelivered, inHand)
+	down.Store(false)
 
-	if res := s.redrive(s.newRedrive(time.Millisecond)); res.Enqueued != total-inHand {
-		t.Fatalf("re-drive: %+v, want %d enqueued", res, total-inHand)
+	// The deferred ones are due at once; the first one's retry when its
+	// schedule says. The re-drive runs until both are back.
+	sched := s.newRedrive(time.Millisecond)
+	if res := s.redrive(sched); res.Enqueued != total-1 {
+		t.Fatalf("re-drive: %+v, want the %d deferred ones enqueued", res, total-1)
 	}
-	s.waitCount(ids, store.StatusDelivered, total, 10*time.Second)
-	for id, n := range requestsPerID(t, rs) {
-		if n != 1 {
-			t.Errorf("%s: receiver got %d requests, want 1", id, n)
+	for deadline := time.Now().Add(15 * time.Second); s.countStatus(ids, store.StatusDelivered) < total; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered after the re-drive", s.countStatus(ids, store.StatusDelivered), total)
+		}
+		s.redrive(sched)
+	}
+	for _, id := range ids {
+		if as := s.attempts(id); as[len(as)-1].Outcome != store.OutcomeSuccess || (id != first && len(as) != 1) {
+			t.Errorf("%s: attempts %+v", id, as)
 		}
 	}
 }
