@@ -59,11 +59,6 @@ type NewNotification struct {
 	CallbackURL    string // "" for the receiver's default
 	Payload        []byte
 	MaxAttempts    int
-	// ExistingOnly makes BeginDelivery look the notification up without
-	// creating it. Only a first attempt may create one: a retry or a manual
-	// redelivery whose notification is gone (deleted by retention) must not
-	// bring it back as new.
-	ExistingOnly bool
 }
 
 const notificationColumns = `id, receiver_id, event_type, idempotency_key, callback_url, payload, status,
