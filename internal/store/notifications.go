@@ -102,7 +102,7 @@ func nullIfEmpty(s string) *string {
 // the producer's clock: receivers page through notifications by created_at,
 // and rows must appear in roughly the order of that column for a keyset
 // cursor to catch them (a Go-client notification reaches Postgres only when
-// a worker picks it up).
+// a worker records its first attempt, or defers it; see RecordAttempts).
 
 // InsertNotification records n as pending and due now, unless a notification
 // with the same (receiver, idempotency key) exists: then it returns that one
