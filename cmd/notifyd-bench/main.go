@@ -134,7 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.queryDB, "query-db", "", "database for the query run, kept afterwards and reused when it already holds --query-rows rows")
 	fs.IntVar(&c.repeat, "repeat", 1, "run throughput and ceiling this many times and report the medians")
 	fs.BoolVar(&c.jsonOnly, "json", false, "print only the JSON line on stdout")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the notifyd process during the throughput run")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the notifyd process during the throughput run (and of the API during the query run, to the path plus .query)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the bench database")
 	fs.BoolVar(&c.smoke, "smoke", false, "tiny sizes (CI): n=500, query-rows=20000, runs of a few seconds")
 	if err := fs.Parse(args); err != nil {
