@@ -20,7 +20,6 @@ import (
 // handler turns one task into at most one HTTP attempt, on record.
 type handler struct {
 	receivers      *receiverCache
-	notifications  notificationInserter
 	recorder       *recorder
 	starter        *starter
 	deliverer      *deliverer
@@ -31,11 +30,6 @@ type handler struct {
 	logger         *slog.Logger
 	defaultTimeout time.Duration
 	maxTimeout     time.Duration
-}
-
-// notificationInserter records a notification before its first attempt.
-type notificationInserter interface {
-	InsertNotification(ctx context.Context, n store.NewNotification) (*store.Notification, bool, error)
 }
 
 // retryLater hands a task back to Asynq with a chosen delay. It is used when
@@ -192,13 +186,14 @@ func (h *handler) deferred(ctx context.Context, create *store.NewNotification, r
 	if create == nil {
 		return rl
 	}
-	_, created, err := h.notifications.InsertNotification(ctx, *create)
-	if err != nil {
+	rec := store.AttemptRecord{
+		Attempt:   store.Attempt{NotificationID: create.ID}, // no attempt: only the notification
+		NewStatus: store.StatusPending, NextAttemptAt: time.Now(), Create: create,
+	}
+	if err := h.recorder.Record(ctx, rec); err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: record before deferring: %w", create.ID, err))
 	}
-	if created {
-		metrics.Accepted.WithLabelValues("queue").Inc()
-	}
+	metrics.Accepted.WithLabelValues("queue").Inc()
 	return rl
 }
 

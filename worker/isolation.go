@@ -157,16 +157,17 @@ func (b *breakers) allow(receiver uuid.UUID) (ok bool, wait time.Duration) {
 	return true, 0
 }
 
-// record feeds an attempt's outcome back. A timeout weighs a third of the
-// threshold (three in a row open the circuit): it is the failure that costs a worker slot for the whole
-// timeout, and when many receivers hang at once each holds only a few slots,
-// so counting timeouts one by one would keep their circuits closed for
-// several timeout periods while they starve everyone else.
+// record feeds an attempt's outcome back. A timeout weighs half the
+// threshold (two in a row open the circuit): it is the failure that costs a
+// worker slot for the whole timeout. A receiver that hangs has the two
+// deliveries of its slow-start window in flight, which time out together,
+// so its circuit opens after one timeout period; each further period it
+// stayed closed would cost workers and a round of deferrals.
 func (b *breakers) record(receiver uuid.UUID, outcome string) {
 	healthy := outcome == store.OutcomeSuccess || outcome == store.OutcomeGone
 	weight := 1
 	if outcome == store.OutcomeTimeout {
-		weight = max(1, (b.cfg.Failures+2)/3)
+		weight = max(1, (b.cfg.Failures+1)/2)
 	}
 	if b.cfg.Failures < 0 {
 		return

@@ -57,12 +57,12 @@ func TestBreaker(t *testing.T) {
 	step("closed again", true)
 	step("and stays closed", true)
 
-	// Three consecutive timeouts weigh as much as the default threshold.
+	// Two consecutive timeouts weigh as much as the default threshold.
 	timeouts := newBreakers(BreakerConfig{}, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	slow := uuid.New()
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= 2; i++ {
 		timeouts.record(slow, store.OutcomeTimeout)
-		if ok, _ := timeouts.allow(slow); ok != (i < 3) {
+		if ok, _ := timeouts.allow(slow); ok != (i < 2) {
 			t.Fatalf("after %d timeouts allow = %v", i, ok)
 		}
 	}

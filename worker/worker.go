@@ -100,11 +100,10 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 	w.recorder = newRecorder(s, logger, 1, 512)
 	w.starter = newStarter(s, logger, 256)
 	w.handler = &handler{
-		receivers:     newReceiverCache(s, cfg.Retry),
-		notifications: s,
-		recorder:      w.recorder,
-		starter:       w.starter,
-		deliverer:     newDeliverer(cfg.Targets, buildinfo.UserAgent()),
+		receivers: newReceiverCache(s, cfg.Retry),
+		recorder:  w.recorder,
+		starter:   w.starter,
+		deliverer: newDeliverer(cfg.Targets, buildinfo.UserAgent()),
 		// A slot's lease outlives the longest attempt, so only a dead
 		// worker's slots ever expire.
 		semaphore:      newSemaphore(rdb, cfg.ReceiverConcurrency, cfg.MaxTimeout+10*time.Second, logger),

@@ -80,6 +80,10 @@ type AttemptRecord struct {
 	// after this attempt, instead of inserted before the attempt and updated
 	// after it (a status change rewrites every index entry of the row, so
 	// the pair cost Postgres about twice the single write).
+	//
+	// With AttemptNo 0 the record holds no attempt: it only creates the
+	// notification, pending and due at NextAttemptAt (a delivery deferred
+	// before its first attempt).
 	Create *NewNotification
 }
 
@@ -122,7 +126,7 @@ func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]At
 	started := make([]time.Time, n)
 	durations := make([]int32, n)
 	codes := make([]*int16, n)
-	outcomes := make([]string, n)
+	outcomes := make([]*string, n)
 	errs := make([]*string, n)
 	bodies := make([]*string, n)
 	statuses := make([]*string, n)
@@ -145,7 +149,7 @@ func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]At
 			c := int16(r.StatusCode)
 			codes[i] = &c
 		}
-		outcomes[i] = r.Outcome
+		outcomes[i] = nullIfEmpty(r.Outcome)
 		errs[i] = nullIfEmpty(r.Error)
 		bodies[i] = nullIfEmpty(r.ResponseBody)
 		statuses[i] = nullIfEmpty(r.NewStatus)
@@ -176,15 +180,15 @@ func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]At
 			SELECT id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
 				now(), status, greatest(no, 0), CASE WHEN status = 'pending' THEN next END,
 				CASE WHEN status = 'delivered' THEN started + make_interval(secs => ms / 1000.0) END,
-				started, code, err
+				CASE WHEN no <> 0 THEN started END, code, err
 			FROM u WHERE create_it
 			ON CONFLICT DO NOTHING
 			RETURNING id
 		), ins AS (
 			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, error, response_body)
 			SELECT id, no, started, ms, code, outcome, err, body FROM u
-			WHERE NOT create_it OR EXISTS (SELECT FROM created c WHERE c.id = u.id)
-				OR EXISTS (SELECT FROM notifications n WHERE n.id = u.id)
+			WHERE no <> 0 AND (NOT create_it OR EXISTS (SELECT FROM created c WHERE c.id = u.id)
+				OR EXISTS (SELECT FROM notifications n WHERE n.id = u.id))
 			ON CONFLICT DO NOTHING
 			RETURNING notification_id, attempt_no
 		), upd AS (

@@ -157,31 +157,36 @@ func TestRecordAttemptsCreatesNotification(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	tests := []struct {
 		name, status, outcome string
-		code                  int
+		attempt, code         int
 	}{
-		{"delivered", store.StatusDelivered, store.OutcomeSuccess, 200},
-		{"retry due", store.StatusPending, store.OutcomeFailure, 500},
-		{"gone", store.StatusFailed, store.OutcomeGone, 410},
+		{"delivered", store.StatusDelivered, store.OutcomeSuccess, 1, 200},
+		{"retry due", store.StatusPending, store.OutcomeFailure, 1, 500},
+		{"gone", store.StatusFailed, store.OutcomeGone, 1, 410},
+		{"deferred before any attempt", store.StatusPending, "", 0, 0},
 	}
 	for _, tc := range tests {
 		n := newNotification(r, tc.name)
 		rec := store.AttemptRecord{
-			Attempt:   store.Attempt{NotificationID: n.ID, AttemptNo: 1, StartedAt: now, Duration: 7 * time.Millisecond, StatusCode: tc.code, Outcome: tc.outcome},
+			Attempt:   store.Attempt{NotificationID: n.ID, AttemptNo: tc.attempt, StartedAt: now, Duration: 7 * time.Millisecond, StatusCode: tc.code, Outcome: tc.outcome},
 			NewStatus: tc.status, NextAttemptAt: now.Add(time.Minute), Create: n,
 		}
-		if err := s.RecordAttempts(ctx, []store.AttemptRecord{rec}); err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
+		for range 2 { // the second write must change nothing
+			if err := s.RecordAttempts(ctx, []store.AttemptRecord{rec}); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
 		}
 		got, err := s.GetNotification(ctx, n.ID)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if got.Status != tc.status || got.Attempts != 1 || got.MaxAttempts != 3 || got.LastStatusCode == nil || *got.LastStatusCode != tc.code ||
+		if got.Status != tc.status || got.Attempts != tc.attempt || got.MaxAttempts != 3 ||
 			string(got.Payload) != `{"a":1}` || got.IdempotencyKey != tc.name ||
-			(tc.status == store.StatusPending) != (got.NextAttemptAt != nil) || (tc.status == store.StatusDelivered) != (got.DeliveredAt != nil) {
+			(tc.status == store.StatusPending) != (got.NextAttemptAt != nil) || (tc.status == store.StatusDelivered) != (got.DeliveredAt != nil) ||
+			(tc.attempt == 0) != (got.LastAttemptAt == nil) || (tc.code == 0) != (got.LastStatusCode == nil) {
 			t.Errorf("%s: %+v", tc.name, got)
 		}
-		if atts, err := s.ListAttempts(ctx, n.ID); err != nil || len(atts) != 1 || atts[0].Outcome != tc.outcome {
+		atts, err := s.ListAttempts(ctx, n.ID)
+		if err != nil || len(atts) != tc.attempt || (tc.attempt > 0 && atts[0].Outcome != tc.outcome) {
 			t.Errorf("%s: attempts %+v %v", tc.name, atts, err)
 		}
 	}
