@@ -2,13 +2,18 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/notifyd/notifyd/internal/tasks"
 )
@@ -64,7 +69,7 @@ func (s *Store) ListNotifications(ctx context.Context, f ListFilter) ([]*Notific
 	if err != nil {
 		return nil, false, fmt.Errorf("list notifications: %w", err)
 	}
-	out, err := scanNotifications(rows)
+	out, err := scanNotificationRows(rows, f.Limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("list notifications: %w", err)
 	}
@@ -187,4 +192,177 @@ func scanNotifications(rows pgx.Rows) ([]*Notification, error) {
 		out = append(out, n)
 	}
 	return out, rows.Err()
+}
+
+// scanNotificationRows reads rows of notificationColumns, as scanNotifications
+// does, for pages: pgx's generic Scan plans every column of every row,
+// allocates for each nullable column and converts through interfaces, which
+// made scanning a third of a list request's CPU in the API. The column list
+// is fixed, so the wire values are decoded here directly, into a few
+// allocations per page. Rows that arrive in any other form (another type
+// map, another format) go through scanNotifications.
+func scanNotificationRows(rows pgx.Rows, capacity int) ([]*Notification, error) {
+	if !wireDecodable(rows.FieldDescriptions()) {
+		return scanNotifications(rows)
+	}
+	defer rows.Close()
+	capacity = max(capacity, 1)
+	// Rows, and what their pointer fields point to, live in blocks; a full
+	// block is left to the rows pointing into it and a new one started.
+	var ns []Notification
+	var times []time.Time
+	var codes []int
+	newTime := func(t time.Time) *time.Time {
+		if len(times) == cap(times) {
+			times = make([]time.Time, 0, 3*capacity)
+		}
+		times = append(times, t)
+		return &times[len(times)-1]
+	}
+	out := make([]*Notification, 0, capacity)
+	var eventType string // usually the same on every row of a page
+	for rows.Next() {
+		v := rows.RawValues()
+		if len(v) != len(wireColumns) {
+			return nil, fmt.Errorf("scan notification: %d columns", len(v))
+		}
+		if len(ns) == cap(ns) {
+			ns = make([]Notification, 0, capacity)
+		}
+		ns = append(ns, Notification{})
+		n := &ns[len(ns)-1]
+		var err error
+		if n.ID, err = wireUUID(v[0]); err != nil {
+			return nil, err
+		}
+		if n.ReceiverID, err = wireUUID(v[1]); err != nil {
+			return nil, err
+		}
+		if v[2] == nil || v[3] == nil || v[6] == nil {
+			return nil, errors.New("scan notification: NULL in a NOT NULL column")
+		}
+		if string(v[2]) != eventType {
+			eventType = string(v[2])
+		}
+		n.EventType = eventType
+		n.IdempotencyKey = string(v[3])
+		if v[4] != nil {
+			u := string(v[4])
+			n.CallbackURL = &u
+		}
+		if v[5] != nil {
+			n.Payload = make([]byte, len(v[5]))
+			copy(n.Payload, v[5])
+		}
+		switch string(v[6]) {
+		case StatusPending:
+			n.Status = StatusPending
+		case StatusDelivered:
+			n.Status = StatusDelivered
+		case StatusFailed:
+			n.Status = StatusFailed
+		case StatusCancelled:
+			n.Status = StatusCancelled
+		default:
+			n.Status = string(v[6])
+		}
+		if n.Attempts, err = wireInt2(v[7]); err != nil {
+			return nil, err
+		}
+		if n.MaxAttempts, err = wireInt2(v[8]); err != nil {
+			return nil, err
+		}
+		if v[9] == nil {
+			return nil, errors.New("scan notification: NULL created_at")
+		}
+		if n.CreatedAt, err = wireTime(v[9]); err != nil {
+			return nil, err
+		}
+		for i, dst := range [...]**time.Time{&n.NextAttemptAt, &n.LastAttemptAt, &n.DeliveredAt} {
+			if raw := v[10+i]; raw != nil {
+				t, err := wireTime(raw)
+				if err != nil {
+					return nil, err
+				}
+				*dst = newTime(t)
+			}
+		}
+		if v[13] != nil {
+			code, err := wireInt2(v[13])
+			if err != nil {
+				return nil, err
+			}
+			if len(codes) == cap(codes) {
+				codes = make([]int, 0, capacity)
+			}
+			codes = append(codes, code)
+			n.LastStatusCode = &codes[len(codes)-1]
+		}
+		if v[14] != nil {
+			e := string(v[14])
+			n.LastError = &e
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// wireColumns is the wire form scanNotificationRows decodes, column by
+// column of notificationColumns: the type and, where text and binary differ,
+// the format pgx asked for. 0 is the status enum, whose OID varies by
+// database (its text and binary forms are both the label).
+var wireColumns = [...]struct {
+	oid    uint32
+	binary bool // must be binary; text types read the same in either format
+}{
+	{pgtype.UUIDOID, true}, {pgtype.UUIDOID, true}, {pgtype.TextOID, false}, {pgtype.TextOID, false},
+	{pgtype.TextOID, false}, {pgtype.ByteaOID, true}, {0, false}, {pgtype.Int2OID, true}, {pgtype.Int2OID, true},
+	{pgtype.TimestamptzOID, true}, {pgtype.TimestamptzOID, true}, {pgtype.TimestamptzOID, true},
+	{pgtype.TimestamptzOID, true}, {pgtype.Int2OID, true}, {pgtype.TextOID, false},
+}
+
+func wireDecodable(fds []pgconn.FieldDescription) bool {
+	if len(fds) != len(wireColumns) {
+		return false
+	}
+	for i, c := range wireColumns {
+		fd := fds[i]
+		if c.oid != 0 && fd.DataTypeOID != c.oid || c.binary && fd.Format != pgtype.BinaryFormatCode {
+			return false
+		}
+	}
+	return true
+}
+
+func wireUUID(b []byte) (uuid.UUID, error) {
+	if len(b) != 16 {
+		return uuid.UUID{}, fmt.Errorf("scan notification: uuid of %d bytes", len(b))
+	}
+	return uuid.UUID(b), nil
+}
+
+func wireInt2(b []byte) (int, error) {
+	if len(b) != 2 {
+		return 0, fmt.Errorf("scan notification: int2 of %d bytes", len(b))
+	}
+	return int(int16(binary.BigEndian.Uint16(b))), nil
+}
+
+// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
+const pgEpochMicros = 946684800 * 1_000_000
+
+// wireTime decodes a binary timestamptz into the time.Time pgx's codec
+// makes of it (time.Unix, so in the local zone).
+func wireTime(b []byte) (time.Time, error) {
+	if len(b) != 8 {
+		return time.Time{}, fmt.Errorf("scan notification: timestamptz of %d bytes", len(b))
+	}
+	us := int64(binary.BigEndian.Uint64(b))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return time.Time{}, errors.New("scan notification: cannot scan an infinite timestamptz into time.Time")
+	}
+	return time.Unix(pgEpochMicros/1_000_000+us/1_000_000, (us%1_000_000)*1_000), nil
 }
