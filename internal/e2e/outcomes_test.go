@@ -10,12 +10,17 @@ import (
 
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/notifier"
+	"github.com/notifyd/notifyd/worker"
 )
 
 // TestFailureOutcomes covers the ways a delivery ends without success.
 func TestFailureOutcomes(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, withTimeout(300*time.Millisecond))
+	// Two timeouts in a row open the circuit: a short cool-down lets the
+	// third attempt come within the test's wait.
+	s := newStack(t, withTimeout(300*time.Millisecond), withWorker(func(w *worker.Config) {
+		w.Breaker = worker.BreakerConfig{Cooldown: time.Second}
+	}))
 	cases := []struct {
 		name         string
 		respond      func(int, http.ResponseWriter, *http.Request)
