@@ -18,13 +18,14 @@ type stateStore interface {
 }
 
 // starter groups the state look-ups of concurrent handlers into one
-// statement, the way the recorder groups attempt writes: one statement per
-// delivery was a large share of Postgres's work. Like the recorder it never
-// waits to fill a batch.
+// statement, the way the recorder groups attempt writes (including its
+// millisecond's wait under load): one statement per delivery was a large
+// share of Postgres's work.
 type starter struct {
 	s        stateStore
 	in       chan *beginRequest
 	maxBatch int
+	linger   time.Duration
 	log      *slog.Logger
 
 	stopOnce sync.Once
@@ -41,7 +42,7 @@ type beginRequest struct {
 }
 
 func newStarter(s stateStore, log *slog.Logger, maxBatch int) *starter {
-	return &starter{s: s, in: make(chan *beginRequest, maxBatch), maxBatch: maxBatch, log: log, stop: make(chan struct{})}
+	return &starter{s: s, in: make(chan *beginRequest, maxBatch), maxBatch: maxBatch, linger: time.Millisecond, log: log, stop: make(chan struct{})}
 }
 
 func (s *starter) start() {
@@ -78,6 +79,7 @@ func (s *starter) close() {
 func (s *starter) loop() {
 	defer s.wg.Done()
 	batch := make([]*beginRequest, 0, s.maxBatch)
+	busy := false // the last batch had company: others are starting too
 	for {
 		batch = batch[:0]
 		select {
@@ -93,15 +95,21 @@ func (s *starter) loop() {
 				}
 			}
 		}
+		lingered := !busy
 	fill:
 		for len(batch) < s.maxBatch {
 			select {
 			case r := <-s.in:
 				batch = append(batch, r)
 			default:
-				break fill
+				if lingered {
+					break fill
+				}
+				lingered = true
+				time.Sleep(s.linger)
 			}
 		}
+		busy = len(batch) > 1
 		s.flush(batch)
 	}
 }
