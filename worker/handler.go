@@ -79,6 +79,16 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
 	}
+	// An open circuit defers before anything else: during an outage every
+	// task of the receiver comes through here, and a deferral should cost
+	// the queue's round trips and no more. (Manual redeliveries go through:
+	// someone asked for them.)
+	if d.Attempt > 0 {
+		if ok, wait := h.breakers.allow(d.ReceiverID); !ok {
+			metrics.Deferred.WithLabelValues("circuit_open").Inc()
+			return h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
+		}
+	}
 	st, found, err := h.starter.begin(ctx, d.ID)
 	if err != nil {
 		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
@@ -88,10 +98,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case !found && d.Attempt == 1:
 		// Not on record yet (the Go client enqueues straight to Redis): the
 		// first attempt's record writes it.
-		create = &store.NewNotification{
-			ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
-			CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts,
-		}
+		create = newNotification(d, rc)
 		st = store.DeliveryState{Status: store.StatusPending, MaxAttempts: create.MaxAttempts}
 	case !found:
 		// Only a first attempt may create a notification: a retry or a
@@ -124,10 +131,6 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		metrics.RetryLateness.Observe(time.Since(*st.NextAttemptAt).Seconds())
 	}
 
-	if ok, wait := h.breakers.allow(d.ReceiverID); !ok {
-		metrics.Deferred.WithLabelValues("circuit_open").Inc()
-		return h.deferred(ctx, create, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
-	}
 	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, h.latency.patience(d.ReceiverID)) {
 		metrics.Deferred.WithLabelValues("receiver_busy").Inc()
 		// A short wait, like waiting in the queue: no need to record a new
@@ -178,16 +181,26 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 }
 
 // deferred hands the task back for later without an attempt while the
-// receiver's circuit is open. A notification not on record yet is recorded
-// first: a receiver's outage can keep its notifications waiting for hours,
+// receiver's circuit is open. Once the receiver has stayed down past a
+// failed probe (an outage can last hours), the first attempt of a
+// notification that may exist only in Redis is recorded first, pending:
 // what only Redis holds is lost if Redis restarts empty, and the re-drive
-// job brings back from Postgres whatever is pending.
-func (h *handler) deferred(ctx context.Context, create *store.NewNotification, rl *retryLater) error {
-	if create == nil {
+// job brings back from Postgres whatever is pending. During the first
+// cool-down (30 s by default) the task waits in Redis like any queued task,
+// which keeps a burst of deferrals cheap.
+func (h *handler) deferred(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, rl *retryLater) error {
+	if d.Attempt != 1 || !h.breakers.prolonged(d.ReceiverID) {
 		return rl
 	}
+	if _, found, err := h.starter.begin(ctx, d.ID); err != nil {
+		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
+	} else if found {
+		return rl
+	}
+	create := newNotification(d, rc)
 	rec := store.AttemptRecord{
-		Attempt:   store.Attempt{NotificationID: create.ID}, // no attempt: only the notification
+		// No attempt: only the notification, unless it is on record already.
+		Attempt:   store.Attempt{NotificationID: create.ID},
 		NewStatus: store.StatusPending, NextAttemptAt: time.Now(), Create: create,
 	}
 	if err := h.recorder.Record(ctx, rec); err != nil {
@@ -271,6 +284,15 @@ func (h *handler) send(ctx context.Context, d *tasks.Deliver, rc *receiverConfig
 			"attempt", attempt, "outcome", res.Outcome, "status", res.StatusCode, "err", res.Error)
 	}
 	return res
+}
+
+// newNotification is the notification d carries, as its first attempt
+// records it.
+func newNotification(d *tasks.Deliver, rc *receiverConfig) *store.NewNotification {
+	return &store.NewNotification{
+		ID: d.ID, ReceiverID: d.ReceiverID, EventType: d.EventType, IdempotencyKey: d.IdempotencyKey,
+		CallbackURL: d.CallbackURL, Payload: d.Payload, MaxAttempts: rc.policy.MaxAttempts,
+	}
 }
 
 // createdAt is the envelope's created_at: when the notification was handed

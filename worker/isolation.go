@@ -127,6 +127,15 @@ func newBreakers(cfg BreakerConfig, probeWait time.Duration, log *slog.Logger) *
 	return &breakers{cfg: cfg, probeWait: probeWait, byID: make(map[uuid.UUID]*breaker), now: time.Now, log: log}
 }
 
+// prolonged reports whether receiver's circuit has stayed open past a
+// failed probe: the receiver is down for longer than one cool-down.
+func (b *breakers) prolonged(receiver uuid.UUID) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	br := b.byID[receiver]
+	return br != nil && br.state != closed && br.cooldown > b.cfg.Cooldown
+}
+
 // allow reports whether a delivery to receiver may start now; if not, wait
 // is when to try again.
 func (b *breakers) allow(receiver uuid.UUID) (ok bool, wait time.Duration) {

@@ -36,12 +36,18 @@ func TestBreaker(t *testing.T) {
 	if ok, wait := b.allow(rcv); ok || wait != 10*time.Second {
 		t.Fatalf("third consecutive failure must open for 10s: ok=%v wait=%s", ok, wait)
 	}
+	if b.prolonged(rcv) {
+		t.Fatal("first cool-down: not a prolonged outage yet")
+	}
 	clock = clock.Add(10 * time.Second)
 	step("cool-down over: one probe", true)
 	step("while the probe runs, others wait", false)
 	b.record(rcv, store.OutcomeFailure)
 	if ok, wait := b.allow(rcv); ok || wait != 20*time.Second {
 		t.Fatalf("failed probe doubles the cool-down: ok=%v wait=%s", ok, wait)
+	}
+	if !b.prolonged(rcv) {
+		t.Fatal("a failed probe makes the outage prolonged")
 	}
 	clock = clock.Add(20 * time.Second)
 	step("second probe", true)
@@ -56,6 +62,9 @@ func TestBreaker(t *testing.T) {
 	b.record(rcv, store.OutcomeSuccess)
 	step("closed again", true)
 	step("and stays closed", true)
+	if b.prolonged(rcv) {
+		t.Fatal("closed: no outage")
+	}
 
 	// Two consecutive timeouts weigh as much as the default threshold.
 	timeouts := newBreakers(BreakerConfig{}, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))

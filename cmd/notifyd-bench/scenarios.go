@@ -846,6 +846,7 @@ type IsolationResult struct {
 	// BurstDeferred counts the burst's deliveries deferred without an
 	// attempt, by reason (what isolation cost the queue).
 	BurstDeferred map[string]float64 `json:"burst_deferred,omitempty"`
+	BurstCPU      *CPUSplit          `json:"burst_cpu,omitempty"`
 	// ThroughputRatio is HealthyRate over scenario 1's delivered/s.
 	ThroughputRatio *float64 `json:"throughput_ratio"`
 	// Steady run: the latency scenario's rate with 30 % going to hanging
@@ -878,6 +879,7 @@ func (b *bench) isolation(ctx context.Context) error {
 		return err
 	}
 	defer b.stopChild(c)
+	before := b.sampler.snapshot()
 	start := time.Now()
 	enqErr := make(chan error, 1)
 	wctx, fail := context.WithCancelCause(ctx)
@@ -895,6 +897,7 @@ func (b *bench) isolation(ctx context.Context) error {
 	if err != nil {
 		return cause(wctx, err)
 	}
+	r.BurstCPU = cpuDelta(before, b.sampler.snapshot())
 	if err := <-enqErr; err != nil {
 		return err
 	}
@@ -949,6 +952,7 @@ func (b *bench) isolation(ctx context.Context) error {
 	b.rows = append(b.rows, row{"", lat, "", ""})
 	b.rows = append(b.rows, row{"", fmt.Sprintf("burst deferrals without an attempt: %.0f receiver busy, %.0f circuit open",
 		r.BurstDeferred["receiver_busy"], r.BurstDeferred["circuit_open"]), "", ""})
+	b.rows = append(b.rows, row{"  burst cpu", r.BurstCPU.String(), "", ""})
 	if math.IsNaN(r.HealthyRate) {
 		return errors.New("no healthy deliveries")
 	}

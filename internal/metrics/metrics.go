@@ -11,7 +11,8 @@ import (
 var (
 	// Accepted counts notifications recorded, by source: "http" for the
 	// ingest endpoint, "queue" for those that reach Postgres through the
-	// queue (Go client, outbox relay) when a worker first sees them.
+	// queue (Go client, outbox relay) when a worker records them (with
+	// their first attempt, or before deferring them during a long outage).
 	Accepted = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "notifications_accepted_total",
 		Help: "Notifications accepted for delivery, by source.",
