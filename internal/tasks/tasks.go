@@ -114,8 +114,11 @@ func (d *Deliver) Task(opts ...asynq.Option) (*asynq.Task, error) {
 // Decode reads a task payload.
 func Decode(b []byte) (*Deliver, error) {
 	var d Deliver
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("decode task: %w", err)
+	if !decodeFast(b, &d) {
+		d = Deliver{}
+		if err := json.Unmarshal(b, &d); err != nil {
+			return nil, fmt.Errorf("decode task: %w", err)
+		}
 	}
 	if d.ID == uuid.Nil || d.ReceiverID == uuid.Nil || d.Attempt < 0 {
 		return nil, fmt.Errorf("decode task: missing id, receiver or attempt")
