@@ -405,6 +405,19 @@ func appendCompactJSON(dst, src []byte) ([]byte, error) {
 		i += len(word)
 		return true
 	}
+	// key reads an object member's name and its colon.
+	key := func() bool {
+		if i >= n || src[i] != '"' || !str() {
+			return false
+		}
+		skipSpace()
+		if i >= n || src[i] != ':' {
+			return false
+		}
+		dst = append(dst, ':')
+		i++
+		return true
+	}
 
 	// Each turn reads one value (opening containers as it goes), then
 	// closes containers and reads separators up to the next value.
@@ -428,16 +441,8 @@ func appendCompactJSON(dst, src []byte) ([]byte, error) {
 				i++
 				break
 			}
-			if c == '{' {
-				if i >= n || src[i] != '"' || !str() {
-					return fail()
-				}
-				skipSpace()
-				if i >= n || src[i] != ':' {
-					return fail()
-				}
-				dst = append(dst, ':')
-				i++
+			if c == '{' && !key() {
+				return fail()
 			}
 			continue // the first value in the container
 		case '"':
@@ -487,15 +492,9 @@ func appendCompactJSON(dst, src []byte) ([]byte, error) {
 			i++
 			if top == '{' {
 				skipSpace()
-				if i >= n || src[i] != '"' || !str() {
+				if !key() {
 					return fail()
 				}
-				skipSpace()
-				if i >= n || src[i] != ':' {
-					return fail()
-				}
-				dst = append(dst, ':')
-				i++
 			}
 			break
 		}
