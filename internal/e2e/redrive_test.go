@@ -329,24 +329,3 @@ func TestRedriveAfterRedisLosesDeferredGoClientNotifications(t *testing.T) {
 		}
 	}
 }
-
-// waitRows waits until the stack's database holds exactly want
-// notifications with status.
-func (s *stack) waitRows(status string, want int) {
-	s.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var got int
-		if err := s.store.Pool().QueryRow(context.Background(),
-			`SELECT count(*) FROM notifications WHERE status = $1::text::notification_status`, status).Scan(&got); err != nil {
-			s.t.Fatal(err)
-		}
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%d notifications %s, want %d", got, status, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
