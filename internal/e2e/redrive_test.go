@@ -138,7 +138,10 @@ func waitSteady(t *testing.T, rs *receiverServer, timeout time.Duration) int {
 // again; every notification is delivered exactly once.
 func TestRedriveAfterRedisLosesQueuedAndRunningTasks(t *testing.T) {
 	t.Parallel()
-	s := newStack(t) // 20 concurrent deliveries
+	// Two workers, both held by the receiver (a new receiver's slow-start
+	// window is 2 as well): the other notifications stay queued in Redis
+	// rather than cycling through deferrals in a free worker's hands.
+	s := newStack(t, withWorker(func(w *worker.Config) { w.Concurrency = 2 }))
 	release := make(chan struct{})
 	rs := newReceiverServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		select {
@@ -153,8 +156,8 @@ func TestRedriveAfterRedisLosesQueuedAndRunningTasks(t *testing.T) {
 	for i := range ids {
 		ids[i] = s.send(r.ID, fmt.Sprintf("order-%d", i), map[string]any{"n": i})
 	}
-	// Every worker slot (or the receiver's concurrency limit) is taken by a
-	// request the receiver holds; the rest are queued.
+	// Every worker is taken by a request the receiver holds; the rest are
+	// queued.
 	inFlight := waitSteady(t, rs, 10*time.Second)
 	if inFlight >= total {
 		t.Fatalf("all %d notifications in flight; the test needs some queued", inFlight)
