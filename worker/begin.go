@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -18,15 +17,14 @@ type stateStore interface {
 }
 
 // starter groups the state look-ups of concurrent handlers into one
-// statement, the way the recorder groups attempt writes (including its
-// millisecond's wait under load): one statement per delivery was a large
-// share of Postgres's work.
+// statement, the way the recorder groups attempt writes (with the same
+// batchLinger): one statement per delivery was a large share of Postgres's
+// work.
 type starter struct {
 	s        stateStore
 	in       chan *beginRequest
 	maxBatch int
 	linger   time.Duration
-	log      *slog.Logger
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -41,8 +39,8 @@ type beginRequest struct {
 	done  chan struct{}
 }
 
-func newStarter(s stateStore, log *slog.Logger, maxBatch int) *starter {
-	return &starter{s: s, in: make(chan *beginRequest, maxBatch), maxBatch: maxBatch, linger: time.Millisecond, log: log, stop: make(chan struct{})}
+func newStarter(s stateStore, maxBatch int) *starter {
+	return &starter{s: s, in: make(chan *beginRequest, maxBatch), maxBatch: maxBatch, linger: time.Millisecond, stop: make(chan struct{})}
 }
 
 func (s *starter) start() {
@@ -79,7 +77,7 @@ func (s *starter) close() {
 func (s *starter) loop() {
 	defer s.wg.Done()
 	batch := make([]*beginRequest, 0, s.maxBatch)
-	busy := false // the last batch had company: others are starting too
+	wait := batchLinger{linger: s.linger}
 	for {
 		batch = batch[:0]
 		select {
@@ -95,21 +93,19 @@ func (s *starter) loop() {
 				}
 			}
 		}
-		lingered := !busy
+		wait.start()
 	fill:
 		for len(batch) < s.maxBatch {
 			select {
 			case r := <-s.in:
 				batch = append(batch, r)
 			default:
-				if lingered {
+				if !wait.again() {
 					break fill
 				}
-				lingered = true
-				time.Sleep(s.linger)
 			}
 		}
-		busy = len(batch) > 1
+		wait.sent(len(batch))
 		s.flush(batch)
 	}
 }

@@ -22,12 +22,10 @@ type attemptWriter interface {
 }
 
 // recorder groups attempt records from concurrent handlers into one database
-// statement. A flusher takes whatever has queued up while the previous
-// statement ran, so batches are one row when idle and grow with load; when
-// the previous batch had more than one row (others are recording too) it
-// also waits a millisecond for more. Postgres is quick enough that batches
-// otherwise stayed at a few rows, and its cost is mostly per statement: the
-// wait halved its CPU per notification in the benchmark. A handler's Record
+// statement. Its flusher takes whatever has queued up while the previous
+// statement ran, so batches are one row when idle and grow with load, and
+// under load it waits a millisecond for company (batchLinger; that halved
+// Postgres's CPU per notification in the benchmark). A handler's Record
 // returns only once its row is committed, so an acknowledged task always has
 // its attempt on record.
 //
@@ -40,7 +38,6 @@ type recorder struct {
 	logger   *slog.Logger
 	in       chan *pendingRecord
 	maxBatch int
-	flushers int
 	linger   time.Duration
 
 	stopOnce sync.Once
@@ -53,21 +50,19 @@ type pendingRecord struct {
 	done chan error
 }
 
-func newRecorder(w attemptWriter, logger *slog.Logger, flushers, maxBatch int) *recorder {
+func newRecorder(w attemptWriter, logger *slog.Logger, maxBatch int) *recorder {
 	r := &recorder{
-		w: w, logger: logger, maxBatch: maxBatch, flushers: flushers, linger: time.Millisecond,
-		in:   make(chan *pendingRecord, maxBatch*flushers),
+		w: w, logger: logger, maxBatch: maxBatch, linger: time.Millisecond,
+		in:   make(chan *pendingRecord, maxBatch),
 		stop: make(chan struct{}),
 	}
 	return r
 }
 
-// start launches the flushers.
+// start launches the flusher.
 func (r *recorder) start() {
-	for range r.flushers {
-		r.wg.Add(1)
-		go r.flushLoop()
-	}
+	r.wg.Add(1)
+	go r.flushLoop()
 }
 
 // Record queues rec and waits until it is committed or ctx ends. When ctx
@@ -110,7 +105,7 @@ func (r *recorder) flushLoop() {
 	batch := make([]*pendingRecord, 0, r.maxBatch)
 	var carry []*pendingRecord
 	seen := make(map[uuid.UUID]struct{}, r.maxBatch)
-	busy := false // the last batch had company (see starter.loop)
+	wait := batchLinger{linger: r.linger}
 	for {
 		batch = append(batch[:0], carry...)
 		carry = carry[:0]
@@ -132,7 +127,7 @@ func (r *recorder) flushLoop() {
 		for _, p := range batch {
 			seen[p.rec.NotificationID] = struct{}{}
 		}
-		lingered := !busy
+		wait.start()
 	fill:
 		for len(batch) < r.maxBatch {
 			select {
@@ -146,14 +141,12 @@ func (r *recorder) flushLoop() {
 				seen[p.rec.NotificationID] = struct{}{}
 				batch = append(batch, p)
 			default:
-				if lingered {
+				if !wait.again() {
 					break fill
 				}
-				lingered = true
-				time.Sleep(r.linger)
 			}
 		}
-		busy = len(batch) > 1
+		wait.sent(len(batch))
 		r.flush(batch)
 	}
 }

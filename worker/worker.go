@@ -97,8 +97,8 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 	cfg.setDefaults()
 	logger := cfg.Logger.With("component", "worker")
 	w := &Worker{cfg: cfg, client: asynq.NewClientFromRedisClient(rdb)}
-	w.recorder = newRecorder(s, logger, 1, 512)
-	w.starter = newStarter(s, logger, 256)
+	w.recorder = newRecorder(s, logger, 512)
+	w.starter = newStarter(s, 256)
 	w.handler = &handler{
 		receivers: newReceiverCache(s, cfg.Retry),
 		recorder:  w.recorder,
