@@ -2,7 +2,7 @@ package worker
 
 import (
 	"context"
-	"sync"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,18 +17,11 @@ type stateStore interface {
 }
 
 // starter groups the state look-ups of concurrent handlers into one
-// statement, the way the recorder groups attempt writes (with the same
-// batchLinger): one statement per delivery was a large share of Postgres's
-// work.
+// statement (a batcher, as the recorder's attempt writes): one statement per
+// delivery was a large share of Postgres's work.
 type starter struct {
-	s        stateStore
-	in       chan *beginRequest
-	maxBatch int
-	linger   time.Duration
-
-	stopOnce sync.Once
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	s       stateStore
+	batches *batcher[*beginRequest, struct{}]
 }
 
 type beginRequest struct {
@@ -40,24 +33,23 @@ type beginRequest struct {
 }
 
 func newStarter(s stateStore, maxBatch int) *starter {
-	return &starter{s: s, in: make(chan *beginRequest, maxBatch), maxBatch: maxBatch, linger: time.Millisecond, stop: make(chan struct{})}
+	st := &starter{s: s}
+	st.batches = newBatcher[*beginRequest, struct{}](maxBatch, time.Millisecond, st.flush, nil)
+	return st
 }
 
-func (s *starter) start() {
-	s.wg.Add(1)
-	go s.loop()
-}
+func (s *starter) start() { s.batches.start() }
 
 // begin returns the notification's state, and whether it is on record.
 func (s *starter) begin(ctx context.Context, id uuid.UUID) (st store.DeliveryState, found bool, err error) {
 	r := &beginRequest{id: id, done: make(chan struct{})}
-	select {
-	case s.in <- r:
-	case <-s.stop:
+	switch err := s.batches.add(ctx, r); {
+	case errors.Is(err, errBatcherClosed):
+		// A handler still running at shutdown looks its state up alone.
 		s.flush([]*beginRequest{r})
 		return r.st, r.found, r.err
-	case <-ctx.Done():
-		return st, false, ctx.Err()
+	case err != nil:
+		return st, false, err
 	}
 	select {
 	case <-r.done:
@@ -67,48 +59,9 @@ func (s *starter) begin(ctx context.Context, id uuid.UUID) (st store.DeliverySta
 	}
 }
 
-func (s *starter) close() {
-	s.stopOnce.Do(func() {
-		close(s.stop)
-		s.wg.Wait()
-	})
-}
-
-func (s *starter) loop() {
-	defer s.wg.Done()
-	batch := make([]*beginRequest, 0, s.maxBatch)
-	wait := batchLinger{linger: s.linger}
-	for {
-		batch = batch[:0]
-		select {
-		case r := <-s.in:
-			batch = append(batch, r)
-		case <-s.stop:
-			for {
-				select {
-				case r := <-s.in:
-					s.flush([]*beginRequest{r})
-				default:
-					return
-				}
-			}
-		}
-		wait.start()
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case r := <-s.in:
-				batch = append(batch, r)
-			default:
-				if !wait.again() {
-					break fill
-				}
-			}
-		}
-		wait.sent(len(batch))
-		s.flush(batch)
-	}
-}
+// close flushes the queued look-ups and stops; each flush's statement is
+// bounded by its own timeout, so the deadline is only a backstop.
+func (s *starter) close() { s.batches.close(time.Minute) }
 
 func (s *starter) flush(batch []*beginRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
