@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,52 +31,54 @@ type handler struct {
 	maxTimeout     time.Duration
 }
 
-// retryLater hands a task back to Asynq with a chosen delay. It is used when
-// notifyd's own dependencies fail or a task arrives early; it never counts as
-// a delivery attempt.
-type retryLater struct {
-	after time.Duration
-	err   error
+// delivery is one task on its way through the handler's steps.
+type delivery struct {
+	d  *tasks.Deliver
+	rc *receiverConfig
+	st store.DeliveryState
+	// create is the notification when this attempt is the first to record
+	// it (a Go client's task that Postgres has not seen yet).
+	create *store.NewNotification
+	res    attemptResult
+	rec    store.AttemptRecord
 }
 
-// Reasons a delivery is deferred without an attempt.
-var (
-	errCircuitOpen  = errors.New("receiver's circuit is open")
-	errReceiverBusy = errors.New("receiver's concurrency limit reached")
-	errEarly        = errors.New("task arrived early")
-)
-
-func (e *retryLater) Error() string { return fmt.Sprintf("retry in %s: %v", e.after, e.err) }
-func (e *retryLater) Unwrap() error { return e.err }
-
-// retryDelay is the Asynq RetryDelayFunc: a retryLater's own delay, else a
-// capped exponential backoff for infrastructure errors (n counts Asynq's
-// retries of this one task).
-func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	var rl *retryLater
-	if errors.As(err, &rl) {
-		return rl.after
-	}
-	d := time.Second << min(n, 5) // 1 s … 32 s
-	return d/2 + rand.N(d/2+1)
-}
-
-// ProcessTask implements asynq.Handler.
+// ProcessTask implements asynq.Handler: admit the task, load its
+// notification's state, make the attempt, record it, schedule the next.
 func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	dv, err := h.admit(ctx, t)
+	if err != nil {
+		return err
+	}
+	if proceed, err := h.load(ctx, dv); !proceed {
+		return err
+	}
+	if proceed, err := h.attempt(ctx, dv); !proceed {
+		return err
+	}
+	if err := h.record(ctx, dv); err != nil {
+		return err
+	}
+	return h.schedule(ctx, dv)
+}
+
+// admit decodes the task and loads its receiver; it drops what cannot be
+// delivered and defers what the receiver's circuit holds back.
+func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 	d, err := tasks.Decode(t.Payload())
 	if err != nil {
 		metrics.Dropped.WithLabelValues("malformed").Inc()
 		h.logger.Error("dropping malformed task", "err", err)
-		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	rc, err := h.receivers.get(ctx, d.ReceiverID)
 	if errors.Is(err, store.ErrNotFound) {
 		metrics.Dropped.WithLabelValues("unknown_receiver").Inc()
 		h.logger.Error("dropping notification for unknown receiver", "notification_id", d.ID, "receiver_id", d.ReceiverID)
-		return fmt.Errorf("notification %s: receiver %s: %w", d.ID, d.ReceiverID, asynq.SkipRetry)
+		return nil, fmt.Errorf("notification %s: receiver %s: %w", d.ID, d.ReceiverID, asynq.SkipRetry)
 	}
 	if err != nil {
-		return h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
+		return nil, h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
 	}
 	// An open circuit defers before anything else: during an outage every
 	// task of the receiver comes through here, and a deferral should cost
@@ -86,20 +87,27 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if d.Attempt > 0 {
 		if ok, wait := h.breakers.allow(d.ReceiverID); !ok {
 			metrics.Deferred.WithLabelValues("circuit_open").Inc()
-			return h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
+			return nil, h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
 		}
 	}
+	return &delivery{d: d, rc: rc}, nil
+}
+
+// load reads the notification's state and decides whether the task's
+// attempt is the one due; if not, it settles the task (proceed false, and
+// the error ProcessTask returns).
+func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err error) {
+	d := dv.d
 	st, found, err := h.starter.begin(ctx, d.ID)
 	if err != nil {
-		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
+		return false, h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
 	}
-	var create *store.NewNotification
 	switch {
 	case !found && d.Attempt == 1:
 		// Not on record yet (the Go client enqueues straight to Redis): the
 		// first attempt's record writes it.
-		create = newNotification(d, rc)
-		st = store.DeliveryState{Status: store.StatusPending, MaxAttempts: create.MaxAttempts}
+		dv.create = newNotification(d, dv.rc)
+		st = store.DeliveryState{Status: store.StatusPending, MaxAttempts: dv.create.MaxAttempts}
 	case !found:
 		// Only a first attempt may create a notification: a retry or a
 		// manual redelivery whose notification is gone must not bring it
@@ -107,55 +115,69 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		metrics.Dropped.WithLabelValues("notification_gone").Inc()
 		h.logger.Warn("dropping task: its notification no longer exists (deleted by retention)",
 			"notification_id", d.ID, "attempt", d.Attempt)
-		return fmt.Errorf("notification %s gone: %w", d.ID, asynq.SkipRetry)
+		return false, fmt.Errorf("notification %s gone: %w", d.ID, asynq.SkipRetry)
 	}
+	dv.st = st
 	if st.Attempts == 0 && d.Attempt == 1 {
 		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
 	}
 	if d.Attempt == 0 {
-		return h.manual(ctx, d, rc, st)
+		return false, h.manual(ctx, d, dv.rc, st)
 	}
 	if st.Status != store.StatusPending {
-		return nil // delivered, failed or cancelled already
+		return false, nil // delivered, failed or cancelled already
 	}
 	if d.Attempt != st.Attempts+1 {
 		// A stale or duplicate task (a crash between recording and
 		// acknowledging, or a re-drive racing the worker): the attempt it
 		// names is on record; make sure the one that is due is queued.
-		return h.ensureNext(ctx, d, st)
+		return false, h.ensureNext(ctx, d, st)
 	}
 	if err := h.waitUntilDue(ctx, st.NextAttemptAt); err != nil {
-		return err
+		return false, err
 	}
 	if d.Attempt > 1 && st.NextAttemptAt != nil {
 		metrics.RetryLateness.Observe(time.Since(*st.NextAttemptAt).Seconds())
 	}
+	return true, nil
+}
 
+// attempt makes the HTTP attempt within the receiver's concurrency limit
+// and feeds its outcome to the latency tracker and the circuit breaker.
+func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err error) {
+	d := dv.d
 	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, h.latency.patience(d.ReceiverID)) {
 		metrics.Deferred.WithLabelValues("receiver_busy").Inc()
 		// A short wait, like waiting in the queue: no need to record a new
 		// notification for it (see deferred).
-		return &retryLater{after: h.latency.busyDelay(d.ReceiverID), err: errReceiverBusy}
+		return false, &retryLater{after: h.latency.busyDelay(d.ReceiverID), err: errReceiverBusy}
 	}
-	res := h.send(ctx, d, rc, createdAt(d, st), d.Attempt)
-	h.semaphore.release(d.ReceiverID, res.Outcome == store.OutcomeTimeout)
-	h.latency.observe(d.ReceiverID, res.Duration)
-	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
+	dv.res = h.send(ctx, d, dv.rc, createdAt(d, dv.st), d.Attempt)
+	h.semaphore.release(d.ReceiverID, dv.res.Outcome == store.OutcomeTimeout)
+	h.latency.observe(d.ReceiverID, dv.res.Duration)
+	if dv.res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
 		// Our side cut the attempt short (shutdown hands the task back), not
 		// the receiver: record nothing, so that it costs no attempt; the
 		// task is sent again.
-		return fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
+		return false, fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
 	}
-	h.breakers.record(d.ReceiverID, res.Outcome)
-	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res), Create: create}
+	h.breakers.record(d.ReceiverID, dv.res.Outcome)
+	return true, nil
+}
+
+// record writes the attempt and the notification's new status (with the
+// next attempt's due time while it stays pending).
+func (h *handler) record(ctx context.Context, dv *delivery) error {
+	d, res := dv.d, &dv.res
+	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, res), Create: dv.create}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
 		rec.NewStatus = store.StatusDelivered
-	case res.Outcome == store.OutcomeGone || d.Attempt >= st.MaxAttempts:
+	case res.Outcome == store.OutcomeGone || d.Attempt >= dv.st.MaxAttempts:
 		rec.NewStatus = store.StatusFailed
 	default:
 		rec.NewStatus = store.StatusPending
-		delay := rc.policy.Delay(d.Attempt)
+		delay := dv.rc.policy.Delay(d.Attempt)
 		if res.RetryAfter > 0 {
 			delay = retry.RetryAfter(delay, res.RetryAfter)
 		}
@@ -167,15 +189,23 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// again (at-least-once).
 		return h.infra("postgres", fmt.Errorf("deliver %s: record attempt %d: %w", d.ID, d.Attempt, err))
 	}
-	if create != nil {
+	if dv.create != nil {
 		metrics.Accepted.WithLabelValues("queue").Inc()
 	}
+	dv.rec = rec
+	return nil
+}
+
+// schedule finishes a notification that reached a final status, or queues
+// its next attempt.
+func (h *handler) schedule(ctx context.Context, dv *delivery) error {
+	d, rec := dv.d, &dv.rec
 	if rec.NewStatus != store.StatusPending {
 		metrics.Terminal.WithLabelValues(rec.NewStatus).Inc()
 		h.logger.Debug("notification finished", "notification_id", d.ID, "status", rec.NewStatus, "attempts", d.Attempt)
 		return nil
 	}
-	next := st
+	next := dv.st
 	next.Attempts, next.NextAttemptAt = d.Attempt, &rec.NextAttemptAt
 	return h.ensureNext(ctx, d, next)
 }
@@ -208,34 +238,6 @@ func (h *handler) deferred(ctx context.Context, d *tasks.Deliver, rc *receiverCo
 	}
 	metrics.Accepted.WithLabelValues("queue").Inc()
 	return rl
-}
-
-// maxEarlyWait is how early a task may start before we hand it back instead
-// of sleeping. Asynq stores due times in whole seconds and so releases a task
-// up to a second early; sleeping out that remainder makes retries start
-// within a few milliseconds of the plan.
-const maxEarlyWait = 1500 * time.Millisecond
-
-func (h *handler) waitUntilDue(ctx context.Context, due *time.Time) error {
-	if due == nil {
-		return nil
-	}
-	wait := time.Until(*due)
-	if wait <= 0 {
-		return nil
-	}
-	if wait > maxEarlyWait {
-		metrics.Deferred.WithLabelValues("early").Inc()
-		return &retryLater{after: wait, err: errEarly}
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // manual makes a redelivery someone asked for. It is recorded with a
@@ -334,25 +336,4 @@ func (h *handler) ensureNext(ctx context.Context, d *tasks.Deliver, st store.Del
 func (h *handler) infra(dependency string, err error) error {
 	metrics.InfraErrors.WithLabelValues(dependency).Inc()
 	return err
-}
-
-// Envelope is the JSON body every receiver gets.
-type Envelope struct {
-	ID             string          `json:"id"`
-	Type           string          `json:"type"`
-	ReceiverID     string          `json:"receiver_id"`
-	IdempotencyKey string          `json:"idempotency_key"`
-	CreatedAt      time.Time       `json:"created_at"`
-	Data           json.RawMessage `json:"data"`
-}
-
-func envelope(d *tasks.Deliver, created time.Time) ([]byte, error) {
-	b, err := json.Marshal(Envelope{
-		ID: d.ID.String(), Type: d.EventType, ReceiverID: d.ReceiverID.String(),
-		IdempotencyKey: d.IdempotencyKey, CreatedAt: created.UTC(), Data: d.Payload,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("encode envelope %s: %w", d.ID, err)
-	}
-	return b, nil
 }

@@ -1,13 +1,3 @@
-// Package worker delivers notifications: it runs the Asynq server whose
-// handler POSTs each notification to its receiver, records every attempt in
-// Postgres, and schedules the next attempt on the receiver's retry policy
-// until the notification is delivered or has failed N times.
-//
-// Attempts are counted from what Postgres recorded, not from Asynq's retry
-// counter: Asynq counts a lease expiry after a crash as a retry although no
-// request went out. Each attempt is its own task with id "<id>:<n>", so a
-// task that reappears after a crash finds its attempt on record and only
-// makes sure the next one is queued.
 package worker
 
 import (
