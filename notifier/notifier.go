@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +26,7 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/tasks"
+	"github.com/notifyd/notifyd/internal/ttlcache"
 )
 
 // Errors callers branch on. Validation failures are *ValidationError, which
@@ -80,12 +80,16 @@ func WithReceiverCacheTTL(d time.Duration) Option { return func(o *options) { o.
 
 // Client enqueues notifications. It is safe for concurrent use.
 type Client struct {
-	rdb     redis.UniversalClient
-	asynq   *asynq.Client
-	opts    options
-	mu      sync.RWMutex
-	checked map[uuid.UUID]time.Time // receiver → active until
+	rdb   redis.UniversalClient
+	asynq *asynq.Client
+	opts  options
+	// active holds the receivers found active, for opts.cacheTTL.
+	active *ttlcache.Cache[uuid.UUID, struct{}]
 }
+
+// activeCacheSize bounds the receivers a Client remembers as active; beyond
+// it the cache starts over.
+const activeCacheSize = 10000
 
 // New connects to the Redis that notifyd's workers read, e.g.
 // asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}.
@@ -103,7 +107,8 @@ func NewFromRedisClient(rdb redis.UniversalClient, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Client{rdb: rdb, asynq: asynq.NewClientFromRedisClient(rdb), opts: o, checked: make(map[uuid.UUID]time.Time)}
+	return &Client{rdb: rdb, asynq: asynq.NewClientFromRedisClient(rdb), opts: o,
+		active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize)}
 }
 
 // Close releases the client's resources.
@@ -169,11 +174,7 @@ func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, e
 }
 
 func (c *Client) checkReceiver(ctx context.Context, id uuid.UUID) error {
-	now := time.Now()
-	c.mu.RLock()
-	until, ok := c.checked[id]
-	c.mu.RUnlock()
-	if ok && now.Before(until) {
+	if _, ok := c.active.Get(id); ok {
 		return nil
 	}
 	state, err := registry.Lookup(ctx, c.rdb, id)
@@ -187,8 +188,6 @@ func (c *Client) checkReceiver(ctx context.Context, id uuid.UUID) error {
 	case state == registry.Inactive:
 		return fmt.Errorf("%w: %s", ErrReceiverInactive, id)
 	}
-	c.mu.Lock()
-	c.checked[id] = now.Add(c.opts.cacheTTL)
-	c.mu.Unlock()
+	c.active.Put(id, struct{}{})
 	return nil
 }

@@ -105,14 +105,14 @@ func (a *authenticator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 // key that is unknown now cannot become valid except by a new receiver,
 // which gets a fresh random key.
 func (a *authenticator) receiverKey(ctx context.Context, sum [32]byte) (store.ReceiverKey, error) {
-	if k, ok := a.keys.get(sum); ok {
+	if k, ok := a.keys.Get(sum); ok {
 		return k, nil
 	}
 	k, err := a.store.ReceiverByAPIKey(ctx, sum[:])
 	if err != nil {
 		return k, err
 	}
-	a.keys.put(sum, k)
+	a.keys.Put(sum, k)
 	return k, nil
 }
 

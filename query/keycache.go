@@ -1,12 +1,12 @@
 package query
 
 import (
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/ttlcache"
 )
 
 // API key look-ups are cached for a short time: a receiver paging through
@@ -26,64 +26,17 @@ const (
 	apiKeyCacheSize = 10000
 )
 
+// keyCache maps an API key's hash to its receiver.
 type keyCache struct {
-	ttl time.Duration
-	max int
-	now func() time.Time // tests move time forward
-
-	mu      sync.Mutex
-	entries map[[32]byte]keyEntry
-}
-
-type keyEntry struct {
-	key     store.ReceiverKey
-	expires time.Time
+	*ttlcache.Cache[[32]byte, store.ReceiverKey]
 }
 
 func newKeyCache(ttl time.Duration, max int) *keyCache {
-	return &keyCache{ttl: ttl, max: max, now: time.Now, entries: make(map[[32]byte]keyEntry)}
-}
-
-func (c *keyCache) get(sum [32]byte) (store.ReceiverKey, bool) {
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[sum]
-	if !ok {
-		return store.ReceiverKey{}, false
-	}
-	if !now.Before(e.expires) {
-		delete(c.entries, sum)
-		return store.ReceiverKey{}, false
-	}
-	return e.key, true
-}
-
-func (c *keyCache) put(sum [32]byte, k store.ReceiverKey) {
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for s, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, s)
-			}
-		}
-		if len(c.entries) >= c.max {
-			clear(c.entries)
-		}
-	}
-	c.entries[sum] = keyEntry{key: k, expires: now.Add(c.ttl)}
+	return &keyCache{ttlcache.New[[32]byte, store.ReceiverKey](ttl, max)}
 }
 
 // forget drops every cached key of a receiver, so a change made through
 // this process is seen by its next request.
 func (c *keyCache) forget(receiver uuid.UUID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for s, e := range c.entries {
-		if e.key.ReceiverID == receiver {
-			delete(c.entries, s)
-		}
-	}
+	c.DeleteFunc(func(_ [32]byte, k store.ReceiverKey) bool { return k.ReceiverID == receiver })
 }

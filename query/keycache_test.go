@@ -69,7 +69,7 @@ func TestAPIKeyCacheBound(t *testing.T) {
 			clocks := map[*testAPI]*fakeClock{one: {}, other: {}}
 			for s, c := range clocks {
 				c.ns.Store(time.Now().UnixNano())
-				s.srv.auth.keys.now = c.now
+				s.srv.auth.keys.SetClock(c.now)
 			}
 			r := one.receiver()
 			status := func(s *testAPI) int {
@@ -101,22 +101,18 @@ func TestAPIKeyCacheBound(t *testing.T) {
 	}
 }
 
-func TestKeyCacheEvicts(t *testing.T) {
-	c := newKeyCache(time.Minute, 3)
-	clock := &fakeClock{}
-	c.now = clock.now
-	sum := func(i byte) [32]byte { return [32]byte{i} }
-	for i := range byte(5) {
-		c.put(sum(i), store.ReceiverKey{ReceiverID: uuid.New(), Active: true})
-		if len(c.entries) > 3 {
-			t.Fatalf("%d entries, max 3", len(c.entries))
+// forget drops every key of one receiver and no other (the cache itself is
+// tested in internal/ttlcache).
+func TestKeyCacheForget(t *testing.T) {
+	c := newKeyCache(time.Minute, 10)
+	one, other := uuid.New(), uuid.New()
+	c.Put([32]byte{1}, store.ReceiverKey{ReceiverID: one, Active: true})
+	c.Put([32]byte{2}, store.ReceiverKey{ReceiverID: one, Active: true})
+	c.Put([32]byte{3}, store.ReceiverKey{ReceiverID: other, Active: true})
+	c.forget(one)
+	for sum, want := range map[byte]bool{1: false, 2: false, 3: true} {
+		if _, ok := c.Get([32]byte{sum}); ok != want {
+			t.Errorf("key %d after forget: cached %v, want %v", sum, ok, want)
 		}
-	}
-	if _, ok := c.get(sum(4)); !ok {
-		t.Fatal("the newest entry is gone")
-	}
-	clock.advance(time.Minute)
-	if _, ok := c.get(sum(4)); ok {
-		t.Fatal("an expired entry was returned")
 	}
 }

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -12,6 +11,7 @@ import (
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/signing"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/ttlcache"
 )
 
 // receiverTTL bounds how stale a worker's view of a receiver may be. Secret
@@ -19,37 +19,37 @@ import (
 // period); a changed callback URL or policy takes effect within it.
 const receiverTTL = 10 * time.Second
 
+// receiverCacheSize bounds the receivers a worker keeps prepared; beyond it
+// the cache starts over rather than growing without bound.
+const receiverCacheSize = 10000
+
 // receiverConfig is a receiver prepared for delivery: merged policy and a
 // ready signer, so the hot path does no parsing.
 type receiverConfig struct {
 	*store.Receiver
-	policy  retry.Policy
-	signer  *signing.Signer
-	expires time.Time
+	policy retry.Policy
+	signer *signing.Signer
 }
 
 type receiverGetter interface {
 	GetReceiver(ctx context.Context, id uuid.UUID) (*store.Receiver, error)
 }
 
+// receiverCache keeps receivers prepared for delivery for receiverTTL, and
+// loads a missing one once however many deliveries ask for it at a time.
 type receiverCache struct {
 	store    receiverGetter
 	defaults retry.Policy
-	mu       sync.RWMutex
-	byID     map[uuid.UUID]*receiverConfig
+	cache    *ttlcache.Cache[uuid.UUID, *receiverConfig]
 	group    singleflight.Group
-	now      func() time.Time
 }
 
 func newReceiverCache(s receiverGetter, defaults retry.Policy) *receiverCache {
-	return &receiverCache{store: s, defaults: defaults, byID: make(map[uuid.UUID]*receiverConfig), now: time.Now}
+	return &receiverCache{store: s, defaults: defaults, cache: ttlcache.New[uuid.UUID, *receiverConfig](receiverTTL, receiverCacheSize)}
 }
 
 func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig, error) {
-	c.mu.RLock()
-	rc, ok := c.byID[id]
-	c.mu.RUnlock()
-	if ok && c.now().Before(rc.expires) {
+	if rc, ok := c.cache.Get(id); ok {
 		return rc, nil
 	}
 	v, err, _ := c.group.Do(id.String(), func() (any, error) {
@@ -57,13 +57,11 @@ func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig,
 		if err != nil {
 			return nil, err
 		}
-		rc, err := c.prepare(r)
+		rc, expires, err := c.prepare(r)
 		if err != nil {
 			return nil, err
 		}
-		c.mu.Lock()
-		c.byID[id] = rc
-		c.mu.Unlock()
+		c.cache.PutUntil(id, rc, expires)
 		return rc, nil
 	})
 	if err != nil {
@@ -72,25 +70,24 @@ func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig,
 	return v.(*receiverConfig), nil
 }
 
-func (c *receiverCache) prepare(r *store.Receiver) (*receiverConfig, error) {
+// prepare readies r for delivery; expires, when not zero, is when the
+// prepared form goes stale before receiverTTL.
+func (c *receiverCache) prepare(r *store.Receiver) (rc *receiverConfig, expires time.Time, err error) {
 	key, err := signing.ParseSecret(r.SigningSecret)
 	if err != nil {
-		return nil, fmt.Errorf("receiver %s: %w", r.ID, err)
+		return nil, expires, fmt.Errorf("receiver %s: %w", r.ID, err)
 	}
 	keys := [][]byte{key}
-	expires := c.now().Add(receiverTTL)
-	if r.PreviousSecret != "" && r.PreviousSecretUntil != nil && c.now().Before(*r.PreviousSecretUntil) {
+	if r.PreviousSecret != "" && r.PreviousSecretUntil != nil && time.Now().Before(*r.PreviousSecretUntil) {
 		if old, err := signing.ParseSecret(r.PreviousSecret); err == nil {
 			keys = append(keys, old)
 		}
 		// Stop signing with the old secret on time, not up to a TTL late.
-		if r.PreviousSecretUntil.Before(expires) {
-			expires = *r.PreviousSecretUntil
-		}
+		expires = *r.PreviousSecretUntil
 	}
 	policy := c.defaults
 	if r.Retry != nil {
 		policy = r.Retry.Merge(c.defaults)
 	}
-	return &receiverConfig{Receiver: r, policy: policy, signer: signing.NewSigner(keys...), expires: expires}, nil
+	return &receiverConfig{Receiver: r, policy: policy, signer: signing.NewSigner(keys...)}, expires, nil
 }
