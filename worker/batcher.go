@@ -16,13 +16,13 @@ var errBatcherClosed = errors.New("batcher closed")
 // since Postgres's cost is mostly per statement.
 //
 // The flusher sends whatever queued up while the previous flush ran, so a
-// batch is one item when idle and grows with load, up to max. When the
+// batch is one item when idle and grows with load, up to size. When the
 // previous batch had more than one item it first waits linger once for
 // company (see batchLinger). Callers learn the outcome through their items
 // (a channel in each), not from the batcher.
 type batcher[T any, K comparable] struct {
 	in     chan T
-	max    int
+	size   int
 	linger time.Duration
 	flush  func(batch []T)
 	// key, when set, keeps two items with the same key out of one batch;
@@ -34,8 +34,8 @@ type batcher[T any, K comparable] struct {
 	wg       sync.WaitGroup
 }
 
-func newBatcher[T any, K comparable](max int, linger time.Duration, flush func([]T), key func(T) K) *batcher[T, K] {
-	return &batcher[T, K]{in: make(chan T, max), max: max, linger: linger, flush: flush, key: key, stop: make(chan struct{})}
+func newBatcher[T any, K comparable](size int, linger time.Duration, flush func([]T), key func(T) K) *batcher[T, K] {
+	return &batcher[T, K]{in: make(chan T, size), size: size, linger: linger, flush: flush, key: key, stop: make(chan struct{})}
 }
 
 // start launches the flusher.
@@ -84,7 +84,7 @@ func (b *batcher[T, K]) close(deadline time.Duration) bool {
 
 func (b *batcher[T, K]) loop() {
 	defer b.wg.Done()
-	f := batchFill[T, K]{b: b, batch: make([]T, 0, b.max), seen: make(map[K]struct{})}
+	f := batchFill[T, K]{b: b, batch: make([]T, 0, b.size), seen: make(map[K]struct{})}
 	wait := batchLinger{linger: b.linger}
 	for {
 		f.begin()
@@ -104,7 +104,7 @@ func (b *batcher[T, K]) loop() {
 		}
 		wait.start()
 	fill:
-		for len(f.batch) < b.max {
+		for len(f.batch) < b.size {
 			select {
 			case it := <-b.in:
 				f.join(it)
@@ -142,7 +142,7 @@ func (f *batchFill[T, K]) begin() {
 // join puts it in the batch, or holds it for the next one when the batch is
 // full or already has an item with its key.
 func (f *batchFill[T, K]) join(it T) {
-	if len(f.batch) >= f.b.max {
+	if len(f.batch) >= f.b.size {
 		f.held = append(f.held, it)
 		return
 	}

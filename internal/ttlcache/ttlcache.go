@@ -18,10 +18,10 @@ import (
 )
 
 // Cache maps keys to values that expire ttl after they were put, holding at
-// most max entries. It is safe for concurrent use.
+// most size entries. It is safe for concurrent use.
 type Cache[K comparable, V any] struct {
-	ttl time.Duration
-	max int
+	ttl  time.Duration
+	size int
 
 	mu      sync.RWMutex
 	now     func() time.Time
@@ -33,9 +33,9 @@ type entry[V any] struct {
 	expires time.Time
 }
 
-// New returns an empty cache whose entries live ttl, at most max of them.
-func New[K comparable, V any](ttl time.Duration, max int) *Cache[K, V] {
-	return &Cache[K, V]{ttl: ttl, max: max, now: time.Now, entries: make(map[K]entry[V])}
+// New returns an empty cache whose entries live ttl, at most size of them.
+func New[K comparable, V any](ttl time.Duration, size int) *Cache[K, V] {
+	return &Cache[K, V]{ttl: ttl, size: size, now: time.Now, entries: make(map[K]entry[V])}
 }
 
 // SetClock replaces the cache's clock (tests move time forward).
@@ -73,13 +73,13 @@ func (c *Cache[K, V]) PutUntil(k K, v V, expires time.Time) {
 	if limit := now.Add(c.ttl); expires.IsZero() || limit.Before(expires) {
 		expires = limit
 	}
-	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.max {
+	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.size {
 		for key, e := range c.entries {
 			if !now.Before(e.expires) {
 				delete(c.entries, key)
 			}
 		}
-		if len(c.entries) >= c.max {
+		if len(c.entries) >= c.size {
 			clear(c.entries)
 		}
 	}
