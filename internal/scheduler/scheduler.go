@@ -17,6 +17,9 @@
 // "*/30 * * * * *", "@every 1m", "@daily") in UTC; "off" disables a job.
 // Each job is also a method (RunRedrive, RunRetention, RunSummary) that runs
 // it once, now, under the same lock.
+//
+// The jobs' SQL lives in internal/store; this package must not deliver
+// notifications itself (a re-drive only queues tasks for the workers).
 package scheduler
 
 import (
