@@ -154,3 +154,11 @@ func (w testLog) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
 }
+
+// StartExample is Start for a runnable example, which has no *testing.T:
+// failures panic (see testenv.ExampleTB), and tb.Close ends the stack and
+// drops its database. tb serves the example's other set-up too.
+func StartExample(name string, opts ...Option) (*Stack, *testenv.ExampleTB) {
+	tb := testenv.NewExampleTB(name)
+	return Start(tb, opts...), tb
+}
