@@ -11,6 +11,7 @@ package apitest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -25,24 +26,41 @@ const (
 	ProducerToken = "apitest-producer-token"
 )
 
-// Client makes requests to the API at URL and fails t on transport errors.
+// Client makes requests to the API at URL.
 type Client struct {
 	// URL is the API's base URL.
 	URL string
-	t   testing.TB
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+	t    testing.TB
 }
 
 // NewClient returns a client of the API at url for t.
 func NewClient(t testing.TB, url string) *Client { return &Client{URL: url, t: t} }
 
 // With is c for a subtest: failures stop t, not the parent test.
-func (c *Client) With(t testing.TB) *Client { return &Client{URL: c.URL, t: t} }
+func (c *Client) With(t testing.TB) *Client {
+	d := *c
+	d.t = t
+	return &d
+}
 
 // Do makes one API request with token (none if empty); a body that is a
 // string is sent as is, anything else as JSON. It returns the status code
-// and the raw answer.
+// and the raw answer, and fails the test if there is no answer.
 func (c *Client) Do(method, path, token string, body any) (int, []byte) {
 	c.t.Helper()
+	code, raw, err := c.Try(method, path, token, body, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return code, raw
+}
+
+// Try is Do that returns errors instead of failing the test, for requests
+// made from other goroutines or while a fault is injected; a 2xx answer is
+// decoded into out (if not nil).
+func (c *Client) Try(method, path, token string, body, out any) (int, []byte, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -51,13 +69,13 @@ func (c *Client) Do(method, path, token string, body any) (int, []byte) {
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			c.t.Fatal(err)
+			return 0, nil, fmt.Errorf("%s %s: encode body: %w", method, path, err)
 		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, c.URL+path, rd)
 	if err != nil {
-		c.t.Fatal(err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -65,16 +83,25 @@ func (c *Client) Do(method, path, token string, body any) (int, []byte) {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
-		c.t.Fatal(err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		c.t.Fatalf("%s %s: read answer: %v", method, path, err)
+		return resp.StatusCode, nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
-	return resp.StatusCode, raw
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, raw, fmt.Errorf("%s %s: decode %s: %w", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, raw, nil
 }
 
 // Call is Do that fails the test unless the answer has status want, and

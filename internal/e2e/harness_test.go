@@ -62,11 +62,9 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 // out (if not nil). It returns the status code and the raw body.
 func (s *stack) call(method, path, token string, body any, out any) (int, []byte) {
 	s.t.Helper()
-	code, raw := s.Do(method, path, token, body)
-	if out != nil && code < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
+	code, raw, err := s.Try(method, path, token, body, out)
+	if err != nil {
+		s.t.Fatal(err)
 	}
 	return code, raw
 }
