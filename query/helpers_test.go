@@ -95,16 +95,16 @@ func (a *testAPI) must(want int, method, path, token string, body, out any) {
 }
 
 type testReceiver struct {
-	ID     uuid.UUID `json:"id"`
-	APIKey string    `json:"api_key"`
+	ID     uuid.UUID
+	APIKey string
 }
 
+// receiver creates a receiver whose callbacks go nowhere (nothing here
+// delivers them).
 func (a *testAPI) receiver() testReceiver {
 	a.t.Helper()
-	var r testReceiver
-	a.must(http.StatusCreated, "POST", "/v1/receivers", testAdminToken,
-		map[string]any{"name": "shop", "callback_url": "http://127.0.0.1:1/cb"}, &r)
-	return r
+	r := a.api.CreateReceiver("http://127.0.0.1:1/cb", nil)
+	return testReceiver{ID: uuid.MustParse(r.ID), APIKey: r.APIKey}
 }
 
 // ingest hands a notification in over HTTP (the producer path).
