@@ -158,7 +158,12 @@ func (w testLog) Write(p []byte) (int, error) {
 // StartExample is Start for a runnable example, which has no *testing.T:
 // failures panic (see testenv.ExampleTB), and tb.Close ends the stack and
 // drops its database. tb serves the example's other set-up too.
-func StartExample(name string, opts ...Option) (*Stack, *testenv.ExampleTB) {
-	tb := testenv.NewExampleTB(name)
+func StartExample(name string, opts ...Option) (s *Stack, tb *testenv.ExampleTB) {
+	tb = testenv.NewExampleTB(name)
+	defer func() {
+		if s == nil {
+			tb.Close() // Start failed: drop what it had made; its panic goes on
+		}
+	}()
 	return Start(tb, opts...), tb
 }
