@@ -35,48 +35,45 @@ func (b *bench) isolation(ctx context.Context) error {
 	cfg := b.cfg
 	rs := b.isoReceivers
 	hang := func(i int) bool { return i%len(rs) < b.hangCount }
-	healthyIDs := ids(rs[b.hangCount:])
 	r := &IsolationResult{Receivers: len(rs), Hanging: b.hangCount, HangTimeoutS: cfg.hangTimeout.Seconds(), BurstN: cfg.isoN}
 	for i := range cfg.isoN {
 		if !hang(i) {
 			r.HealthyN++
 		}
 	}
+	if err := b.isolationBurst(ctx, r); err != nil {
+		return err
+	}
+	if err := b.isolationSteady(ctx, r, hang); err != nil {
+		return err
+	}
+	b.res.Isolation = r
+	b.isolationRows(r)
+	if math.IsNaN(r.HealthyRate) {
+		return errors.New("no healthy deliveries")
+	}
+	return nil
+}
+
+// isolationBurst is part A: a burst, as in scenario 1.
+func (b *bench) isolationBurst(ctx context.Context, r *IsolationResult) error {
+	cfg := b.cfg
+	rs := b.isoReceivers
 	// Slots a hanging notification holds: every hanging first attempt takes
 	// a worker slot for the whole timeout.
 	hangWork := time.Duration(cfg.isoN-r.HealthyN) * cfg.hangTimeout / time.Duration(cfg.concurrency)
-
-	// A: burst, as in scenario 1.
-	if err := b.resetQueue(ctx); err != nil {
-		return err
-	}
-	c, err := b.startChild(ctx, "notifyd", b.notifydArgs(b.dbURL)...)
+	c, err := b.startNotifyd(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.stopChild(c)
-	before := b.sampler.snapshot()
-	start := time.Now()
-	enqErr := make(chan error, 1)
-	wctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	go func() {
-		err := b.enqueueAll(ctx, cfg.isoN, func(i int) (benchReceiver, string) {
-			return rs[i%len(rs)], "iso-" + strconv.Itoa(i)
-		}, nil)
-		if err != nil {
-			fail(err)
-		}
-		enqErr <- err
-	}()
-	end, err := b.waitDelivered(wctx, "isolation burst", healthyIDs, 0, r.HealthyN, start, 3*hangWork+3*time.Minute)
+	run, err := b.burst(ctx, "isolation burst", cfg.isoN, func(i int) (benchReceiver, string) {
+		return rs[i%len(rs)], "iso-" + strconv.Itoa(i)
+	}, ids(rs[b.hangCount:]), 0, r.HealthyN, 3*hangWork+3*time.Minute)
 	if err != nil {
-		return cause(wctx, err)
-	}
-	r.BurstCPU = cpuDelta(before, b.sampler.snapshot())
-	if err := <-enqErr; err != nil {
 		return err
 	}
+	r.BurstCPU = run.cpu
 	b.stopChild(c)
 	r.BurstDeferred = map[string]float64{}
 	for k, v := range c.stats {
@@ -84,15 +81,17 @@ func (b *bench) isolation(ctx context.Context) error {
 			r.BurstDeferred[reason] = v
 		}
 	}
-	r.HealthySeconds = round(end.Sub(start).Seconds(), 3)
-	r.HealthyRate = round(float64(r.HealthyN)/end.Sub(start).Seconds(), 1)
+	r.HealthySeconds = round(run.seconds(), 3)
+	r.HealthyRate = round(float64(r.HealthyN)/run.seconds(), 1)
 	b.prog.done("isolation burst: %s healthy delivered in %.2f s: %s", thousands(int64(r.HealthyN)), r.HealthySeconds, fmtRate(r.HealthyRate))
+	return nil
+}
 
-	// B: steady rate.
-	if err := b.resetQueue(ctx); err != nil {
-		return err
-	}
-	c, err = b.startChild(ctx, "notifyd", b.notifydArgs(b.dbURL)...)
+// isolationSteady is part B: the latency scenario's steady rate.
+func (b *bench) isolationSteady(ctx context.Context, r *IsolationResult, hang func(int) bool) error {
+	cfg := b.cfg
+	rs := b.isoReceivers
+	c, err := b.startNotifyd(ctx)
 	if err != nil {
 		return err
 	}
@@ -107,8 +106,11 @@ func (b *bench) isolation(ctx context.Context) error {
 	b.stopChild(c)
 	r.SteadyFirstAttempt = distOf(since(run.enq, run.first))
 	b.prog.done("isolation steady: healthy enqueue → first attempt %s", r.SteadyFirstAttempt)
+	return nil
+}
 
-	b.res.Isolation = r
+func (b *bench) isolationRows(r *IsolationResult) {
+	cfg := b.cfg
 	figure := fmt.Sprintf("%d of %d receivers hang (%s timeout): healthy %s delivered/s", r.Hanging, r.Receivers, cfg.hangTimeout, strings.TrimSuffix(fmtRate(r.HealthyRate), "/s"))
 	if tp := b.res.Throughput; tp != nil {
 		ratio := round(r.HealthyRate/tp.PerSecond, 3)
@@ -129,8 +131,4 @@ func (b *bench) isolation(ctx context.Context) error {
 	b.rows = append(b.rows, row{"", fmt.Sprintf("burst deferrals without an attempt: %.0f receiver busy, %.0f circuit open",
 		r.BurstDeferred["receiver_busy"], r.BurstDeferred["circuit_open"]), "", ""})
 	b.rows = append(b.rows, row{"  burst cpu", r.BurstCPU.String(), "", ""})
-	if math.IsNaN(r.HealthyRate) {
-		return errors.New("no healthy deliveries")
-	}
-	return nil
 }

@@ -24,10 +24,7 @@ type LatencyResult struct {
 
 func (b *bench) latency(ctx context.Context) error {
 	cfg := b.cfg
-	if err := b.resetQueue(ctx); err != nil {
-		return err
-	}
-	c, err := b.startChild(ctx, "notifyd", b.notifydArgs(b.dbURL)...)
+	c, err := b.startNotifyd(ctx)
 	if err != nil {
 		return err
 	}

@@ -87,3 +87,11 @@ func runsNote(rates []float64) string {
 	}
 	return "; median of " + strings.Join(parts, ", ")
 }
+
+// runLabel names repetition rep (from 0) of a scenario run repeat times.
+func runLabel(name string, rep, repeat int) string {
+	if repeat > 1 {
+		return fmt.Sprintf("%s (run %d of %d)", name, rep+1, repeat)
+	}
+	return name
+}

@@ -26,10 +26,7 @@ type RetryResult struct {
 
 func (b *bench) retry(ctx context.Context) error {
 	cfg := b.cfg
-	if err := b.resetQueue(ctx); err != nil {
-		return err
-	}
-	c, err := b.startChild(ctx, "notifyd", b.notifydArgs(b.dbURL)...)
+	c, err := b.startNotifyd(ctx)
 	if err != nil {
 		return err
 	}
@@ -38,7 +35,7 @@ func (b *bench) retry(ctx context.Context) error {
 	start := time.Now()
 	if err := b.enqueueAll(ctx, cfg.retryN, func(i int) (benchReceiver, string) {
 		return rs[i%len(rs)], "rt-" + strconv.Itoa(i)
-	}, nil); err != nil {
+	}); err != nil {
 		return err
 	}
 	var schedule time.Duration
@@ -49,68 +46,15 @@ func (b *bench) retry(ctx context.Context) error {
 		return err
 	}
 	b.stopChild(c)
-	rows, err := b.st.Pool().Query(ctx, `
-		SELECT a.notification_id, a.attempt_no, a.started_at, a.duration_ms
-		FROM delivery_attempts a JOIN notifications n ON n.id = a.notification_id
-		WHERE n.receiver_id = ANY($1) AND a.attempt_no > 0
-		ORDER BY a.notification_id, a.attempt_no`, ids(rs))
+	errs, byRetry, err := b.retryErrors(ctx, ids(rs))
 	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	type att struct {
-		id      uuid.UUID
-		no      int16
-		started time.Time
-		ms      int32
-	}
-	var prev att
-	var errs []time.Duration
-	byRetry := make([][]time.Duration, len(cfg.retryIntervals))
-	for rows.Next() {
-		var a att
-		if err := rows.Scan(&a.id, &a.no, &a.started, &a.ms); err != nil {
-			return err
-		}
-		if a.id == prev.id && a.no == prev.no+1 && int(prev.no) <= len(cfg.retryIntervals) {
-			// What the worker planned after attempt prev: its start plus
-			// its duration plus the interval (no jitter with explicit
-			// intervals). duration_ms is stored truncated to the
-			// millisecond, so the plan is reconstructed up to 1 ms early.
-			planned := prev.started.Add(time.Duration(prev.ms)*time.Millisecond + cfg.retryIntervals[prev.no-1])
-			e := a.started.Sub(planned)
-			errs = append(errs, e)
-			byRetry[prev.no-1] = append(byRetry[prev.no-1], e)
-		}
-		prev = a
-	}
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	if len(errs) == 0 {
 		return errors.New("no retries on record")
 	}
-	r := &RetryResult{Notifications: cfg.retryN, Retries: len(errs), Intervals: durStrings(cfg.retryIntervals)}
-	var sum time.Duration
-	minE, maxE := errs[0], errs[0]
-	abs := make([]time.Duration, len(errs))
-	for i, e := range errs {
-		sum += e
-		minE, maxE = min(minE, e), max(maxE, e)
-		abs[i] = max(e, -e)
-	}
-	r.MeanMS, r.MinMS, r.MaxMS = ms(sum/time.Duration(len(errs))), ms(minE), ms(maxE)
-	absDist := distOf(abs)
-	r.MaxAbsMS, r.P99AbsMS = absDist.Max, absDist.P99
-	for _, es := range byRetry {
-		var s time.Duration
-		for _, e := range es {
-			s += e
-		}
-		if len(es) > 0 {
-			r.PerRetry = append(r.PerRetry, ms(s/time.Duration(len(es))))
-		}
-	}
+	r := summariseRetries(errs, byRetry)
+	r.Notifications, r.Intervals = cfg.retryN, durStrings(cfg.retryIntervals)
 	b.res.Retry = r
 	b.prog.done("retry: %d retries, error mean %s, max |error| %s", r.Retries, fmtMS(r.MeanMS), fmtMS(r.MaxAbsMS))
 	met, text := verdict(r.MaxAbsMS, targetRetryErrMS, false)
@@ -120,4 +64,65 @@ func (b *bench) retry(ctx context.Context) error {
 			fmtMS(r.MeanMS), fmtMS(r.MinMS), fmtMS(r.MaxMS), fmtMS(r.P99AbsMS)),
 		"|error| ≤ 1 s", text})
 	return nil
+}
+
+// retryErrors reads the attempts of receivers' notifications and returns
+// each retry's actual minus planned start, all together and by retry.
+func (b *bench) retryErrors(ctx context.Context, receivers []uuid.UUID) (all []time.Duration, byRetry [][]time.Duration, err error) {
+	intervals := b.cfg.retryIntervals
+	rows, err := b.st.Pool().Query(ctx, `
+		SELECT a.notification_id, a.attempt_no, a.started_at, a.duration_ms
+		FROM delivery_attempts a JOIN notifications n ON n.id = a.notification_id
+		WHERE n.receiver_id = ANY($1) AND a.attempt_no > 0
+		ORDER BY a.notification_id, a.attempt_no`, receivers)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	type att struct {
+		id      uuid.UUID
+		no      int16
+		started time.Time
+		ms      int32
+	}
+	var prev att
+	byRetry = make([][]time.Duration, len(intervals))
+	for rows.Next() {
+		var a att
+		if err := rows.Scan(&a.id, &a.no, &a.started, &a.ms); err != nil {
+			return nil, nil, err
+		}
+		if a.id == prev.id && a.no == prev.no+1 && int(prev.no) <= len(intervals) {
+			// What the worker planned after attempt prev: its start plus
+			// its duration plus the interval (no jitter with explicit
+			// intervals). duration_ms is stored truncated to the
+			// millisecond, so the plan is reconstructed up to 1 ms early.
+			planned := prev.started.Add(time.Duration(prev.ms)*time.Millisecond + intervals[prev.no-1])
+			e := a.started.Sub(planned)
+			all = append(all, e)
+			byRetry[prev.no-1] = append(byRetry[prev.no-1], e)
+		}
+		prev = a
+	}
+	return all, byRetry, rows.Err()
+}
+
+// summariseRetries gives the figures of errs (at least one).
+func summariseRetries(errs []time.Duration, byRetry [][]time.Duration) *RetryResult {
+	r := &RetryResult{Retries: len(errs)}
+	minE, maxE := errs[0], errs[0]
+	abs := make([]time.Duration, len(errs))
+	for i, e := range errs {
+		minE, maxE = min(minE, e), max(maxE, e)
+		abs[i] = max(e, -e)
+	}
+	r.MeanMS, r.MinMS, r.MaxMS = distOf(errs).Mean, ms(minE), ms(maxE)
+	absDist := distOf(abs)
+	r.MaxAbsMS, r.P99AbsMS = absDist.Max, absDist.P99
+	for _, es := range byRetry {
+		if len(es) > 0 {
+			r.PerRetry = append(r.PerRetry, distOf(es).Mean)
+		}
+	}
+	return r
 }

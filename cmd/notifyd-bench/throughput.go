@@ -54,14 +54,11 @@ func (b *bench) throughput(ctx context.Context) error {
 
 func (b *bench) throughputRun(ctx context.Context, rep int) (*ThroughputResult, error) {
 	cfg := b.cfg
-	if err := b.resetQueue(ctx); err != nil {
-		return nil, err
-	}
 	var extra []string
 	if cfg.cpuprofile != "" && rep == 0 {
 		extra = append(extra, "-cpuprofile", cfg.cpuprofile)
 	}
-	c, err := b.startChild(ctx, "notifyd", b.notifydArgs(b.dbURL, extra...)...)
+	c, err := b.startNotifyd(ctx, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,39 +69,18 @@ func (b *bench) throughputRun(ctx context.Context, rep int) (*ThroughputResult, 
 	if err != nil {
 		return nil, err
 	}
-	label := "throughput"
-	if cfg.repeat > 1 {
-		label = fmt.Sprintf("throughput (run %d of %d)", rep+1, cfg.repeat)
-	}
-	before := b.sampler.snapshot()
-	start := time.Now()
-	var enqEnd time.Time
-	enqErr := make(chan error, 1)
-	wctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	go func() {
-		err := b.enqueueAll(ctx, cfg.n, func(i int) (benchReceiver, string) {
-			return rs[i%len(rs)], fmt.Sprintf("tp%d-%d", rep, i)
-		}, nil)
-		enqEnd = time.Now()
-		if err != nil {
-			fail(err)
-		}
-		enqErr <- err
-	}()
+	label := runLabel("throughput", rep, cfg.repeat)
 	timeout := max(5*time.Minute, time.Duration(cfg.n/200)*time.Second)
-	end, err := b.waitDelivered(wctx, label, ids(rs), base, cfg.n, start, timeout)
+	run, err := b.burst(ctx, label, cfg.n, func(i int) (benchReceiver, string) {
+		return rs[i%len(rs)], fmt.Sprintf("tp%d-%d", rep, i)
+	}, ids(rs), base, cfg.n, timeout)
 	if err != nil {
-		return nil, cause(wctx, err)
-	}
-	after := b.sampler.snapshot()
-	if err := <-enqErr; err != nil {
 		return nil, err
 	}
 	b.stopChild(c)
-	secs := end.Sub(start).Seconds()
+	secs := run.seconds()
 	r := &ThroughputResult{N: cfg.n, Seconds: round(secs, 3), PerSecond: round(float64(cfg.n)/secs, 1),
-		EnqueueRate: round(float64(cfg.n)/enqEnd.Sub(start).Seconds(), 1), CPU: cpuDelta(before, after), Profile: cfg.cpuprofile,
+		EnqueueRate: round(float64(cfg.n)/run.enqueued.Sub(run.start).Seconds(), 1), CPU: run.cpu, Profile: cfg.cpuprofile,
 		Batching: c.stats}
 	var total float64
 	for _, k := range cpuOrder {
