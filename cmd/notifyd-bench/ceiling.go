@@ -64,12 +64,8 @@ func (b *bench) ceilingRows(r *CeilingResult) {
 	if tp := b.res.Throughput; tp != nil {
 		ratio := round(tp.PerSecond/r.PerSecond, 3)
 		r.Ratio = &ratio
-		met, text := verdict(ratio, targetCeilingRatio, true)
-		b.target("ceiling_ratio", met, text)
-		b.rows = append(b.rows, row{"2 ceiling", figure + fmt.Sprintf("; notifyd = %.0f%% of it", ratio*100), "≥ 50 %", text})
-	} else {
-		b.rows = append(b.rows, row{"2 ceiling", figure, "≥ 50 % (needs throughput)", "-"})
 	}
+	b.ratioRow("2 ceiling", figure, "; notifyd = %.0f%% of it", r.Ratio, "ceiling_ratio", targetCeilingRatio, "≥ 50 %")
 	b.rows = append(b.rows,
 		row{"  cpu: % of a core (share)", strings.Replace(r.CPU.String(), "notifyd", "no-op consumer", 1), "", ""},
 		row{"  one queue", fmt.Sprintf("%s no-op tasks/s with a single queue (what notifyd's queue layout costs)%s", strings.TrimSuffix(fmtRate(r.OneQueuePerSecond), "/s"), runsNote(r.OneQueueRuns)), "", ""},
@@ -84,8 +80,7 @@ func (b *bench) noopRun(ctx context.Context, label, queues string) (noopResult, 
 	if err := b.resetQueue(ctx); err != nil {
 		return noopResult{}, err
 	}
-	c, err := b.startChild(ctx, "noop", "-redis-addr", cfg.redisAddr, "-redis-db", fmt.Sprint(cfg.redisDB),
-		"-concurrency", fmt.Sprint(cfg.concurrency), "-queues", queues)
+	c, err := b.startChild(ctx, "noop", b.consumerArgs("-queues", queues)...)
 	if err != nil {
 		return noopResult{}, err
 	}

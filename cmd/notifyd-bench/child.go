@@ -216,10 +216,15 @@ func (b *bench) stopChild(c *child) {
 	}
 }
 
+// consumerArgs are the flags of a child that consumes the bench's queue
+// (consumerFlags reads them).
+func (b *bench) consumerArgs(extra ...string) []string {
+	return append([]string{
+		"-redis-addr", b.cfg.redisAddr, "-redis-db", fmt.Sprint(b.cfg.redisDB), "-concurrency", fmt.Sprint(b.cfg.concurrency),
+	}, extra...)
+}
+
 // notifydArgs are the flags of a notifyd child.
 func (b *bench) notifydArgs(dbURL string, extra ...string) []string {
-	return append([]string{
-		"-database-url", dbURL, "-redis-addr", b.cfg.redisAddr, "-redis-db", fmt.Sprint(b.cfg.redisDB),
-		"-concurrency", fmt.Sprint(b.cfg.concurrency),
-	}, extra...)
+	return b.consumerArgs(append([]string{"-database-url", dbURL}, extra...)...)
 }

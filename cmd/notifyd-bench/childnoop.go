@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
-	notifydconfig "github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -21,9 +19,7 @@ import (
 // own: this is the queue's ceiling on the same Redis.
 func runNoop(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("noop", flag.ContinueOnError)
-	redisAddr := fs.String("redis-addr", "", "")
-	redisDB := fs.Int("redis-db", 0, "")
-	concurrency := fs.Int("concurrency", 100, "")
+	cf := newConsumerFlags(fs)
 	queueLayout := fs.String("queues", "notifyd", `"notifyd" (the worker's weighted queues) or "single" (notifyd's first-attempt queue only)`)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -32,17 +28,14 @@ func runNoop(ctx context.Context, args []string) error {
 	if *queueLayout == "single" {
 		queues = map[string]int{tasks.QueueFirst: 1}
 	}
-	// Built like notifyd's own client (cmd/notifyd), for the worker and the
-	// no-op consumer alike.
-	opt, err := notifydconfig.RedisOptions(fmt.Sprintf("redis://%s/%d", *redisAddr, *redisDB))
+	rdb, err := cf.redis()
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	var count, last atomic.Int64
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:              *concurrency,
+		Concurrency:              cf.concurrency,
 		Queues:                   queues,
 		TaskCheckInterval:        20 * time.Millisecond, // the worker's default PollInterval
 		DelayedTaskCheckInterval: 20 * time.Millisecond,

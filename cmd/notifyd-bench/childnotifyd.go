@@ -29,9 +29,7 @@ import (
 func runNotifyd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("notifyd", flag.ContinueOnError)
 	dbURL := fs.String("database-url", "", "")
-	redisAddr := fs.String("redis-addr", "", "")
-	redisDB := fs.Int("redis-db", 0, "")
-	concurrency := fs.Int("concurrency", 100, "")
+	cf := newConsumerFlags(fs)
 	withWorker := fs.Bool("worker", true, "")
 	withAPI := fs.Bool("api", false, "")
 	cpuprofile := fs.String("cpuprofile", "", "")
@@ -39,32 +37,21 @@ func runNotifyd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := store.Open(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	// Built like notifyd's own client (cmd/notifyd), for the worker and the
-	// no-op consumer alike.
-	opt, err := notifydconfig.RedisOptions(fmt.Sprintf("redis://%s/%d", *redisAddr, *redisDB))
+	rdb, err := cf.redis()
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	targets := netguard.Policy{AllowPrivate: true}
 	var wg sync.WaitGroup
@@ -84,7 +71,7 @@ func runNotifyd(ctx context.Context, args []string) error {
 	info := map[string]string{}
 	if *withWorker {
 		w := worker.New(st, rdb, worker.Config{
-			Concurrency: *concurrency, Targets: targets, ShutdownTimeout: 2 * time.Second, Logger: logger,
+			Concurrency: cf.concurrency, Targets: targets, ShutdownTimeout: 2 * time.Second, Logger: logger,
 		})
 		run(func() error { return w.Run(ctx) })
 	}
@@ -106,6 +93,52 @@ func runNotifyd(ctx context.Context, args []string) error {
 	wg.Wait()
 	printStats()
 	return errors.Join(errs...)
+}
+
+// startProfile profiles the process into path ("": no profile) until the
+// returned stop is called.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// consumerFlags are the flags of a child that consumes the bench's queue
+// (bench.consumerArgs gives them).
+type consumerFlags struct {
+	redisAddr   string
+	redisDB     int
+	concurrency int
+}
+
+func newConsumerFlags(fs *flag.FlagSet) *consumerFlags {
+	f := &consumerFlags{}
+	fs.StringVar(&f.redisAddr, "redis-addr", "", "")
+	fs.IntVar(&f.redisDB, "redis-db", 0, "")
+	fs.IntVar(&f.concurrency, "concurrency", 100, "")
+	return f
+}
+
+// redis is the child's client, built like notifyd's own (cmd/notifyd), so
+// that the worker and the no-op consumer measure the same client.
+func (f *consumerFlags) redis() (*redis.Client, error) {
+	opt, err := notifydconfig.RedisOptions(fmt.Sprintf("redis://%s/%d", f.redisAddr, f.redisDB))
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opt), nil
 }
 
 // printStats reports, on a "stats" line, the mean rows per statement of the

@@ -89,21 +89,37 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.smoke {
-		// Explicit flags win over the smoke sizes.
-		smoke := map[string]func(){
-			"n": func() { c.n = 500 }, "receivers": func() { c.receivers = 20 }, "rate": func() { c.rate = 100 },
-			"duration": func() { c.duration = 2 * time.Second }, "retry-n": func() { c.retryN = 10 },
-			"retry-intervals": func() { *intervals = "1s,1s" }, "iso-n": func() { c.isoN = 200 },
-			"hang-timeout": func() { c.hangTimeout = 500 * time.Millisecond }, "query-rows": func() { c.queryRows = 20000 },
-			"query-duration": func() { c.queryDuration = time.Second }, "query-conns": func() { c.queryConns = 4 },
-		}
-		for name, f := range smoke {
-			if !set[name] {
-				f()
-			}
+		c.applySmoke(set, intervals)
+	}
+	if err := c.parseLists(*scen, *intervals); err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// applySmoke sets the smoke sizes of every flag not given explicitly (set).
+func (c *config) applySmoke(set map[string]bool, intervals *string) {
+	// Explicit flags win over the smoke sizes.
+	smoke := map[string]func(){
+		"n": func() { c.n = 500 }, "receivers": func() { c.receivers = 20 }, "rate": func() { c.rate = 100 },
+		"duration": func() { c.duration = 2 * time.Second }, "retry-n": func() { c.retryN = 10 },
+		"retry-intervals": func() { *intervals = "1s,1s" }, "iso-n": func() { c.isoN = 200 },
+		"hang-timeout": func() { c.hangTimeout = 500 * time.Millisecond }, "query-rows": func() { c.queryRows = 20000 },
+		"query-duration": func() { c.queryDuration = time.Second }, "query-conns": func() { c.queryConns = 4 },
+	}
+	for name, f := range smoke {
+		if !set[name] {
+			f()
 		}
 	}
-	for _, s := range strings.Split(*scen, ",") {
+}
+
+// parseLists reads the comma-separated --scenarios and --retry-intervals.
+func (c *config) parseLists(scenarios, intervals string) error {
+	for _, s := range strings.Split(scenarios, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
@@ -113,29 +129,34 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			continue
 		}
 		if !slices.Contains(allScenarios, s) {
-			return nil, fmt.Errorf("unknown scenario %q (have %s)", s, strings.Join(allScenarios, ","))
+			return fmt.Errorf("unknown scenario %q (have %s)", s, strings.Join(allScenarios, ","))
 		}
 		c.scenarios = append(c.scenarios, s)
 	}
-	for _, s := range strings.Split(*intervals, ",") {
+	for _, s := range strings.Split(intervals, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(s))
 		if err != nil || d < retry.MinInterval {
-			return nil, fmt.Errorf("--retry-intervals: %q is not a duration of at least %s", s, retry.MinInterval)
+			return fmt.Errorf("--retry-intervals: %q is not a duration of at least %s", s, retry.MinInterval)
 		}
 		c.retryIntervals = append(c.retryIntervals, d)
 	}
+	return nil
+}
+
+// validate fills the derived defaults and rejects sizes out of range.
+func (c *config) validate() error {
 	if c.isoN <= 0 {
 		c.isoN = c.n
 	}
 	switch {
 	case c.n <= 0 || c.receivers <= 0 || c.concurrency <= 0 || c.producers <= 0 || c.rate <= 0 || c.retryN <= 0 || c.repeat <= 0:
-		return nil, errors.New("sizes must be positive")
+		return errors.New("sizes must be positive")
 	case c.hangTimeout < 100*time.Millisecond || c.hangTimeout > 30*time.Second:
-		return nil, errors.New("--hang-timeout must be between 100ms and 30s (a receiver's timeout range)")
+		return errors.New("--hang-timeout must be between 100ms and 30s (a receiver's timeout range)")
 	case c.queryReceivers <= 0 || c.queryRows < c.queryReceivers:
-		return nil, errors.New("--query-rows must be at least --query-receivers")
+		return errors.New("--query-rows must be at least --query-receivers")
 	case c.payloadBytes < 64:
-		return nil, errors.New("--payload-bytes must be at least 64")
+		return errors.New("--payload-bytes must be at least 64")
 	}
-	return c, nil
+	return nil
 }

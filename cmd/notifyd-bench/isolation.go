@@ -115,12 +115,8 @@ func (b *bench) isolationRows(r *IsolationResult) {
 	if tp := b.res.Throughput; tp != nil {
 		ratio := round(r.HealthyRate/tp.PerSecond, 3)
 		r.ThroughputRatio = &ratio
-		met, text := verdict(ratio, targetIsolation, true)
-		b.target("isolation_throughput", met, text)
-		b.rows = append(b.rows, row{"5 isolation", figure + fmt.Sprintf(" = %.1f%% of scenario 1", ratio*100), "≥ 80 %", text})
-	} else {
-		b.rows = append(b.rows, row{"5 isolation", figure, "≥ 80 % (needs throughput)", "-"})
 	}
+	b.ratioRow("5 isolation", figure, " = %.1f%% of scenario 1", r.ThroughputRatio, "isolation_throughput", targetIsolation, "≥ 80 %")
 	lat := "healthy enqueue → first attempt at " + strconv.Itoa(cfg.rate) + "/s: " + r.SteadyFirstAttempt.String()
 	if l := b.res.Latency; l != nil && l.FirstAttempt.P99 > 0 {
 		ratio := round(r.SteadyFirstAttempt.P99/l.FirstAttempt.P99, 2)

@@ -71,40 +71,14 @@ func (b *bench) query(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
 	c, err := b.startChild(ctx, "notifyd", b.queryAPIArgs(dbURL, r)...)
 	if err != nil {
 		return err
 	}
-	defer b.stopChild(c)
-	api := c.ready["api"]
-
-	// Probe the routes (they may not exist yet in this build).
-	if data.rows == 0 {
-		probe := store.NewNotification{ID: tasks.NotificationID(data.receivers[0].ID, "probe"), ReceiverID: data.receivers[0].ID,
-			EventType: eventType, IdempotencyKey: "probe", Payload: []byte(`{}`), MaxAttempts: 1}
-		if _, _, err := st.InsertNotification(ctx, probe); err != nil {
-			return err
-		}
-	}
-	probeKey := "probe"
-	if data.rows > 0 {
-		probeKey = "q-0"
-	}
-	hasList, hasByKey, err := b.probeRoutes(api, data.receivers[0].APIKey, probeKey)
+	defer func() { b.stopChild(c) }()
+	hasList, hasByKey, err := b.probeQuery(ctx, dbURL, c.ready["api"], data, r)
 	if err != nil {
 		return err
-	}
-	if !hasList {
-		r.Missing = append(r.Missing, "GET /v1/notifications (list)")
-	}
-	if !hasByKey {
-		r.Missing = append(r.Missing, "GET /v1/notifications/by-key/{key}")
 	}
 	if !hasList && !hasByKey {
 		b.prog.done("query: route missing: neither list nor by-key is served by this build; skipped")
@@ -112,9 +86,6 @@ func (b *bench) query(ctx context.Context) error {
 		return nil
 	}
 	if data.rows == 0 {
-		if _, err := st.Pool().Exec(ctx, `DELETE FROM notifications WHERE idempotency_key = 'probe'`); err != nil {
-			return err
-		}
 		b.stopChild(c)
 		t0 := time.Now()
 		if data, err = b.generate(ctx, dbURL, data.receivers); err != nil {
@@ -125,11 +96,51 @@ func (b *bench) query(ctx context.Context) error {
 		if c, err = b.startChild(ctx, "notifyd", b.queryAPIArgs(dbURL, r)...); err != nil {
 			return err
 		}
-		defer b.stopChild(c)
-		api = c.ready["api"]
 	}
 	r.Rows = data.rows
+	b.queryLoad(ctx, c.ready["api"], data, r, hasList, hasByKey)
+	b.queryRows(r)
+	return nil
+}
 
+// probeQuery tells whether this build serves the list and by-key routes
+// (they may not exist yet in it), noting the missing ones in r. An empty
+// database gets a probe notification for the time of the probe.
+func (b *bench) probeQuery(ctx context.Context, dbURL, api string, data *queryData, r *QueryResult) (hasList, hasByKey bool, err error) {
+	probeKey := "q-0"
+	if data.rows == 0 {
+		st, err := store.Open(ctx, dbURL)
+		if err != nil {
+			return false, false, err
+		}
+		defer st.Close()
+		probeKey = "probe"
+		probe := store.NewNotification{ID: tasks.NotificationID(data.receivers[0].ID, probeKey), ReceiverID: data.receivers[0].ID,
+			EventType: eventType, IdempotencyKey: probeKey, Payload: []byte(`{}`), MaxAttempts: 1}
+		if _, _, err := st.InsertNotification(ctx, probe); err != nil {
+			return false, false, err
+		}
+		defer func() {
+			if _, derr := st.Pool().Exec(ctx, `DELETE FROM notifications WHERE idempotency_key = 'probe'`); err == nil {
+				err = derr
+			}
+		}()
+	}
+	if hasList, hasByKey, err = b.probeRoutes(api, data.receivers[0].APIKey, probeKey); err != nil {
+		return false, false, err
+	}
+	if !hasList {
+		r.Missing = append(r.Missing, "GET /v1/notifications (list)")
+	}
+	if !hasByKey {
+		r.Missing = append(r.Missing, "GET /v1/notifications/by-key/{key}")
+	}
+	return hasList, hasByKey, nil
+}
+
+// queryLoad runs the closed-loop loads of the routes this build serves.
+func (b *bench) queryLoad(ctx context.Context, api string, data *queryData, r *QueryResult, hasList, hasByKey bool) {
+	cfg := b.cfg
 	perReceiver := data.rows / int64(len(data.receivers))
 	list := func(state *listState, rng *rand.Rand, client *http.Client) (int, error) {
 		return b.listPage(api, data, state, rng, client)
@@ -149,8 +160,6 @@ func (b *bench) query(ctx context.Context) error {
 		r.ByKeyOne = b.load(ctx, "query by-key, 1 conn", 1, cfg.queryDuration, byKey)
 		r.ByKeyLoaded = b.load(ctx, fmt.Sprintf("query by-key, %d conns", cfg.queryConns), cfg.queryConns, cfg.queryDuration, byKey)
 	}
-	b.queryRows(r)
-	return nil
 }
 
 // queryAPIArgs are the arguments of the query run's API process. With
@@ -204,9 +213,7 @@ func (b *bench) queryRows(r *QueryResult) {
 // probeRoutes tells whether this build serves the list and by-key routes.
 func (b *bench) probeRoutes(api, apiKey, key string) (list, byKey bool, err error) {
 	status := func(path string) (int, error) {
-		req, _ := http.NewRequest(http.MethodGet, api+path, nil)
-		req.Header.Set("Authorization", "Bearer "+apiKey)
-		resp, err := b.http.Do(req)
+		resp, err := authGet(b.http, api+path, apiKey)
 		if err != nil {
 			return 0, err
 		}

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/notifyd/notifyd/internal/store"
-	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/migrations"
 )
 
@@ -106,140 +102,6 @@ func (b *bench) reuseQueryData(ctx context.Context, dbURL string) (*queryData, e
 // after it, exactly as the migrations defined it.
 type keyDef struct {
 	table, name, def, kind string // kind: p, u, f (constraints) or i (index)
-}
-
-// generate fills the query database with COPY: indexes and constraints
-// are dropped first and rebuilt afterwards (far faster than maintaining
-// them row by row), then the tables are vacuumed and analysed.
-func (b *bench) generate(ctx context.Context, dbURL string, receivers []benchReceiver) (*queryData, error) {
-	cfg := b.cfg
-	conn, err := connect(ctx, dbURL)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.Background())
-	defs, err := dropKeys(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
-	to := time.Now().Add(-time.Hour).Truncate(time.Second)
-	data := &queryData{receivers: receivers, rows: int64(cfg.queryRows), from: to.Add(-historyWindow), to: to}
-	step := historyWindow / time.Duration(cfg.queryRows)
-
-	const streams = 2
-	var done atomic.Int64
-	start := time.Now()
-	run := func(table string, columns []string, rowsOf func(i int, emit func([]any))) error {
-		done.Store(0)
-		var wg sync.WaitGroup
-		errc := make(chan error, streams)
-		for s := range streams {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c, err := connect(ctx, dbURL)
-				if err != nil {
-					errc <- err
-					return
-				}
-				defer c.Close(context.Background())
-				if err := registerEnums(ctx, c); err != nil {
-					errc <- err
-					return
-				}
-				i := s
-				var buf [][]any
-				src := pgx.CopyFromFunc(func() ([]any, error) {
-					for len(buf) == 0 {
-						if i >= cfg.queryRows {
-							return nil, nil
-						}
-						rowsOf(i, func(v []any) { buf = append(buf, v) })
-						i += streams
-						if done.Add(1)%50000 == 0 {
-							el := time.Since(start).Seconds()
-							b.prog.update("query: generating %s: %s/%s notifications (%s)", table, thousands(done.Load()), thousands(int64(cfg.queryRows)), fmtRate(float64(done.Load())/el))
-						}
-					}
-					v := buf[0]
-					buf = buf[1:]
-					return v, nil
-				})
-				if _, err := c.CopyFrom(ctx, pgx.Identifier{table}, columns, src); err != nil {
-					errc <- fmt.Errorf("copy %s: %w", table, err)
-				}
-			}()
-		}
-		wg.Wait()
-		close(errc)
-		return <-errc
-	}
-	now := time.Now()
-	gen := func(i int) (uuid.UUID, time.Time, int) {
-		rc := receivers[i%len(receivers)]
-		key := "q-" + strconv.Itoa(i/len(receivers))
-		return tasks.NotificationID(rc.ID, key), data.from.Add(time.Duration(i) * step), i % 100
-	}
-	err = run("notifications", []string{"id", "receiver_id", "event_type", "idempotency_key", "payload", "status", "attempts",
-		"max_attempts", "created_at", "next_attempt_at", "last_attempt_at", "delivered_at", "last_status_code", "last_error"},
-		func(i int, emit func([]any)) {
-			id, created, kind := gen(i)
-			rc := receivers[i%len(receivers)]
-			key := "q-" + strconv.Itoa(i/len(receivers))
-			last := created.Add(20 * time.Millisecond)
-			switch {
-			case kind < 97: // delivered at the first attempt
-				emit([]any{id, rc.ID, eventType, key, b.payload(i), "delivered", int16(1), int16(12), created, nil, last, last.Add(5 * time.Millisecond), int16(200), nil})
-			case kind < 99: // failed after 3 attempts
-				emit([]any{id, rc.ID, eventType, key, b.payload(i), "failed", int16(3), int16(3), created, nil, last.Add(time.Hour), nil, int16(500), "HTTP 500"})
-			default: // pending, retry due in an hour
-				emit([]any{id, rc.ID, eventType, key, b.payload(i), "pending", int16(1), int16(12), created, now.Add(time.Hour), last, nil, int16(500), "HTTP 500"})
-			}
-		})
-	if err != nil {
-		return nil, err
-	}
-	err = run("delivery_attempts", []string{"notification_id", "attempt_no", "started_at", "duration_ms", "status_code", "outcome", "error", "response_body"},
-		func(i int, emit func([]any)) {
-			id, created, kind := gen(i)
-			at := created.Add(20 * time.Millisecond)
-			switch {
-			case kind < 97:
-				emit([]any{id, int16(1), at, int32(5), int16(200), "success", nil, "ok"})
-			case kind < 99:
-				for a := range 3 {
-					emit([]any{id, int16(a + 1), at.Add(time.Duration(a) * 30 * time.Minute), int32(8), int16(500), "failure", "HTTP 500", "oops"})
-				}
-			default:
-				emit([]any{id, int16(1), at, int32(8), int16(500), "failure", "HTTP 500", "oops"})
-			}
-		})
-	if err != nil {
-		return nil, err
-	}
-	b.prog.done("query: copied %s notifications and their attempts in %.0f s", thousands(int64(cfg.queryRows)), time.Since(start).Seconds())
-	if err := restoreKeys(ctx, conn, defs, b.prog); err != nil {
-		return nil, err
-	}
-	b.prog.update("query: VACUUM ANALYZE")
-	for _, t := range []string{"notifications", "delivery_attempts"} {
-		if _, err := conn.Exec(ctx, `VACUUM (ANALYZE) `+t); err != nil {
-			return nil, err
-		}
-	}
-	b.prog.done("query: %s rows ready after %.0f s", thousands(int64(cfg.queryRows)), time.Since(start).Seconds())
-	return data, nil
-}
-
-func registerEnums(ctx context.Context, c *pgx.Conn) error {
-	for _, name := range []string{"notification_status", "attempt_outcome"} {
-		t, err := c.LoadType(ctx, name)
-		if err != nil {
-			return fmt.Errorf("load type %s: %w", name, err)
-		}
-		c.TypeMap().RegisterType(t)
-	}
-	return nil
 }
 
 var keyTables = []string{"notifications", "delivery_attempts"}

@@ -127,15 +127,20 @@ func pageSummary(b []byte) (rows int, next string, err error) {
 	return rows, next, nil
 }
 
+// authGet requests u as the receiver whose API key is token.
+func authGet(client *http.Client, u, token string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	return client.Do(req)
+}
+
 // get requests url with a bearer token and reads a 200 answer into *body
 // (nil: discard).
 func get(client *http.Client, u, token string, body *[]byte) error {
-	req, err := http.NewRequest(http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
+	resp, err := authGet(client, u, token)
 	if err != nil {
 		return err
 	}

@@ -95,3 +95,17 @@ func runLabel(name string, rep, repeat int) string {
 	}
 	return name
 }
+
+// ratioRow adds a scenario's row whose figure is judged as a ratio to
+// scenario 1's throughput (share formats it as a percentage), and records
+// the verdict as target name. Without scenario 1 (ratio nil) there is no
+// verdict.
+func (b *bench) ratioRow(scenario, figure, share string, ratio *float64, name string, target float64, targetText string) {
+	if ratio == nil {
+		b.rows = append(b.rows, row{scenario, figure, targetText + " (needs throughput)", "-"})
+		return
+	}
+	met, text := verdict(*ratio, target, true)
+	b.target(name, met, text)
+	b.rows = append(b.rows, row{scenario, figure + fmt.Sprintf(share, *ratio*100), targetText, text})
+}
