@@ -9,7 +9,6 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/store"
@@ -36,11 +35,10 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		return fmt.Errorf("relay: connect outbox database: %w", err)
 	}
 	defer pool.Close()
-	redisOpt, err := config.RedisOptions(cfg.RedisURL)
+	rdb, _, err := config.Redis(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(redisOpt)
 	defer rdb.Close()
 	client := notifier.NewFromRedisClient(rdb,
 		notifier.WithOutboxTable(cfg.OutboxTable),

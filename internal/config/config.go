@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/redis/go-redis/v9"
 )
@@ -175,18 +177,27 @@ func FromEnv(name string, args []string) (*Config, error) {
 	return Load(name, args, os.Getenv, os.Stderr)
 }
 
-// RedisOptions parses a Redis URL (redis://, rediss:// or unix://) for
-// notifyd's clients. Unless the URL asks for a protocol (?protocol=3), it
-// speaks RESP2: notifyd uses nothing of RESP3, and go-redis checks every
-// RESP3 connection for pending push notifications around each command,
-// which measured about 5 % of a worker's CPU.
+// Redis turns a Redis URL (NOTIFYD_REDIS_URL: one server, TLS, ACL user or
+// Sentinel; see internal/redisurl) into the go-redis client every notifyd
+// component uses for its own keys and shares with Asynq
+// (asynq.NewClientFromRedisClient), and the equivalent Asynq RedisConnOpt
+// (RedisFailoverClientOpt for Sentinel) for code that lets Asynq connect by
+// itself. The caller closes the client.
+func Redis(url string) (*redis.Client, asynq.RedisConnOpt, error) {
+	c, err := redisurl.Parse(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Client(), c.AsynqOpt(), nil
+}
+
+// RedisOptions parses a one-server Redis URL (redis://, rediss:// or
+// unix://); a Sentinel URL is an error (redisurl.ErrNotSingleNode). Tools
+// that need *redis.Options (the benchmark) use it; notifyd itself uses Redis.
 func RedisOptions(url string) (*redis.Options, error) {
-	opt, err := redis.ParseURL(url)
+	c, err := redisurl.Parse(url)
 	if err != nil {
 		return nil, err
 	}
-	if opt.Protocol == 0 {
-		opt.Protocol = 2
-	}
-	return opt, nil
+	return c.SingleNode()
 }
