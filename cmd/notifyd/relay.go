@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -14,6 +15,10 @@ import (
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/notifier"
 )
+
+// relayAckTimeout bounds one WAIT of the relay (NOTIFYD_RELAY_REPLICA_ACK);
+// a row that times out stays unsent and is tried again.
+const relayAckTimeout = 2 * time.Second
 
 // runRelay is `notifyd relay`: the outbox relay as a sidecar, for producers
 // that write their outbox with EnqueueTx (or plain SQL) and prefer not to run
@@ -41,6 +46,7 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 	}
 	defer rdb.Close()
 	client := notifier.NewFromRedisClient(rdb,
+		notifier.WithReplicaAck(cfg.RelayReplicaAck, relayAckTimeout),
 		notifier.WithOutboxTable(cfg.OutboxTable),
 		notifier.WithMaxPayloadSize(cfg.MaxPayload),
 		// The relay re-validates rows; with any private target allowed it

@@ -45,6 +45,9 @@ type Config struct {
 	// Outbox relay (`notifyd relay`): the producer's database and table.
 	OutboxDatabaseURL string
 	OutboxTable       string
+	// RelayReplicaAck > 0: the relay marks a row sent only once that many
+	// Redis replicas have the notification (notifier.WithReplicaAck).
+	RelayReplicaAck int
 
 	// Cron schedules (robfig/cron syntax, with optional seconds field).
 	RedriveSchedule   string
@@ -98,6 +101,8 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&c.LogFormat, "log-format", "NOTIFYD_LOG_FORMAT", "json", "json or text")
 	str(&c.OutboxDatabaseURL, "outbox-database-url", "NOTIFYD_OUTBOX_DATABASE_URL", "", "relay: PostgreSQL URL of the producer database holding the outbox")
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
+	var relayAck string
+	str(&relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -151,6 +156,8 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	check("NOTIFYD_MAX_PAYLOAD_BYTES", err)
 	c.NoMigrate, err = strconv.ParseBool(noMigrate)
 	check("NOTIFYD_NO_MIGRATE", err)
+	c.RelayReplicaAck, err = strconv.Atoi(relayAck)
+	check("NOTIFYD_RELAY_REPLICA_ACK", err)
 	c.Retention, err = time.ParseDuration(retention)
 	check("NOTIFYD_RETENTION", err)
 	check("NOTIFYD_LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(logLevel)))
