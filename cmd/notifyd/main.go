@@ -110,11 +110,12 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return err
 	}
 	defer st.Close()
-	redisOpt, err := config.RedisOptions(cfg.RedisURL)
+	// One client, shared with Asynq; with a Sentinel URL it follows the
+	// master through failovers.
+	rdb, _, err := config.Redis(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(redisOpt)
 	defer rdb.Close()
 
 	var components []func(context.Context) error

@@ -7,14 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/notifier"
 )
+
+// relayAckTimeout bounds one WAIT of the relay (NOTIFYD_RELAY_REPLICA_ACK);
+// a row that times out stays unsent and is tried again.
+const relayAckTimeout = 2 * time.Second
 
 // runRelay is `notifyd relay`: the outbox relay as a sidecar, for producers
 // that write their outbox with EnqueueTx (or plain SQL) and prefer not to run
@@ -36,13 +40,13 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		return fmt.Errorf("relay: connect outbox database: %w", err)
 	}
 	defer pool.Close()
-	redisOpt, err := config.RedisOptions(cfg.RedisURL)
+	rdb, _, err := config.Redis(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(redisOpt)
 	defer rdb.Close()
 	client := notifier.NewFromRedisClient(rdb,
+		notifier.WithReplicaAck(cfg.RelayReplicaAck, relayAckTimeout),
 		notifier.WithOutboxTable(cfg.OutboxTable),
 		notifier.WithMaxPayloadSize(cfg.MaxPayload),
 		// The relay re-validates rows; with any private target allowed it
