@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Logger) error {
 	logger.Info("notifyd starting", "version", buildinfo.Version, "command", cmd)
 	if cmd == "relay" {
-		return runRelay(ctx, cfg, logger) // needs neither notifyd's database nor its migrations
+		return runRelay(ctx, cfg, logger) // reads notifyd's database, does not migrate it
 	}
 	if cmd == "migrate" || (cmd == "all" && !cfg.NoMigrate) {
 		if err := migrations.Up(ctx, cfg.DatabaseURL, logger); err != nil {
