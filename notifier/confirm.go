@@ -30,7 +30,9 @@ type Confirmer interface {
 // notifyd's database, not the producer's; read access to its notifications
 // table is enough). `notifyd relay` uses it; an in-process relay can too if
 // the producer may reach notifyd's database.
-func DatabaseConfirmer(pool *pgxpool.Pool) Confirmer { return ConfirmerFunc(store.New(pool).RecordedNotifications) }
+func DatabaseConfirmer(pool *pgxpool.Pool) Confirmer {
+	return ConfirmerFunc(store.New(pool).RecordedNotifications)
+}
 
 // ConfirmerFunc adapts a function to a Confirmer.
 type ConfirmerFunc func(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error)

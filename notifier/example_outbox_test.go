@@ -28,8 +28,15 @@ func ExampleClient_EnqueueTx() {
 	if err := notifier.MigrateOutbox(ctx, db, ""); err != nil {
 		log.Fatal(err)
 	}
+	// The relay lets go of a row once notifyd has the notification in its
+	// own database (read access to it is enough).
+	notifyd, err := pgxpool.New(ctx, "postgres://relay-reader@notifyd-db.internal/notifyd")
+	if err != nil {
+		log.Fatal(err)
+	}
+	relay := notifier.NewRelay(db, client, notifier.WithRelayConfirmer(notifier.DatabaseConfirmer(notifyd)))
 	go func() {
-		if err := notifier.NewRelay(db, client).Run(ctx); err != nil {
+		if err := relay.Run(ctx); err != nil {
 			log.Fatal(err)
 		}
 	}()
