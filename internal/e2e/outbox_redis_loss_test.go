@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
 	"github.com/notifyd/notifyd/internal/store"
@@ -63,9 +65,26 @@ func (p *producer) waitConfirmed(n int, timeout time.Duration) {
 // The relay has queued every row in Redis; Redis restarts empty before any
 // worker took a task. The rows are not done (notifyd had recorded none of
 // the notifications), so the relay sends them again after the grace, and
-// each is delivered once, by attempt 1.
+// each is delivered once, by attempt 1. Both confirmation sources: notifyd's
+// database (the sidecar's) and its API (a relay in the producer's process).
 func TestOutboxSurvivesRedisLossAfterRelay(t *testing.T) {
 	t.Parallel()
+	confirmers := []struct {
+		name string
+		make func(s *stack) notifier.Confirmer
+	}{
+		{"database", func(s *stack) notifier.Confirmer { return notifier.DatabaseConfirmer(s.store.Pool()) }},
+		{"api", func(s *stack) notifier.Confirmer { return notifier.APIConfirmer(s.URL, producerToken, nil) }},
+	}
+	for _, tc := range confirmers {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			outboxRedisLossAfterRelay(t, tc.make)
+		})
+	}
+}
+
+func outboxRedisLossAfterRelay(t *testing.T, confirmer func(*stack) notifier.Confirmer) {
 	s := newStack(t)
 	rs := newReceiverServer(t, statusResponder(200))
 	r := s.receiver(rs.URL, nil)
@@ -77,7 +96,7 @@ func TestOutboxSurvivesRedisLossAfterRelay(t *testing.T) {
 	p := newProducer(t, s)
 	const total = 20
 	ids := p.payMany(r.ID, "order", total)
-	p.relay(notifier.WithRelayConfirmGrace(outboxLossGrace))
+	p.relay(notifier.WithRelayConfirmGrace(outboxLossGrace), notifier.WithRelayConfirmer(confirmer(s)))
 	p.waitSent(total, 15*time.Second)
 	// Past the grace the relay asks notifyd, which has none of them: Redis
 	// still holds the tasks, so nothing is re-sent yet.
@@ -97,6 +116,41 @@ func TestOutboxSurvivesRedisLossAfterRelay(t *testing.T) {
 	}
 	if n := p.count("dead_at IS NOT NULL"); n != 0 {
 		t.Errorf("%d dead rows", n)
+	}
+}
+
+// POST /v1/notifications/recorded, which APIConfirmer calls: producers and
+// admins learn which ids notifyd has, and nothing else.
+func TestRecordedEndpoint(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	rs := newReceiverServer(t, statusResponder(200))
+	r := s.receiver(rs.URL, nil)
+	known := s.send(r.ID, "order-1", map[string]any{"a": 1})
+	unknown := uuid.NewString()
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = uuid.NewString()
+	}
+	tests := []struct {
+		name  string
+		token string
+		ids   any
+		code  int
+		want  string
+	}{
+		{"producer", producerToken, []string{unknown, known, known}, 200, `{"recorded":["` + known + `"]}`},
+		{"admin", adminToken, []string{known}, 200, `{"recorded":["` + known + `"]}`},
+		{"none known", producerToken, []string{unknown}, 200, `{"recorded":[]}`},
+		{"receiver", r.APIKey, []string{known}, 403, ""},
+		{"not a uuid", producerToken, []string{"order-1"}, 422, ""},
+		{"too many", producerToken, many, 422, ""},
+	}
+	for _, tc := range tests {
+		code, body := s.call("POST", "/v1/notifications/recorded", tc.token, map[string]any{"ids": tc.ids}, nil)
+		if code != tc.code || (tc.want != "" && strings.TrimSpace(string(body)) != tc.want) {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, code, body, tc.code, tc.want)
+		}
 	}
 }
 
