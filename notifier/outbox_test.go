@@ -452,8 +452,13 @@ func TestRelayRefusesToStartMisconfigured(t *testing.T) {
 	if err := NewRelay(pool, offlineClient(t), confirm).Run(context.Background()); err == nil || !strings.Contains(err.Error(), DefaultOutboxTable) {
 		t.Errorf("Run without the table = %v", err)
 	}
-	if err := MigrateOutbox(context.Background(), pool, ""); err != nil {
+	// A table of the previous version, not upgraded: the relay could not
+	// tell sent rows from confirmed ones.
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE notifyd_outbox (id bigserial PRIMARY KEY, sent_at timestamptz)`); err != nil {
 		t.Fatal(err)
+	}
+	if err := NewRelay(pool, offlineClient(t), confirm).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "confirmed_at") {
+		t.Errorf("Run on a table not upgraded = %v", err)
 	}
 	if err := NewRelay(pool, offlineClient(t)).Run(context.Background()); !errors.Is(err, ErrNoConfirmer) {
 		t.Errorf("Run without a Confirmer = %v, want ErrNoConfirmer", err)

@@ -166,7 +166,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	var pgErr *pgconn.PgError
 	if _, err := r.pool.Exec(ctx, `SELECT confirmed_at, resends FROM `+pgx.Identifier{table}.Sanitize()+` LIMIT 0`); errors.As(err, &pgErr) {
-		return fmt.Errorf("notifier: outbox relay: table %s: %w", table, err)
+		return fmt.Errorf("notifier: outbox relay: table %s (create or upgrade it with MigrateOutbox or `notifyd outbox-schema`): %w", table, err)
 	}
 	wake := make(chan struct{}, 1)
 	var wg sync.WaitGroup

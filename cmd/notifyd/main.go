@@ -41,7 +41,8 @@ Commands:
   worker     delivery worker
   scheduler  cron jobs: re-drive, retention, daily summary
   migrate    apply database migrations and exit
-  relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL)
+  relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL),
+             keeping each until notifyd's database (NOTIFYD_DATABASE_URL) has it
   outbox-schema  print the SQL of the producer's outbox table (-table name)
   version    print the version
 
