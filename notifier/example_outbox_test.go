@@ -39,9 +39,12 @@ func ExampleClient_EnqueueTx() {
 	}
 	defer client.Close()
 
+	// The relay lets go of a row once notifyd has recorded the notification
+	// in its own database (read access to it is enough).
+	relay := notifier.NewRelay(db, client, notifier.WithRelayConfirmer(notifier.DatabaseConfirmer(env.notifydDB)))
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	relayDone := make(chan error, 1)
-	go func() { relayDone <- notifier.NewRelay(db, client).Run(relayCtx) }()
+	go func() { relayDone <- relay.Run(relayCtx) }()
 	defer func() { stopRelay(); <-relayDone }()
 
 	tx, err := db.Begin(ctx)

@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/testenv"
 	"github.com/notifyd/notifyd/query/webhook"
@@ -20,15 +22,18 @@ type exampleEnv struct {
 	// producerDB is the URL of a database of the producer's own, for the
 	// outbox.
 	producerDB string
-	events     chan *webhook.Event
-	tb         *testenv.ExampleTB
+	// notifydDB is notifyd's own database, which a relay reads to confirm
+	// that a notification was recorded.
+	notifydDB *pgxpool.Pool
+	events    chan *webhook.Event
+	tb        *testenv.ExampleTB
 }
 
 func startNotifyd(name string) *exampleEnv {
 	s, tb := notifydtest.StartExample(name)
 	env := &exampleEnv{
 		redisAddr: s.Redis.Options().Addr, redisDB: s.Redis.Options().DB,
-		producerDB: testenv.Database(tb), events: make(chan *webhook.Event, 16), tb: tb,
+		producerDB: testenv.Database(tb), notifydDB: s.Store.Pool(), events: make(chan *webhook.Event, 16), tb: tb,
 	}
 	// The endpoint's address is needed to register the receiver, and the
 	// receiver's signing secret to verify: listen first, serve after.

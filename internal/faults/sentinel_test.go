@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/testenv"
@@ -91,7 +92,7 @@ func sentinelFailover(t *testing.T, goOpts []notifier.Option) int {
 	p := &producers{t: t, receivers: receiverIDs}
 	p.run("http", func(ctx context.Context, n notifier.Notification) (string, error) {
 		var out struct{ ID string }
-		code, raw, err := a.call("POST", "/v1/notifications", producerToken, map[string]any{
+		code, raw, err := a.Try("POST", "/v1/notifications", producerToken, map[string]any{
 			"receiver_id": n.ReceiverID, "event_type": n.EventType, "idempotency_key": n.IdempotencyKey, "payload": n.Payload,
 		}, &out)
 		if err == nil && code != http.StatusAccepted {
@@ -259,7 +260,7 @@ func TestAllWithSentinel(t *testing.T) {
 	// As the demo runs it: migrations on start (the URL without the pool
 	// size parameter, which the migration driver does not take).
 	_, base := c.start("all", map[string]string{"NOTIFYD_DATABASE_URL": c.dbURL})
-	a := &api{t: t, base: base, client: &http.Client{Timeout: 10 * time.Second}}
+	a := &api{Client: apitest.NewClient(t, base), t: t}
 	receiver := a.createReceiver("merchant", rs.url(0))
 	ids := a.ingestAll([]string{receiver}, 1, 1)
 	client, err := notifier.NewFromURL(ss.url(), notifier.WithAllowPrivateTargets(true))
