@@ -127,7 +127,7 @@ func checkRecords(t *testing.T, c *cluster, rs *receivers, ids []string) *audit 
 	if len(notes) != len(ids) {
 		t.Errorf("%d notifications in Postgres, %d ingested", len(notes), len(ids))
 	}
-	answered := make(map[string]map[int]int) // id → attempt → code answered (completed requests)
+	answered := make(map[string]map[int]int)  // id → attempt → code answered (completed requests)
 	timedOut := make(map[string]map[int]bool) // id → attempt → the sender gave up waiting
 	for _, r := range rs.snapshot() {
 		if r.attempt > 0 && r.aborted {
