@@ -25,7 +25,7 @@ type handler struct {
 	deliverer      *deliverer
 	semaphore      *semaphore
 	latency        *latencies
-	breakers       *breakers
+	breakers       *fleetBreakers // fleet-wide circuit (circuitstate.go)
 	queue          tasks.Enqueuer
 	logger         *slog.Logger
 	defaultTimeout time.Duration
@@ -84,7 +84,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// the queue's round trips and no more. (Manual redeliveries go through:
 	// someone asked for them.)
 	if d.Attempt > 0 {
-		if ok, wait := h.breakers.allow(d.ReceiverID); !ok {
+		if ok, wait := h.breakers.allow(ctx, d.ReceiverID); !ok {
 			metrics.Deferred.WithLabelValues("circuit_open").Inc()
 			return h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
 		}
@@ -146,7 +146,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// task is sent again.
 		return fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
 	}
-	h.breakers.record(d.ReceiverID, res.Outcome)
+	h.breakers.record(ctx, d.ReceiverID, res.Outcome)
 	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, &res), Create: create}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
@@ -250,6 +250,9 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 		// this number, so a recorded abort would hide its real answer.
 		return fmt.Errorf("redeliver %s: cut short: %w", d.ID, ctx.Err())
 	}
+	// A manual redelivery's answer counts like any attempt: its success
+	// closes the receiver's circuit fleet-wide.
+	h.breakers.record(ctx, d.ReceiverID, res.Outcome)
 	rec := store.AttemptRecord{Attempt: attemptRow(d, -d.Manual, &res)}
 	if res.Outcome == store.OutcomeSuccess {
 		rec.NewStatus = store.StatusDelivered
