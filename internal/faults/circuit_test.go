@@ -64,7 +64,7 @@ func TestRecoveredReceiverGetsItsNotificationsWithinFiveSeconds(t *testing.T) {
 
 	broken.Store(false)
 	var redo struct{ Redelivery int }
-	if code, raw, err := a.call("POST", "/v1/notifications/"+failed[0]+"/redeliver", adminToken, nil, &redo); err != nil || code != http.StatusAccepted {
+	if code, raw, err := a.Try("POST", "/v1/notifications/"+failed[0]+"/redeliver", adminToken, nil, &redo); err != nil || code != http.StatusAccepted {
 		t.Fatalf("redeliver: %d %s %v", code, raw, err)
 	}
 	waitFor(t, "the manual redelivery to succeed", 10*time.Second, func() bool { return manualAnswered(rs, failed[0]) })
@@ -78,7 +78,7 @@ func TestRecoveredReceiverGetsItsNotificationsWithinFiveSeconds(t *testing.T) {
 	var rec struct{ Recovered int }
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
 	recovered := time.Now()
-	if code, raw, err := a.call("POST", "/v1/receivers/"+rid+"/recover", adminToken, map[string]any{"since": since}, &rec); err != nil || code != http.StatusAccepted {
+	if code, raw, err := a.Try("POST", "/v1/receivers/"+rid+"/recover", adminToken, map[string]any{"since": since}, &rec); err != nil || code != http.StatusAccepted {
 		t.Fatalf("recover: %d %s %v", code, raw, err)
 	}
 	if rec.Recovered != len(failed)-1 {
@@ -134,7 +134,7 @@ func (c *cluster) countStatus(t *testing.T, ids []string, status string) int {
 func (a *api) ingest(receiverID, key string) string {
 	a.t.Helper()
 	var out struct{ ID string }
-	code, raw, err := a.call("POST", "/v1/notifications", producerToken, map[string]any{
+	code, raw, err := a.Try("POST", "/v1/notifications", producerToken, map[string]any{
 		"receiver_id": receiverID, "event_type": "trade.paid", "idempotency_key": key, "payload": map[string]any{"k": key},
 	}, &out)
 	if err != nil || code != http.StatusAccepted {
