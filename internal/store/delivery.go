@@ -34,7 +34,7 @@ func (s *Store) DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.U
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, status, attempts, max_attempts, next_attempt_at, created_at
-		FROM notifications WHERE id = ANY($1)`, keys)
+		FROM notifications WHERE id = ANY($1)`, customPlan, keys)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d deliveries: %w", len(ids), err)
 	}
