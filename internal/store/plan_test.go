@@ -47,6 +47,25 @@ func openOneConn(t *testing.T, dsn, extra string) *store.Store {
 	return s
 }
 
+// requirePlainPlanner fails unless pool's session plans with the server's
+// defaults (no enable_* or plan_cache_mode of its own).
+func requirePlainPlanner(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	var bent []string
+	rows, _ := pool.Query(context.Background(), `SELECT name || ' = ' || setting FROM pg_settings
+		WHERE (name LIKE 'enable\_%' OR name = 'plan_cache_mode') AND setting IS DISTINCT FROM boot_val`)
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		bent = append(bent, b)
+	}
+	if err := rows.Err(); err != nil || len(bent) > 0 {
+		t.Fatalf("the store's session changes planner settings %v (%v); the store must plan as a plain connection does", bent, err)
+	}
+}
+
 // hotStatement is a statement notifyd runs per notification (the worker) or
 // per API request, found through a primary key.
 type hotStatement struct {
@@ -135,23 +154,11 @@ func TestHotStatementsStayIndexScansAfterTheTableGrows(t *testing.T) {
 	dsn := testenv.Database(t)
 	s := openOneConn(t, dsn, "")
 	control := openOneConn(t, dsn, "")
-	var bent []string
-	rows, _ := s.Pool().Query(ctx, `SELECT name || ' = ' || setting FROM pg_settings
-		WHERE (name LIKE 'enable\_%' OR name = 'plan_cache_mode') AND setting IS DISTINCT FROM boot_val`)
-	for rows.Next() {
-		var b string
-		if err := rows.Scan(&b); err != nil {
-			t.Fatal(err)
-		}
-		bent = append(bent, b)
-	}
-	if err := rows.Err(); err != nil || len(bent) > 0 {
-		t.Fatalf("the store's session changes planner settings %v (%v); it must plan as a plain connection does", bent, err)
-	}
+	requirePlainPlanner(t, s.Pool())
 	r := newReceiver(t, s)
 	insertNotifications(t, s, r, 1, 100)
 	var ids []uuid.UUID
-	rows, _ = s.Pool().Query(ctx, `SELECT id FROM notifications ORDER BY idempotency_key LIMIT 10`)
+	rows, _ := s.Pool().Query(ctx, `SELECT id FROM notifications ORDER BY idempotency_key LIMIT 10`)
 	for rows.Next() {
 		var id uuid.UUID
 		if err := rows.Scan(&id); err != nil {

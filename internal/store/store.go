@@ -1,5 +1,11 @@
 // Package store is notifyd's PostgreSQL data layer: every SQL statement the
-// service runs lives here, behind methods named for what they mean.
+// service runs lives here, behind methods named for what they mean, and so
+// does the choice of how each is planned (see customPlan).
+//
+// It must not reach Redis or the task queue, nor speak HTTP, nor decide
+// delivery policy (when to retry, what a receiver's answer means): callers pass the
+// outcome in and get rows out. It must not change a session's settings: the
+// pool may sit behind a transaction-mode PgBouncer.
 package store
 
 import (
