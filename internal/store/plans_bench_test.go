@@ -63,6 +63,7 @@ func BenchmarkPlanModes(b *testing.B) {
 		}
 	})
 	b.Run("record", func(b *testing.B) {
+		defer reportServerCPU(b, modes, pids)()
 		recs := make([]store.AttemptRecord, batch)
 		for i := 0; b.Loop(); i++ {
 			off := i * batch % (half - batch)
