@@ -1,5 +1,7 @@
 // Package migrations holds notifyd's PostgreSQL schema as numbered SQL files,
 // embedded in the binary so that `notifyd migrate` needs nothing on disk.
+//
+// A migration that has shipped must not be edited: add a new numbered file.
 package migrations
 
 import (

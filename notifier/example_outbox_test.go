@@ -3,6 +3,7 @@ package notifier_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log"
 
 	"github.com/hibiken/asynq"
@@ -11,46 +12,61 @@ import (
 	"github.com/notifyd/notifyd/notifier"
 )
 
-// A producer marks an order paid and notifies the merchant in one
-// transaction of its own database; a relay in the same process moves the
-// notification to notifyd once the transaction has committed.
+// A producer writes the notification in the same transaction as its own
+// data, so it is sent if and only if that transaction commits; a relay
+// beside the producer moves committed rows to notifyd.
 func ExampleClient_EnqueueTx() {
+	env := startNotifyd("ExampleClient_EnqueueTx") // notifyd and a receiver, in process
+	defer env.stop()
 	ctx := context.Background()
-	db, err := pgxpool.New(ctx, "postgres://app@db.internal/shop")
+
+	db, err := pgxpool.New(ctx, env.producerDB) // the producer's own database
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, err := notifier.New(asynq.RedisClientOpt{Addr: "redis.internal:6379"})
+	defer db.Close()
+	schema, err := notifier.OutboxSchema("") // normally run by the producer's migrations
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Once, at start-up (or ship notifier/outbox.sql with your migrations).
-	if err := notifier.MigrateOutbox(ctx, db, ""); err != nil {
+	if _, err := db.Exec(ctx, schema); err != nil {
 		log.Fatal(err)
 	}
-	go func() {
-		if err := notifier.NewRelay(db, client).Run(ctx); err != nil {
-			log.Fatal(err)
-		}
-	}()
+
+	client, err := notifier.New(asynq.RedisClientOpt{Addr: env.redisAddr, DB: env.redisDB})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	// The relay lets go of a row once notifyd has recorded the notification
+	// in its own database (read access to it is enough).
+	relay := notifier.NewRelay(db, client, notifier.WithRelayConfirmer(notifier.DatabaseConfirmer(env.notifydDB)))
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(relayCtx) }()
+	defer func() { stopRelay(); <-relayDone }()
 
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'paid' WHERE id = $1`, "order-42"); err != nil {
+	// … the producer's own writes in tx …
+	_, err = client.EnqueueTx(ctx, tx, notifier.Notification{
+		ReceiverID:     env.receiverID,
+		EventType:      "order.shipped",
+		IdempotencyKey: "order-1001-shipped",
+		Payload:        json.RawMessage(`{"carrier":"dhl"}`),
+	})
+	if err != nil {
 		log.Fatal(err)
-	}
-	if _, err := client.EnqueueTx(ctx, tx, notifier.Notification{
-		ReceiverID:     "0b5e0d4c-2d1f-4d5b-9a55-6a3c8e1f7b20",
-		EventType:      "trade.paid",
-		IdempotencyKey: "order-42",
-		Payload:        json.RawMessage(`{"order":"order-42","amount":4200}`),
-	}); err != nil {
-		log.Fatal(err) // invalid notification: the order is not marked paid either
 	}
 	if err := tx.Commit(ctx); err != nil {
 		log.Fatal(err)
 	}
+
+	e := env.nextCallback() // what the receiver's endpoint got
+	fmt.Println(e.Type, e.IdempotencyKey, string(e.Data))
+	// Output:
+	// order.shipped order-1001-shipped {"carrier":"dhl"}
 }

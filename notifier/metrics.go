@@ -11,7 +11,8 @@ import (
 // registers only these, not every metric of the notifyd service.
 var (
 	// outboxRelayed counts outbox rows handed to notifyd's queue and marked
-	// sent. A row re-sent after a relay crash counts again.
+	// sent. A row re-sent after a relay crash counts again; re-sends after
+	// the confirmation grace count in outboxResent instead.
 	outboxRelayed = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "outbox_relayed_total",
 		Help: "Outbox rows enqueued to notifyd and marked sent.",
@@ -42,6 +43,35 @@ var (
 	outboxOldest = promauto.NewGauge(prometheus.GaugeOpts{
 		Namespace: "notifyd", Name: "outbox_oldest_unsent_seconds",
 		Help: "Age of the oldest outbox row neither sent nor dead.",
+	})
+
+	// outboxConfirmed counts sent rows notifyd confirmed it has on record:
+	// they are done.
+	outboxConfirmed = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "notifyd", Name: "outbox_confirmed_total",
+		Help: "Sent outbox rows whose notification notifyd has recorded in its database.",
+	})
+
+	// outboxResent counts sent rows notifyd did not have on record after the
+	// grace, which the relay enqueued again: result "resent" when Redis had
+	// lost the task (a restart without data: the alert), "still_queued" when
+	// Redis refused the copy (the task is waiting behind a backlog).
+	outboxResent = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "notifyd", Name: "outbox_resent_total",
+		Help: "Sent outbox rows unconfirmed after the grace and enqueued again (resent: Redis had lost them; still_queued: Redis still held them).",
+	}, []string{"result"})
+
+	// outboxConfirmErrors counts confirmation rounds that failed (notifyd's
+	// database or API, or the outbox database); they are retried.
+	outboxConfirmErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "notifyd", Name: "outbox_confirm_errors_total",
+		Help: "Outbox confirmation rounds that failed; retried on the next poll.",
+	})
+
+	// outboxUnconfirmed is the number of rows sent but not yet confirmed.
+	outboxUnconfirmed = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: "notifyd", Name: "outbox_unconfirmed",
+		Help: "Outbox rows queued in notifyd's Redis whose notification notifyd has not confirmed yet.",
 	})
 
 	// outboxDead is the number of rows the relay gave up on.

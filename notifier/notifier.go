@@ -24,6 +24,7 @@ import (
 
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/ttlcache"
@@ -61,6 +62,9 @@ type options struct {
 	cacheTTL time.Duration
 	// outbox is the producer's outbox table (EnqueueTx, Relay).
 	outbox string
+	// replicaAck > 0: WAIT for that many replicas after each enqueue.
+	replicaAck int
+	ackTimeout time.Duration
 }
 
 // WithMaxPayloadSize sets the largest payload accepted (default 256 KiB).
@@ -80,9 +84,11 @@ func WithReceiverCacheTTL(d time.Duration) Option { return func(o *options) { o.
 
 // Client enqueues notifications. It is safe for concurrent use.
 type Client struct {
-	rdb   redis.UniversalClient
-	asynq *asynq.Client
-	opts  options
+	rdb     redis.UniversalClient
+	asynq   *asynq.Client
+	acks    *ackScripter // nil unless WithReplicaAck
+	ownsRDB bool         // Close closes rdb
+	opts    options
 	// active holds the receivers found active, for opts.cacheTTL.
 	active *ttlcache.Cache[uuid.UUID, struct{}]
 }
@@ -92,13 +98,41 @@ type Client struct {
 const activeCacheSize = 10000
 
 // New connects to the Redis that notifyd's workers read, e.g.
-// asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}.
+// asynq.RedisClientOpt{Addr: "127.0.0.1:6379"} or the result of
+// ParseRedisURL. NewFromURL takes notifyd's own NOTIFYD_REDIS_URL.
 func New(redisOpt asynq.RedisConnOpt, opts ...Option) (*Client, error) {
 	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		return nil, fmt.Errorf("notifier: unsupported Redis connection option %T", redisOpt)
 	}
-	return NewFromRedisClient(rdb, opts...), nil
+	c := NewFromRedisClient(rdb, opts...)
+	c.ownsRDB = true
+	return c, nil
+}
+
+// ParseRedisURL reads a Redis URL exactly as notifyd reads NOTIFYD_REDIS_URL
+// (one server, rediss:// for TLS, ACL user:password, or Sentinel with
+// ?master_name=…&addr=…; see the README's configuration table) into an
+// Asynq connection option.
+func ParseRedisURL(url string) (asynq.RedisConnOpt, error) {
+	c, err := redisurl.Parse(url)
+	if err != nil {
+		return nil, fmt.Errorf("notifier: %w", err)
+	}
+	return c.AsynqOpt(), nil
+}
+
+// NewFromURL connects to the Redis at url, the same URL notifyd's processes
+// have in NOTIFYD_REDIS_URL; with a Sentinel URL the client follows the
+// master through failovers. Close closes the connection.
+func NewFromURL(url string, opts ...Option) (*Client, error) {
+	rc, err := redisurl.Parse(url)
+	if err != nil {
+		return nil, fmt.Errorf("notifier: %w", err)
+	}
+	c := NewFromRedisClient(rc.Client(), opts...)
+	c.ownsRDB = true
+	return c, nil
 }
 
 // NewFromRedisClient uses an existing go-redis client. Close does not close it.
@@ -107,12 +141,24 @@ func NewFromRedisClient(rdb redis.UniversalClient, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Client{rdb: rdb, asynq: asynq.NewClientFromRedisClient(rdb), opts: o,
-		active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize)}
+	c := &Client{rdb: rdb, opts: o, active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize)}
+	if o.replicaAck > 0 {
+		c.acks = newAckScripter(rdb, o.replicaAck, o.ackTimeout)
+		c.asynq = asynq.NewClientFromRedisClient(c.acks)
+	} else {
+		c.asynq = asynq.NewClientFromRedisClient(rdb)
+	}
+	return c
 }
 
-// Close releases the client's resources.
-func (c *Client) Close() error { return c.asynq.Close() }
+// Close releases the client's resources: the Redis connections if New or
+// NewFromURL opened them.
+func (c *Client) Close() error {
+	if c.ownsRDB {
+		return c.rdb.Close()
+	}
+	return nil
+}
 
 // Notify enqueues n and returns its notification id. A repeat with the same
 // receiver and idempotency key returns the same id without a new delivery.
@@ -163,14 +209,29 @@ func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, e
 	if err != nil {
 		return false, err
 	}
+	var ack *replicaAck
+	if c.acks != nil {
+		ack = new(replicaAck)
+		ctx = context.WithValue(ctx, ackKey{}, ack)
+	}
 	_, err = c.asynq.EnqueueContext(ctx, task)
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
-		return false, nil
+		created = false
 	case err != nil:
 		return false, fmt.Errorf("notifier: enqueue %s: %w", d.ID, err)
+	default:
+		created = true
 	}
-	return true, nil
+	if ack != nil {
+		if !created {
+			c.acks.confirmReplicated(ctx, ack)
+		}
+		if err := ack.check(d.ID.String(), c.opts.replicaAck); err != nil {
+			return created, err
+		}
+	}
+	return created, nil
 }
 
 func (c *Client) checkReceiver(ctx context.Context, id uuid.UUID) error {

@@ -157,7 +157,8 @@ func TestMigrateOutbox(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	want := "notifyd_outbox_pkey notifyd_outbox_sent_idx notifyd_outbox_unsent_idx orders_outbox_pkey orders_outbox_sent_idx orders_outbox_unsent_idx"
+	want := "notifyd_outbox_confirmed_idx notifyd_outbox_pkey notifyd_outbox_unconfirmed_idx notifyd_outbox_unsent_idx " +
+		"orders_outbox_confirmed_idx orders_outbox_pkey orders_outbox_unconfirmed_idx orders_outbox_unsent_idx"
 	if got := strings.Join(indexes, " "); got != want {
 		t.Errorf("indexes %q, want %q", got, want)
 	}
@@ -193,7 +194,9 @@ func newRelayFixture(t *testing.T, loadRegistry bool, opts ...RelayOption) *rela
 	}
 	f.client = NewFromRedisClient(f.rdb, WithAllowPrivateTargets(true))
 	t.Cleanup(func() { f.client.Close() })
-	f.relay = NewRelay(f.pool, f.client, opts...)
+	// The producer's test database is a copy of notifyd's schema too: it
+	// stands in for notifyd's database, which the relay confirms against.
+	f.relay = NewRelay(f.pool, f.client, append([]RelayOption{WithRelayConfirmer(DatabaseConfirmer(f.pool))}, opts...)...)
 	return f
 }
 
@@ -404,21 +407,22 @@ func TestRelayWakesOnCommitAndIgnoresRollback(t *testing.T) {
 	}
 }
 
-func TestRelayPrunesOnlyOldSentRows(t *testing.T) {
+func TestRelayPrunesOnlyOldConfirmedRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := producerDB(t)
 	r := NewRelay(pool, offlineClient(t), WithRelayRetention(24*time.Hour))
 	// More old rows than one prune batch, to cross a batch boundary.
-	if _, err := pool.Exec(ctx, `INSERT INTO notifyd_outbox (notification_id, receiver_id, event_type, idempotency_key, payload, sent_at, created_at)
-		SELECT gen_random_uuid(), gen_random_uuid(), 'e', 'old-' || i, '{}', now() - interval '2 days', now() - interval '2 days'
+	if _, err := pool.Exec(ctx, `INSERT INTO notifyd_outbox (notification_id, receiver_id, event_type, idempotency_key, payload, sent_at, confirmed_at, created_at)
+		SELECT gen_random_uuid(), gen_random_uuid(), 'e', 'old-' || i, '{}', now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'
 		FROM generate_series(1, $1) i`, pruneBatch+500); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO notifyd_outbox (notification_id, receiver_id, event_type, idempotency_key, payload, sent_at, dead_at, created_at) VALUES
-		(gen_random_uuid(), gen_random_uuid(), 'e', 'recent', '{}', now() - interval '1 hour', NULL, now() - interval '1 hour'),
-		(gen_random_uuid(), gen_random_uuid(), 'e', 'unsent', '{}', NULL, NULL, now() - interval '3 days'),
-		(gen_random_uuid(), gen_random_uuid(), 'e', 'dead', '{}', NULL, now() - interval '3 days', now() - interval '3 days')`); err != nil {
+	if _, err := pool.Exec(ctx, `INSERT INTO notifyd_outbox (notification_id, receiver_id, event_type, idempotency_key, payload, sent_at, confirmed_at, dead_at, created_at) VALUES
+		(gen_random_uuid(), gen_random_uuid(), 'e', 'recent', '{}', now() - interval '1 hour', now() - interval '1 hour', NULL, now() - interval '1 hour'),
+		(gen_random_uuid(), gen_random_uuid(), 'e', 'unconfirmed', '{}', now() - interval '3 days', NULL, NULL, now() - interval '3 days'),
+		(gen_random_uuid(), gen_random_uuid(), 'e', 'unsent', '{}', NULL, NULL, NULL, now() - interval '3 days'),
+		(gen_random_uuid(), gen_random_uuid(), 'e', 'dead', '{}', NULL, NULL, now() - interval '3 days', now() - interval '3 days')`); err != nil {
 		t.Fatal(err)
 	}
 	n, err := r.prune(ctx, DefaultOutboxTable)
@@ -432,21 +436,32 @@ func TestRelayPrunesOnlyOldSentRows(t *testing.T) {
 		rows.Scan(&k)
 		left = append(left, k)
 	}
-	if got := strings.Join(left, ","); got != "dead,recent,unsent" {
+	if got := strings.Join(left, ","); got != "dead,recent,unconfirmed,unsent" {
 		t.Errorf("rows left: %s", got)
 	}
 	st, err := r.stats(ctx, DefaultOutboxTable)
-	if err != nil || st.backlog != 1 || st.dead != 1 || st.oldest < 71*time.Hour || st.oldest > 73*time.Hour {
+	if err != nil || st.backlog != 1 || st.dead != 1 || st.unconfirmed != 1 || st.oldest < 71*time.Hour || st.oldest > 73*time.Hour {
 		t.Errorf("stats = %+v, %v", st, err)
 	}
 }
 
-func TestRelayRefusesMissingTable(t *testing.T) {
+func TestRelayRefusesToStartMisconfigured(t *testing.T) {
 	t.Parallel()
 	_, pool := testenv.Pool(t)
-	err := NewRelay(pool, offlineClient(t)).Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), DefaultOutboxTable) {
-		t.Fatalf("Run without the table = %v", err)
+	confirm := WithRelayConfirmer(DatabaseConfirmer(pool))
+	if err := NewRelay(pool, offlineClient(t), confirm).Run(context.Background()); err == nil || !strings.Contains(err.Error(), DefaultOutboxTable) {
+		t.Errorf("Run without the table = %v", err)
+	}
+	// A table of the previous version, not upgraded: the relay could not
+	// tell sent rows from confirmed ones.
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE notifyd_outbox (id bigserial PRIMARY KEY, sent_at timestamptz)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewRelay(pool, offlineClient(t), confirm).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "confirmed_at") {
+		t.Errorf("Run on a table not upgraded = %v", err)
+	}
+	if err := NewRelay(pool, offlineClient(t)).Run(context.Background()); !errors.Is(err, ErrNoConfirmer) {
+		t.Errorf("Run without a Confirmer = %v, want ErrNoConfirmer", err)
 	}
 }
 

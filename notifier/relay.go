@@ -12,8 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/notifyd/notifyd/internal/testhooks"
 )
 
 // Relay moves committed outbox rows to notifyd's queue.
@@ -29,6 +27,17 @@ import (
 // first is queued or running, and is skipped by the worker once the
 // notification is on record. The relay adds no delivery of its own; the
 // worker's guarantees (at least once, normally once) apply unchanged.
+//
+// A sent row is not done: until a worker records the notification in
+// notifyd's Postgres it exists only in Redis, and a Redis that restarts
+// empty loses it. So the row stays the source of truth until the relay's
+// Confirmer (WithRelayConfirmer, required) reports the notification
+// recorded; then confirmed_at is set. A sent row still unconfirmed after the
+// grace (WithRelayConfirmGrace) is enqueued again, by the same id: if Redis
+// still has the task, Asynq refuses the copy and nothing changes; if Redis
+// lost it, the copy is the notification's first attempt again (counted in
+// notifyd_outbox_resent_total and logged at warning level). Once recorded,
+// the notification is the re-drive job's to bring back from Postgres.
 //
 // Order: with one relay, rows are enqueued in id order (the order in which
 // they were inserted, which can differ from the order their transactions
@@ -63,6 +72,10 @@ type relayOptions struct {
 	poll      time.Duration
 	retention time.Duration
 	logger    *slog.Logger
+	confirmer Confirmer
+	grace     time.Duration
+	// afterEnqueue is called between enqueueing a batch and marking it.
+	afterEnqueue func(ids []int64)
 }
 
 // WithRelayBatchSize sets how many rows one round moves (default 100).
@@ -72,9 +85,29 @@ func WithRelayBatchSize(n int) RelayOption { return func(o *relayOptions) { o.ba
 // being woken (default 1 s).
 func WithRelayPollInterval(d time.Duration) RelayOption { return func(o *relayOptions) { o.poll = d } }
 
-// WithRelayRetention sets how long sent rows are kept before the relay
-// deletes them (default 7 days); zero or less keeps them forever. Dead rows
-// are never deleted by the relay.
+// WithRelayConfirmer sets how the relay learns that notifyd has recorded a
+// notification (required: Run fails without it). DatabaseConfirmer reads
+// notifyd's database; any other source (notifyd's API, say) implements
+// Confirmer.
+func WithRelayConfirmer(c Confirmer) RelayOption { return func(o *relayOptions) { o.confirmer = c } }
+
+// WithRelayConfirmGrace sets how long after queueing a row the relay first
+// asks whether notifyd has recorded its notification, and how long it waits
+// between asking again (default 1 min). A shorter grace re-sends sooner what
+// a Redis restart lost, at the cost of more look-ups and of needless
+// (refused) re-sends while a backlog keeps notifications queued.
+func WithRelayConfirmGrace(d time.Duration) RelayOption { return func(o *relayOptions) { o.grace = d } }
+
+// WithRelayAfterEnqueue sets a function the relay calls after it has
+// enqueued a batch and before it marks those rows sent, with their ids:
+// tests stop a relay there to prove what survives a crash at that moment.
+func WithRelayAfterEnqueue(f func(ids []int64)) RelayOption {
+	return func(o *relayOptions) { o.afterEnqueue = f }
+}
+
+// WithRelayRetention sets how long confirmed rows are kept before the relay
+// deletes them (default 7 days); zero or less keeps them forever. Dead and
+// unconfirmed rows are never deleted by the relay.
 func WithRelayRetention(d time.Duration) RelayOption {
 	return func(o *relayOptions) { o.retention = d }
 }
@@ -86,7 +119,7 @@ func WithRelayLogger(l *slog.Logger) RelayOption { return func(o *relayOptions) 
 // producer's database) and enqueues with client, whose options (outbox table
 // name, payload limit, private targets) it shares with EnqueueTx.
 func NewRelay(pool *pgxpool.Pool, client *Client, opts ...RelayOption) *Relay {
-	o := relayOptions{batch: 100, poll: time.Second, retention: 7 * 24 * time.Hour, logger: slog.Default()}
+	o := relayOptions{batch: 100, poll: time.Second, retention: 7 * 24 * time.Hour, logger: slog.Default(), grace: time.Minute}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -99,11 +132,14 @@ func NewRelay(pool *pgxpool.Pool, client *Client, opts ...RelayOption) *Relay {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
+	if o.grace <= 0 {
+		o.grace = time.Minute
+	}
 	o.logger = o.logger.With("component", "outbox_relay")
 	return &Relay{pool: pool, client: client, opts: o}
 }
 
-// How often the relay refreshes its gauges and prunes sent rows.
+// How often the relay refreshes its gauges and prunes confirmed rows.
 const (
 	statsEvery = 5 * time.Second
 	pruneEvery = time.Minute
@@ -113,17 +149,24 @@ const (
 	markTimeout = 10 * time.Second
 )
 
+// ErrNoConfirmer: the relay was built without WithRelayConfirmer.
+var ErrNoConfirmer = errors.New("notifier: outbox relay needs a Confirmer (WithRelayConfirmer): without one a Redis that restarts empty loses sent rows")
+
 // Run relays until ctx ends, then returns nil. It returns an error at once
-// if the outbox table is misconfigured (bad name, missing table, no
-// permission); later errors are logged and retried.
+// if it has no Confirmer or the outbox table is misconfigured (bad name,
+// missing table or column, no permission); later errors are logged and
+// retried.
 func (r *Relay) Run(ctx context.Context) error {
+	if r.opts.confirmer == nil {
+		return ErrNoConfirmer
+	}
 	table, err := outboxTable(r.client.opts.outbox)
 	if err != nil {
 		return err
 	}
 	var pgErr *pgconn.PgError
-	if _, err := r.pool.Exec(ctx, `SELECT 1 FROM `+pgx.Identifier{table}.Sanitize()+` LIMIT 0`); errors.As(err, &pgErr) {
-		return fmt.Errorf("notifier: outbox relay: table %s: %w", table, err)
+	if _, err := r.pool.Exec(ctx, `SELECT confirmed_at, resends FROM `+pgx.Identifier{table}.Sanitize()+` LIMIT 0`); errors.As(err, &pgErr) {
+		return fmt.Errorf("notifier: outbox relay: table %s (create or upgrade it with MigrateOutbox or `notifyd outbox-schema`): %w", table, err)
 	}
 	wake := make(chan struct{}, 1)
 	var wg sync.WaitGroup
@@ -134,8 +177,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 
-	r.opts.logger.Info("outbox relay started", "table", table, "batch", r.opts.batch, "poll", r.opts.poll)
-	var lastStats, lastPrune time.Time
+	r.opts.logger.Info("outbox relay started", "table", table, "batch", r.opts.batch, "poll", r.opts.poll,
+		"confirm_grace", r.opts.grace)
+	var lastStats, lastPrune, lastConfirm time.Time
 	failures := 0
 	// Since Go 1.23 Reset discards a pending tick, so no draining is needed.
 	timer := time.NewTimer(r.opts.poll)
@@ -153,6 +197,10 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.opts.logger.Warn("outbox relay round failed; retrying", "err", err, "retry_in", delay)
 		} else {
 			failures = 0
+		}
+		if time.Since(lastConfirm) >= min(r.opts.poll, r.opts.grace) {
+			lastConfirm = time.Now()
+			r.confirmAll(ctx, table)
 		}
 		if time.Since(lastStats) >= statsEvery {
 			lastStats = time.Now()
@@ -196,6 +244,26 @@ type deadRow struct {
 	err    string
 }
 
+// lockRows reads the rows a query (from FROM on) selects and locks.
+func lockRows(ctx context.Context, tx pgx.Tx, from string, args ...any) ([]outboxRow, error) {
+	rows, err := tx.Query(ctx, `SELECT id, notification_id, receiver_id, event_type, idempotency_key, callback_url, payload, created_at `+from, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select: %w", err)
+	}
+	var batch []outboxRow
+	var row outboxRow
+	_, err = pgx.ForEachRow(rows, []any{&row.id, &row.notificationID, &row.receiverID, &row.eventType,
+		&row.key, &row.callbackURL, &row.payload, &row.createdAt}, func() error {
+		batch = append(batch, row)
+		row.payload = nil // ForEachRow reuses the targets
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select: %w", err)
+	}
+	return batch, nil
+}
+
 // relayBatch runs one round and returns how many rows it took. An error
 // means the round, or part of it, must be retried.
 func (r *Relay) relayBatch(ctx context.Context, table string) (int, error) {
@@ -210,24 +278,11 @@ func (r *Relay) relayBatch(ctx context.Context, table string) (int, error) {
 		_ = tx.Rollback(rctx) // no-op after Commit
 	}()
 	t := pgx.Identifier{table}.Sanitize()
-	rows, err := tx.Query(ctx, `SELECT id, notification_id, receiver_id, event_type, idempotency_key, callback_url, payload, created_at
-		FROM `+t+` WHERE sent_at IS NULL AND dead_at IS NULL
+	batch, err := lockRows(ctx, tx, `FROM `+t+` WHERE sent_at IS NULL AND dead_at IS NULL
 		ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.opts.batch)
 	if err != nil {
 		outboxErrors.Inc()
-		return 0, fmt.Errorf("select: %w", err)
-	}
-	var batch []outboxRow
-	var row outboxRow
-	_, err = pgx.ForEachRow(rows, []any{&row.id, &row.notificationID, &row.receiverID, &row.eventType,
-		&row.key, &row.callbackURL, &row.payload, &row.createdAt}, func() error {
-		batch = append(batch, row)
-		row.payload = nil // ForEachRow reuses the targets
-		return nil
-	})
-	if err != nil {
-		outboxErrors.Inc()
-		return 0, fmt.Errorf("select: %w", err)
+		return 0, err
 	}
 	if len(batch) == 0 {
 		return 0, nil
@@ -244,14 +299,11 @@ rows:
 		if ctx.Err() != nil {
 			break // shutting down: mark what was enqueued and leave
 		}
-		dr, err := r.send(ctx, &batch[i])
+		_, dr, err := r.send(ctx, &batch[i])
 		switch {
 		case dr != nil:
 			dead = append(dead, *dr)
-			outboxFailed.WithLabelValues(dr.reason).Inc()
-			r.opts.logger.Error("outbox row is dead: not sending it", "outbox_id", dr.id,
-				"notification_id", batch[i].notificationID, "receiver_id", batch[i].receiverID,
-				"reason", dr.reason, "err", dr.err)
+			r.logDead(&batch[i], dr)
 		case err != nil:
 			if ctx.Err() == nil {
 				failed, failErr = batch[i].id, err
@@ -261,7 +313,7 @@ rows:
 			sent = append(sent, batch[i].id)
 		}
 	}
-	if h := testhooks.OutboxAfterEnqueue; h != nil && len(sent) > 0 {
+	if h := r.opts.afterEnqueue; h != nil && len(sent) > 0 {
 		h(sent)
 	}
 
@@ -273,14 +325,7 @@ rows:
 	if len(sent) > 0 {
 		b.Queue(`UPDATE `+t+` SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)`, sent)
 	}
-	if len(dead) > 0 {
-		ids, msgs := make([]int64, len(dead)), make([]string, len(dead))
-		for i, d := range dead {
-			ids[i], msgs[i] = d.id, d.err
-		}
-		b.Queue(`UPDATE `+t+` o SET dead_at = now(), attempts = o.attempts + 1, last_error = d.msg
-			FROM unnest($1::bigint[], $2::text[]) AS d(id, msg) WHERE o.id = d.id`, ids, msgs)
-	}
+	queueDead(b, t, dead)
 	if failErr != nil {
 		b.Queue(`UPDATE `+t+` SET attempts = attempts + 1, last_error = $2 WHERE id = $1`, failed, failErr.Error())
 	}
@@ -301,9 +346,31 @@ rows:
 	return len(batch), failErr
 }
 
+// logDead reports a row given up on.
+func (r *Relay) logDead(row *outboxRow, dr *deadRow) {
+	outboxFailed.WithLabelValues(dr.reason).Inc()
+	r.opts.logger.Error("outbox row is dead: not sending it", "outbox_id", dr.id,
+		"notification_id", row.notificationID, "receiver_id", row.receiverID,
+		"reason", dr.reason, "err", dr.err)
+}
+
+// queueDead adds marking dead rows to b.
+func queueDead(b *pgx.Batch, t string, dead []deadRow) {
+	if len(dead) == 0 {
+		return
+	}
+	ids, msgs := make([]int64, len(dead)), make([]string, len(dead))
+	for i, d := range dead {
+		ids[i], msgs[i] = d.id, d.err
+	}
+	b.Queue(`UPDATE `+t+` o SET dead_at = now(), attempts = o.attempts + 1, last_error = d.msg
+		FROM unnest($1::bigint[], $2::text[]) AS d(id, msg) WHERE o.id = d.id`, ids, msgs)
+}
+
 // send enqueues one row. It returns a deadRow if the row can never be sent,
-// an error if it cannot be sent now.
-func (r *Relay) send(ctx context.Context, row *outboxRow) (*deadRow, error) {
+// an error if it cannot be sent now; created is false when Redis already
+// held a task with the same id (the notification is on its way).
+func (r *Relay) send(ctx context.Context, row *outboxRow) (created bool, _ *deadRow, _ error) {
 	// Rows may have been written by other means than EnqueueTx (plain SQL
 	// from a producer in another language), so they are validated again, by
 	// the same code, and their id must be the one notifyd derives.
@@ -312,32 +379,33 @@ func (r *Relay) send(ctx context.Context, row *outboxRow) (*deadRow, error) {
 		CallbackURL: row.callbackURL, Payload: row.payload,
 	})
 	if err != nil {
-		return &deadRow{row.id, "invalid", err.Error()}, nil
+		return false, &deadRow{row.id, "invalid", err.Error()}, nil
 	}
 	if d.ID != row.notificationID {
-		return &deadRow{row.id, "invalid", fmt.Sprintf("notification_id %s is not the id derived from receiver_id and idempotency_key (%s)", row.notificationID, d.ID)}, nil
+		return false, &deadRow{row.id, "invalid", fmt.Sprintf("notification_id %s is not the id derived from receiver_id and idempotency_key (%s)", row.notificationID, d.ID)}, nil
 	}
 	err = r.client.checkReceiver(ctx, d.ReceiverID)
 	switch {
 	case errors.Is(err, ErrUnknownReceiver):
-		return &deadRow{row.id, "unknown_receiver", err.Error()}, nil
+		return false, &deadRow{row.id, "unknown_receiver", err.Error()}, nil
 	case errors.Is(err, ErrReceiverInactive):
-		return &deadRow{row.id, "inactive_receiver", err.Error()}, nil
+		return false, &deadRow{row.id, "inactive_receiver", err.Error()}, nil
 	case errors.Is(err, ErrRegistryUnavailable):
 		outboxFailed.WithLabelValues("registry_unavailable").Inc()
-		return nil, fmt.Errorf("outbox row %d: %w", row.id, err)
+		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	case err != nil:
 		outboxFailed.WithLabelValues("redis").Inc()
-		return nil, fmt.Errorf("outbox row %d: %w", row.id, err)
+		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	}
 	// The producer handed the notification in when it wrote the row; the
 	// queueing-delay metric then includes the time spent in the outbox.
 	d.EnqueuedAt = row.createdAt.UTC()
-	if _, err := r.client.enqueue(ctx, d); err != nil {
+	created, err = r.client.enqueue(ctx, d)
+	if err != nil {
 		outboxFailed.WithLabelValues("redis").Inc()
-		return nil, fmt.Errorf("outbox row %d: %w", row.id, err)
+		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	}
-	return nil, nil
+	return created, nil, nil
 }
 
 // listen wakes the relay whenever a transaction that wrote the outbox
@@ -398,18 +466,26 @@ func signal(c chan<- struct{}) {
 
 // outboxStats is what the gauges show.
 type outboxStats struct {
-	backlog int64
-	oldest  time.Duration
-	dead    int64
+	backlog     int64
+	oldest      time.Duration
+	dead        int64
+	unconfirmed int64
 }
 
 func (r *Relay) stats(ctx context.Context, table string) (outboxStats, error) {
 	var s outboxStats
 	var oldest float64
-	err := r.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE dead_at IS NULL),
-			coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE dead_at IS NULL)), 0)::float8,
-			count(*) FILTER (WHERE dead_at IS NOT NULL)
-		FROM `+pgx.Identifier{table}.Sanitize()+` WHERE sent_at IS NULL`).Scan(&s.backlog, &oldest, &s.dead)
+	t := pgx.Identifier{table}.Sanitize()
+	// Each half reads through its partial index; confirmed rows, the bulk
+	// of the table, are not read. (A dead row is among one of the two.)
+	err := r.pool.QueryRow(ctx, `SELECT u.backlog, u.oldest, u.dead + c.dead, c.unconfirmed FROM
+		(SELECT count(*) FILTER (WHERE dead_at IS NULL) AS backlog,
+			coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE dead_at IS NULL)), 0)::float8 AS oldest,
+			count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead
+			FROM `+t+` WHERE sent_at IS NULL) u,
+		(SELECT count(*) FILTER (WHERE dead_at IS NULL) AS unconfirmed,
+			count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead
+			FROM `+t+` WHERE sent_at IS NOT NULL AND confirmed_at IS NULL) c`).Scan(&s.backlog, &oldest, &s.dead, &s.unconfirmed)
 	if err != nil {
 		return s, fmt.Errorf("outbox stats: %w", err)
 	}
@@ -428,24 +504,25 @@ func (r *Relay) updateStats(ctx context.Context, table string) {
 	outboxBacklog.Set(float64(s.backlog))
 	outboxOldest.Set(s.oldest.Seconds())
 	outboxDead.Set(float64(s.dead))
+	outboxUnconfirmed.Set(float64(s.unconfirmed))
 }
 
-// prune deletes rows sent longer than the retention ago, in batches so that
+// prune deletes rows confirmed longer than the retention ago, in batches so that
 // no statement holds many locks or runs long.
 func (r *Relay) prune(ctx context.Context, table string) (int64, error) {
 	t := pgx.Identifier{table}.Sanitize()
 	var total int64
 	for {
 		tag, err := r.pool.Exec(ctx, `DELETE FROM `+t+` WHERE id IN (
-			SELECT id FROM `+t+` WHERE sent_at < now() - make_interval(secs => $1)
-			ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.opts.retention.Seconds(), pruneBatch)
+			SELECT id FROM `+t+` WHERE confirmed_at < now() - make_interval(secs => $1)
+			ORDER BY confirmed_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.opts.retention.Seconds(), pruneBatch)
 		if err != nil {
 			return total, fmt.Errorf("prune outbox: %w", err)
 		}
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < pruneBatch {
 			if total > 0 {
-				r.opts.logger.Info("pruned sent outbox rows", "count", total)
+				r.opts.logger.Info("pruned confirmed outbox rows", "count", total)
 			}
 			return total, nil
 		}

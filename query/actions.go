@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 
+	"github.com/notifyd/notifyd/internal/circuit"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
@@ -113,6 +114,12 @@ func (s *Server) recoverFailed(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
 	defer cancel()
+	// Reset the receiver's circuit fleet-wide before queueing: the operator
+	// says it is fixed, so its notifications must not wait out a cool-down.
+	if err := circuit.Close(ctx, s.rdb, id); err != nil {
+		metrics.InfraErrors.WithLabelValues("redis").Inc()
+		s.cfg.Logger.Warn("recover: circuit reset failed; deliveries wait for its cool-down", "receiver_id", id, "err", err)
+	}
 	var queueErr error
 	unqueued := 0
 	n, err := s.store.RecoverFailed(ctx, id, since, until, recoverBatchSize, func(batch []*store.Notification) {

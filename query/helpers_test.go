@@ -1,7 +1,6 @@
 package query
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,23 +13,28 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
+// The tokens the test server accepts: apitest's, so its client can create
+// receivers and read notifications.
 const (
-	testAdminToken    = "query-test-admin"
-	testProducerToken = "query-test-producer"
+	testAdminToken    = apitest.AdminToken
+	testProducerToken = apitest.ProducerToken
 )
 
 // testAPI is the real API server on the test's own Postgres database and
 // Redis index, without a worker: tests see exactly what the API stored and
-// queued.
+// queued. Requests go through apitest's client; only the server, the thing
+// under test, is built here (cmd/notifyd/notifydtest builds the whole
+// notifyd, but it imports this package and so cannot serve its own tests).
 type testAPI struct {
 	t         *testing.T
-	url       string
+	api       *apitest.Client
 	store     *store.Store
 	inspector *asynq.Inspector
 	srv       *Server
@@ -66,81 +70,41 @@ func (a *testAPI) serve() *testAPI {
 	hs := httptest.NewServer(srv.Handler())
 	a.t.Cleanup(hs.Close)
 	c := *a
-	c.url, c.srv = hs.URL, srv
+	c.api, c.srv = apitest.NewClient(a.t, hs.URL), srv
 	return &c
 }
 
 // with is a for a subtest: failures stop t, not the parent test.
 func (a *testAPI) with(t *testing.T) *testAPI {
 	c := *a
-	c.t = t
+	c.t, c.api = t, a.api.With(t)
 	return &c
 }
 
-// do makes a request and returns the status and body. body may be nil, a
-// string (sent as is) or a value (sent as JSON).
+// do makes a request and returns the status and body (see apitest.Client.Do).
 func (a *testAPI) do(method, path, token string, body any) (int, []byte) {
 	a.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = bytes.NewBufferString(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			a.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, a.url+path, rd)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	return resp.StatusCode, raw
+	return a.api.Do(method, path, token, body)
 }
 
 // must makes a request that has to answer want, and decodes the answer
 // into out (if not nil).
 func (a *testAPI) must(want int, method, path, token string, body, out any) {
 	a.t.Helper()
-	code, raw := a.do(method, path, token, body)
-	if code != want {
-		a.t.Fatalf("%s %s: %d %s, want %d", method, path, code, raw, want)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			a.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
-	}
+	a.api.Call(method, path, token, body, want, out)
 }
 
 type testReceiver struct {
-	ID     uuid.UUID `json:"id"`
-	APIKey string    `json:"api_key"`
+	ID     uuid.UUID
+	APIKey string
 }
 
+// receiver creates a receiver whose callbacks go nowhere (nothing here
+// delivers them).
 func (a *testAPI) receiver() testReceiver {
 	a.t.Helper()
-	var r testReceiver
-	a.must(http.StatusCreated, "POST", "/v1/receivers", testAdminToken,
-		map[string]any{"name": "shop", "callback_url": "http://127.0.0.1:1/cb"}, &r)
-	return r
+	r := a.api.CreateReceiver("http://127.0.0.1:1/cb", nil)
+	return testReceiver{ID: uuid.MustParse(r.ID), APIKey: r.APIKey}
 }
 
 // ingest hands a notification in over HTTP (the producer path).

@@ -127,6 +127,7 @@ func (s *Server) routes() {
 	v1.GET("/notifications/:id/attempts", s.listAttempts)
 	v1.POST("/notifications/:id/redeliver", s.redeliver)
 	v1.POST("/notifications/:id/cancel", s.cancel, requireProducer)
+	v1.POST("/notifications/recorded", s.recorded, requireProducer)
 	v1.POST("/receivers/:id/recover", s.recoverFailed, requireAdminOrSelf)
 }
 

@@ -245,6 +245,31 @@ _svc_main() {
 		fi
 		say "redis:    ${rdid%, }; up at $rhost:$rport"
 	fi
+
+	# The fault tests start private redis-server processes, as masters,
+	# replicas and sentinels (redis-server --sentinel), even when the shared
+	# Redis runs elsewhere.
+	if ! have redis-server; then
+		apt_install redis-server
+	fi
+	if ! sentinel_mode_works; then
+		# Some distributions ship Sentinel mode in a package of its own.
+		apt_install redis-sentinel
+		sentinel_mode_works || die "redis-server --sentinel does not run (needed by internal/faults' Sentinel tests)"
+	fi
+	say "sentinel: redis-server --sentinel available"
+}
+
+# sentinel_mode_works: redis-server starts in Sentinel mode (on a config that
+# listens nowhere, so it exits at once; its log lines then carry the
+# Sentinel role letter X).
+sentinel_mode_works() {
+	local conf out
+	conf="$(mktemp "${TMPDIR:-/tmp}/notifyd-sentinel-check.XXXXXX")"
+	printf 'port 0\n' >"$conf"
+	out="$(timeout 5 redis-server "$conf" --sentinel 2>&1 || true)"
+	rm -f "$conf"
+	[[ "$out" == *":X "*"Configured to not listen anywhere"* ]] # X: the Sentinel role in the log
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

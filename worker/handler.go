@@ -24,7 +24,7 @@ type handler struct {
 	deliverer      *deliverer
 	semaphore      *semaphore
 	latency        *latencies
-	breakers       *breakers
+	breakers       *fleetBreakers // fleet-wide circuit (circuitstate.go)
 	queue          tasks.Enqueuer
 	logger         *slog.Logger
 	defaultTimeout time.Duration
@@ -85,7 +85,7 @@ func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 	// the queue's round trips and no more. (Manual redeliveries go through:
 	// someone asked for them.)
 	if d.Attempt > 0 {
-		if ok, wait := h.breakers.allow(d.ReceiverID); !ok {
+		if ok, wait := h.breakers.allow(ctx, d.ReceiverID); !ok {
 			metrics.Deferred.WithLabelValues("circuit_open").Inc()
 			return nil, h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
 		}
@@ -161,7 +161,7 @@ func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err 
 		// task is sent again.
 		return false, fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
 	}
-	h.breakers.record(d.ReceiverID, dv.res.Outcome)
+	h.breakers.record(ctx, d.ReceiverID, dv.res.Outcome)
 	return true, nil
 }
 
@@ -252,6 +252,9 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 		// this number, so a recorded abort would hide its real answer.
 		return fmt.Errorf("redeliver %s: cut short: %w", d.ID, ctx.Err())
 	}
+	// A manual redelivery's answer counts like any attempt: its success
+	// closes the receiver's circuit fleet-wide.
+	h.breakers.record(ctx, d.ReceiverID, res.Outcome)
 	rec := store.AttemptRecord{Attempt: attemptRow(d, -d.Manual, &res)}
 	if res.Outcome == store.OutcomeSuccess {
 		rec.NewStatus = store.StatusDelivered

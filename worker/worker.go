@@ -98,7 +98,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		// worker's slots ever expire.
 		semaphore:      newSemaphore(rdb, cfg.ReceiverConcurrency, cfg.MaxTimeout+10*time.Second, logger),
 		latency:        &latencies{},
-		breakers:       newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger),
+		breakers:       newFleetBreakers(newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger), rdb, logger),
 		queue:          w.client,
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,
@@ -137,10 +137,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.recorder.start()
 	w.starter.start()
 	w.handler.semaphore.start()
+	w.handler.breakers.start()
 	if err := w.server.Start(w.handler); err != nil {
 		w.recorder.close(time.Second)
 		w.starter.close()
 		w.handler.semaphore.close()
+		w.handler.breakers.close()
 		return fmt.Errorf("start worker: %w", err)
 	}
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts)
@@ -148,6 +150,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
 	w.server.Shutdown()
 	w.handler.semaphore.close() // no delivery runs any more: give every slot back
+	w.handler.breakers.close()
 	w.recorder.close(10 * time.Second)
 	w.starter.close()
 	w.client.Close()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/query/client"
 )
@@ -76,7 +77,7 @@ func (h *blockingHandler) ids() []string {
 
 func TestReconcileSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, http.StatusOK)
 	r := s.CreateReceiver(cb.URL, nil)
 	ids := sendMany(t, s, r.ID, "order", 10)
@@ -130,7 +131,7 @@ func TestReconcileSurvivesSIGKILL(t *testing.T) {
 
 func TestReconcileInterrupted(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, http.StatusOK)
 	r := s.CreateReceiver(cb.URL, nil)
 	ids := sendMany(t, s, r.ID, "order", 6)

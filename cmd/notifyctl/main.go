@@ -1,6 +1,9 @@
 // Command notifyctl is the command-line client of notifyd's HTTP API: look up
 // notifications and their delivery attempts, redeliver, recover, cancel,
 // send, and reconcile a receiver's notifications into a local handler.
+//
+// It talks to notifyd only through the HTTP API (query/client), never to
+// Postgres or Redis directly, so it needs no more access than a receiver.
 package main
 
 import (

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/query/client"
 )
@@ -90,7 +91,7 @@ func TestTokenNeverPrinted(t *testing.T) {
 }
 
 // sendJSON sends through the CLI and returns the accepted id.
-func sendJSON(t *testing.T, s *apitest.Stack, receiverID, key, payload string) string {
+func sendJSON(t *testing.T, s *notifydtest.Stack, receiverID, key, payload string) string {
 	t.Helper()
 	code, out, errOut := ctl(t, "--url", s.URL, "--token", apitest.ProducerToken, "--json",
 		"send", "--receiver", receiverID, "--type", "trade.paid", "--key", key, "--payload", payload)
@@ -110,7 +111,7 @@ func sendJSON(t *testing.T, s *apitest.Stack, receiverID, key, payload string) s
 
 func TestCommandsAgainstServer(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, 200)
 	r := s.CreateReceiver(cb.URL, nil)
 	payloadFile := filepath.Join(t.TempDir(), "payload.json")

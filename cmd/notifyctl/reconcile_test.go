@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/query/client"
 )
@@ -61,7 +62,7 @@ func (h *localHandler) ids() []string {
 
 // sendMany sends n notifications through the API and returns their ids in
 // creation order.
-func sendMany(t *testing.T, s *apitest.Stack, receiverID, prefix string, n int) []string {
+func sendMany(t *testing.T, s *notifydtest.Stack, receiverID, prefix string, n int) []string {
 	t.Helper()
 	c := client.New(s.URL, apitest.ProducerToken)
 	ids := make([]string, n)
@@ -78,7 +79,7 @@ func sendMany(t *testing.T, s *apitest.Stack, receiverID, prefix string, n int) 
 	return ids
 }
 
-func reconcile(t *testing.T, s *apitest.Stack, apiKey, ckpt string, extra ...string) (int, string, string) {
+func reconcile(t *testing.T, s *notifydtest.Stack, apiKey, ckpt string, extra ...string) (int, string, string) {
 	t.Helper()
 	args := append([]string{"--url", s.URL, "--token", apiKey, "reconcile", "--checkpoint", ckpt}, extra...)
 	return ctl(t, args...)
@@ -103,7 +104,7 @@ func counts(ids []string) map[string]int {
 
 func TestReconcileAfterReceiverOutage(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	// The receiver's callback endpoint is down for the whole life of these
 	// notifications: both attempts fail and they end failed.
 	down := apitest.NewCallbackServer(t, http.StatusServiceUnavailable)
@@ -159,7 +160,7 @@ func TestReconcileAfterReceiverOutage(t *testing.T) {
 
 func TestReconcileStopsAtFailingHandlerAndResumes(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, http.StatusOK)
 	r := s.CreateReceiver(cb.URL, nil)
 	ids := sendMany(t, s, r.ID, "order", 12)
@@ -209,7 +210,7 @@ func TestReconcileStopsAtFailingHandlerAndResumes(t *testing.T) {
 
 func TestReconcileCatchesLateCommittedRows(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, http.StatusOK)
 	r := s.CreateReceiver(cb.URL, nil)
 	ids := sendMany(t, s, r.ID, "order", 4)
@@ -248,7 +249,7 @@ func TestReconcileCatchesLateCommittedRows(t *testing.T) {
 
 func TestReconcileToStdout(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, http.StatusOK)
 	r := s.CreateReceiver(cb.URL, nil)
 	ids := sendMany(t, s, r.ID, "order", 5)
@@ -287,7 +288,7 @@ func TestReconcileToStdout(t *testing.T) {
 
 func TestReconcileStatusFilterAndSince(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, http.StatusOK)
 	r := s.CreateReceiver(cb.URL, map[string]any{"retry": map[string]any{"max_attempts": 1}})
 	delivered := sendMany(t, s, r.ID, "ok", 2)
@@ -316,7 +317,7 @@ func TestReconcileStatusFilterAndSince(t *testing.T) {
 
 func TestReconcileRefusesUnsafeStarts(t *testing.T) {
 	t.Parallel()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, http.StatusOK)
 	r := s.CreateReceiver(cb.URL, nil)
 	other := s.CreateReceiver(cb.URL, nil)

@@ -178,3 +178,27 @@ func TestProcTicks(t *testing.T) {
 		}
 	}
 }
+
+// TestResultsKeys: the JSON line has every scenario's key, null when the
+// scenario did not run, so two lines compare key by key.
+func TestResultsKeys(t *testing.T) {
+	t.Parallel()
+	line, err := json.Marshal(Results{Bench: "notifyd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(line, &res); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range append([]string{"env", "params", "targets"}, allScenarios...) {
+		if _, ok := res[key]; !ok {
+			t.Errorf("%s: key %q missing", line, key)
+		}
+	}
+	for _, key := range allScenarios {
+		if v := string(res[key]); v != "null" {
+			t.Errorf("%q = %s, want null when not run", key, v)
+		}
+	}
+}

@@ -41,7 +41,8 @@ Commands:
   worker     delivery worker
   scheduler  cron jobs: re-drive, retention, daily summary
   migrate    apply database migrations and exit
-  relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL)
+  relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL),
+             keeping each until notifyd's database (NOTIFYD_DATABASE_URL) has it
   outbox-schema  print the SQL of the producer's outbox table (-table name)
   version    print the version
 
@@ -94,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Logger) error {
 	logger.Info("notifyd starting", "version", buildinfo.Version, "command", cmd)
 	if cmd == "relay" {
-		return runRelay(ctx, cfg, logger) // needs neither notifyd's database nor its migrations
+		return runRelay(ctx, cfg, logger) // reads notifyd's database, does not migrate it
 	}
 	if cmd == "migrate" || (cmd == "all" && !cfg.NoMigrate) {
 		if err := migrations.Up(ctx, cfg.DatabaseURL, logger); err != nil {
@@ -110,11 +111,12 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return err
 	}
 	defer st.Close()
-	redisOpt, err := config.RedisOptions(cfg.RedisURL)
+	// One client, shared with Asynq; with a Sentinel URL it follows the
+	// master through failovers.
+	rdb, _, err := config.Redis(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(redisOpt)
 	defer rdb.Close()
 
 	var components []func(context.Context) error

@@ -7,19 +7,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/notifier"
 )
 
+// relayAckTimeout bounds one WAIT of the relay (NOTIFYD_RELAY_REPLICA_ACK);
+// a row that times out stays unsent and is tried again.
+const relayAckTimeout = 2 * time.Second
+
 // runRelay is `notifyd relay`: the outbox relay as a sidecar, for producers
 // that write their outbox with EnqueueTx (or plain SQL) and prefer not to run
 // notifier.Relay in their own process. It needs the producer's database
-// (NOTIFYD_OUTBOX_DATABASE_URL) and notifyd's Redis, not notifyd's database.
+// (NOTIFYD_OUTBOX_DATABASE_URL), notifyd's Redis, and notifyd's database
+// (NOTIFYD_DATABASE_URL), read only: an outbox row is done once its
+// notification is recorded there, not when it is queued in Redis.
 func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if cfg.OutboxDatabaseURL == "" {
 		return errors.New("relay: NOTIFYD_OUTBOX_DATABASE_URL (-outbox-database-url) is required")
@@ -36,13 +42,18 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		return fmt.Errorf("relay: connect outbox database: %w", err)
 	}
 	defer pool.Close()
-	redisOpt, err := config.RedisOptions(cfg.RedisURL)
+	notifyd, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("relay: notifyd database (NOTIFYD_DATABASE_URL): %w", err)
+	}
+	defer notifyd.Close()
+	rdb, _, err := config.Redis(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(redisOpt)
 	defer rdb.Close()
 	client := notifier.NewFromRedisClient(rdb,
+		notifier.WithReplicaAck(cfg.RelayReplicaAck, relayAckTimeout),
 		notifier.WithOutboxTable(cfg.OutboxTable),
 		notifier.WithMaxPayloadSize(cfg.MaxPayload),
 		// The relay re-validates rows; with any private target allowed it
@@ -51,7 +62,8 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		notifier.WithAllowPrivateTargets(cfg.Targets.AllowPrivate || len(cfg.Targets.Allow) > 0),
 	)
 	defer client.Close()
-	relay := notifier.NewRelay(pool, client, notifier.WithRelayLogger(logger))
+	relay := notifier.NewRelay(pool, client, notifier.WithRelayLogger(logger),
+		notifier.WithRelayConfirmer(notifier.DatabaseConfirmer(notifyd.Pool())))
 	return runAll(ctx, []func(context.Context) error{
 		relay.Run,
 		func(ctx context.Context) error {

@@ -65,6 +65,7 @@ func TestRelayCommand(t *testing.T) {
 	if err := notifier.MigrateOutbox(ctx, pool, ""); err != nil {
 		t.Fatal(err)
 	}
+	notifydURL := testenv.Database(t) // notifyd's own, which the relay confirms against
 	ropt := testenv.Redis(t)
 	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
@@ -86,7 +87,7 @@ func TestRelayCommand(t *testing.T) {
 	var logs bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(rctx, []string{"relay", "-outbox-database-url", url,
+		done <- run(rctx, []string{"relay", "-outbox-database-url", url, "-database-url", notifydURL,
 			"-redis-url", fmt.Sprintf("redis://%s/%d", ropt.Addr, ropt.DB),
 			"-http-addr", freeAddr(t), "-log-format", "text"}, &logs, &logs)
 	}()

@@ -3,6 +3,9 @@
 // that always answers 500), registers them, sends notifications to both
 // through the HTTP ingest API, and prints each notification's life:
 // attempts, outcome, timing. scripts/demo.sh starts notifyd, then runs it.
+//
+// It uses only the public HTTP API and query/webhook, like a user's own code
+// would.
 package main
 
 import (

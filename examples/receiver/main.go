@@ -3,6 +3,8 @@
 // notification id (deliveries are at-least-once), and answers 204.
 //
 //	NOTIFYD_SIGNING_SECRET=whsec_... go run ./examples/receiver -addr 127.0.0.1:9001
+//
+// It uses only query/webhook, like a merchant's own code would.
 package main
 
 import (

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/netguard"
+	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/redis/go-redis/v9"
 )
@@ -43,6 +45,9 @@ type Config struct {
 	// Outbox relay (`notifyd relay`): the producer's database and table.
 	OutboxDatabaseURL string
 	OutboxTable       string
+	// RelayReplicaAck > 0: the relay marks a row sent only once that many
+	// Redis replicas have the notification (notifier.WithReplicaAck).
+	RelayReplicaAck int
 
 	// Cron schedules (robfig/cron syntax, with optional seconds field).
 	RedriveSchedule   string
@@ -96,6 +101,8 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&c.LogFormat, "log-format", "NOTIFYD_LOG_FORMAT", "json", "json or text")
 	str(&c.OutboxDatabaseURL, "outbox-database-url", "NOTIFYD_OUTBOX_DATABASE_URL", "", "relay: PostgreSQL URL of the producer database holding the outbox")
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
+	var relayAck string
+	str(&relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -149,6 +156,8 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	check("NOTIFYD_MAX_PAYLOAD_BYTES", err)
 	c.NoMigrate, err = strconv.ParseBool(noMigrate)
 	check("NOTIFYD_NO_MIGRATE", err)
+	c.RelayReplicaAck, err = strconv.Atoi(relayAck)
+	check("NOTIFYD_RELAY_REPLICA_ACK", err)
 	c.Retention, err = time.ParseDuration(retention)
 	check("NOTIFYD_RETENTION", err)
 	check("NOTIFYD_LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(logLevel)))
@@ -175,18 +184,27 @@ func FromEnv(name string, args []string) (*Config, error) {
 	return Load(name, args, os.Getenv, os.Stderr)
 }
 
-// RedisOptions parses a Redis URL (redis://, rediss:// or unix://) for
-// notifyd's clients. Unless the URL asks for a protocol (?protocol=3), it
-// speaks RESP2: notifyd uses nothing of RESP3, and go-redis checks every
-// RESP3 connection for pending push notifications around each command,
-// which measured about 5 % of a worker's CPU.
+// Redis turns a Redis URL (NOTIFYD_REDIS_URL: one server, TLS, ACL user or
+// Sentinel; see internal/redisurl) into the go-redis client every notifyd
+// component uses for its own keys and shares with Asynq
+// (asynq.NewClientFromRedisClient), and the equivalent Asynq RedisConnOpt
+// (RedisFailoverClientOpt for Sentinel) for code that lets Asynq connect by
+// itself. The caller closes the client.
+func Redis(url string) (*redis.Client, asynq.RedisConnOpt, error) {
+	c, err := redisurl.Parse(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Client(), c.AsynqOpt(), nil
+}
+
+// RedisOptions parses a one-server Redis URL (redis://, rediss:// or
+// unix://); a Sentinel URL is an error (redisurl.ErrNotSingleNode). Tools
+// that need *redis.Options (the benchmark) use it; notifyd itself uses Redis.
 func RedisOptions(url string) (*redis.Options, error) {
-	opt, err := redis.ParseURL(url)
+	c, err := redisurl.Parse(url)
 	if err != nil {
 		return nil, err
 	}
-	if opt.Protocol == 0 {
-		opt.Protocol = 2
-	}
-	return opt, nil
+	return c.SingleNode()
 }

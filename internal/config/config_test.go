@@ -1,6 +1,10 @@
 package config
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/hibiken/asynq"
+)
 
 func TestRedisOptions(t *testing.T) {
 	t.Parallel()
@@ -29,5 +33,44 @@ func TestRedisOptions(t *testing.T) {
 		if opt.Protocol != tt.wantProtocol || opt.DB != tt.wantDB {
 			t.Errorf("%s: protocol %d db %d, want %d and %d", tt.url, opt.Protocol, opt.DB, tt.wantProtocol, tt.wantDB)
 		}
+	}
+}
+
+// TestRedis checks that the one constructor gives a failover client and
+// Asynq's failover option for a Sentinel URL, and a plain pair otherwise.
+func TestRedis(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		url      string
+		sentinel bool
+		wantErr  bool
+	}{
+		{url: "redis://127.0.0.1:6379/0"},
+		{url: "rediss://app:pw@127.0.0.1:6380/1"},
+		{url: "redis://127.0.0.1:26379/0?master_name=mymaster&addr=127.0.0.1:26380&password=pw", sentinel: true},
+		{url: "redis://127.0.0.1:26379/0?master_name=mymaster&bogus=1", wantErr: true},
+	}
+	for _, tt := range tests {
+		rdb, opt, err := Redis(tt.url)
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("%s: want an error", tt.url)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.url, err)
+		}
+		_, isFailover := opt.(asynq.RedisFailoverClientOpt)
+		_, isSingle := opt.(asynq.RedisClientOpt)
+		if isFailover != tt.sentinel || isSingle == tt.sentinel {
+			t.Errorf("%s: Asynq option %T, sentinel %v", tt.url, opt, tt.sentinel)
+		}
+		// A failover client's address is the master's, learned from the
+		// sentinels: go-redis names it "FailoverClient" until connected.
+		if got := rdb.Options().Addr == "FailoverClient"; got != tt.sentinel {
+			t.Errorf("%s: client address %q, sentinel %v", tt.url, rdb.Options().Addr, tt.sentinel)
+		}
+		rdb.Close()
 	}
 }

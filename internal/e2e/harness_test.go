@@ -14,8 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
-	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/notifier"
 	"github.com/notifyd/notifyd/query"
@@ -29,33 +29,30 @@ const (
 
 // stack is a whole notifyd in one test: API, worker, Go client.
 type stack struct {
-	*apitest.Stack
+	*notifydtest.Stack
 	t        *testing.T
 	store    *store.Store
 	rdb      *redis.Client
 	notifier *notifier.Client
 }
 
-type stackOption = apitest.Option
+type stackOption = notifydtest.Option
+
+var (
+	withWorker  = notifydtest.WithWorker
+	withTargets = notifydtest.WithTargets
+)
 
 func withTimeout(d time.Duration) stackOption {
-	return func(w *worker.Config, _ *query.Config) { w.DefaultTimeout = d }
-}
-
-func withWorker(f func(*worker.Config)) stackOption {
-	return func(w *worker.Config, _ *query.Config) { f(w) }
-}
-
-func withTargets(p netguard.Policy) stackOption {
-	return func(w *worker.Config, q *query.Config) { w.Targets, q.Targets = p, p }
+	return withWorker(func(w *worker.Config) { w.DefaultTimeout = d })
 }
 
 // newStack runs the service as production does, circuit breaker included,
-// with 20 workers and apitest's fast retry schedule.
+// with 20 workers and notifydtest's fast retry schedule.
 func newStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	defaults := func(w *worker.Config, _ *query.Config) { w.Concurrency, w.Breaker = 20, worker.BreakerConfig{} }
-	s := apitest.Start(t, append([]stackOption{defaults}, opts...)...)
+	s := notifydtest.Start(t, append([]stackOption{defaults}, opts...)...)
 	n := notifier.NewFromRedisClient(s.Redis, notifier.WithAllowPrivateTargets(true))
 	t.Cleanup(func() { n.Close() })
 	return &stack{Stack: s, t: t, store: s.Store, rdb: s.Redis, notifier: n}
@@ -65,11 +62,9 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 // out (if not nil). It returns the status code and the raw body.
 func (s *stack) call(method, path, token string, body any, out any) (int, []byte) {
 	s.t.Helper()
-	code, raw := s.Do(method, path, token, body)
-	if out != nil && code < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
+	code, raw, err := s.Try(method, path, token, body, out)
+	if err != nil {
+		s.t.Fatal(err)
 	}
 	return code, raw
 }

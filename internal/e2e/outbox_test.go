@@ -26,7 +26,6 @@ import (
 
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/testenv"
-	"github.com/notifyd/notifyd/internal/testhooks"
 	"github.com/notifyd/notifyd/notifier"
 )
 
@@ -37,6 +36,8 @@ type producer struct {
 	url    string
 	pool   *pgxpool.Pool
 	client *notifier.Client
+	// notifyd is notifyd's database, which the relay confirms against.
+	notifyd *store.Store
 }
 
 func newProducer(t *testing.T, s *stack) *producer {
@@ -49,7 +50,7 @@ func newProducer(t *testing.T, s *stack) *producer {
 	if _, err := pool.Exec(ctx, `CREATE TABLE orders (id text PRIMARY KEY, status text NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	return &producer{t: t, url: url, pool: pool, client: s.notifier}
+	return &producer{t: t, url: url, pool: pool, client: s.notifier, notifyd: s.store}
 }
 
 // pay records an order as paid and its notification in one transaction,
@@ -88,12 +89,15 @@ func (p *producer) tryPay(receiverID, order string, commit bool) (string, error)
 	return id, err
 }
 
-// relay runs a relay in this process until the test ends.
+// relay runs a relay in this process until the test ends. It confirms
+// through notifyd's database, as `notifyd relay` does.
 func (p *producer) relay(opts ...notifier.RelayOption) {
 	p.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	r := notifier.NewRelay(p.pool, p.client, append([]notifier.RelayOption{notifier.WithRelayPollInterval(100 * time.Millisecond)}, opts...)...)
+	defaults := []notifier.RelayOption{notifier.WithRelayPollInterval(100 * time.Millisecond),
+		notifier.WithRelayConfirmer(notifier.DatabaseConfirmer(p.notifyd.Pool()))}
+	r := notifier.NewRelay(p.pool, p.client, append(defaults, opts...)...)
 	go func() { done <- r.Run(ctx) }()
 	p.t.Cleanup(func() {
 		cancel()
@@ -210,20 +214,25 @@ func TestOutboxCommitDeliversOnceRollbackNever(t *testing.T) {
 
 // Environment of the child process that runs a relay to be killed.
 const (
-	relayChildEnv   = "NOTIFYD_E2E_RELAY_CHILD"
-	relayChildDB    = "NOTIFYD_E2E_RELAY_DB"
-	relayChildRedis = "NOTIFYD_E2E_RELAY_REDIS"
+	relayChildEnv     = "NOTIFYD_E2E_RELAY_CHILD"
+	relayChildDB      = "NOTIFYD_E2E_RELAY_DB"
+	relayChildNotifyd = "NOTIFYD_E2E_RELAY_NOTIFYD_DB"
+	relayChildRedis   = "NOTIFYD_E2E_RELAY_REDIS"
 )
 
 // relayChild is the killed relay: it enqueues a batch, announces it on
 // stdout and stops before marking the rows sent, until SIGKILL.
 func relayChild(t *testing.T) {
-	testhooks.OutboxAfterEnqueue = func(ids []int64) {
+	stop := notifier.WithRelayAfterEnqueue(func(ids []int64) {
 		fmt.Printf("ENQUEUED %d\n", len(ids))
 		time.Sleep(time.Hour)
-	}
+	})
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, os.Getenv(relayChildDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifyd, err := pgxpool.New(ctx, os.Getenv(relayChildNotifyd))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +240,8 @@ func relayChild(t *testing.T) {
 	n, _ := strconv.Atoi(db)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: n})
 	client := notifier.NewFromRedisClient(rdb, notifier.WithAllowPrivateTargets(true))
-	err = notifier.NewRelay(pool, client, notifier.WithRelayPollInterval(100*time.Millisecond)).Run(ctx)
+	err = notifier.NewRelay(pool, client, notifier.WithRelayPollInterval(100*time.Millisecond),
+		notifier.WithRelayConfirmer(notifier.DatabaseConfirmer(notifyd)), stop).Run(ctx)
 	t.Fatalf("relay returned instead of being killed: %v", err)
 }
 
@@ -268,7 +278,7 @@ func TestOutboxRelayKilledBetweenEnqueueAndMark(t *testing.T) {
 
 	opt := s.rdb.Options()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxRelayKilledBetweenEnqueueAndMark$", "-test.count=1")
-	cmd.Env = append(os.Environ(), relayChildEnv+"=1", relayChildDB+"="+p.url,
+	cmd.Env = append(os.Environ(), relayChildEnv+"=1", relayChildDB+"="+p.url, relayChildNotifyd+"="+s.store.Pool().Config().ConnString(),
 		fmt.Sprintf("%s=%s/%d", relayChildRedis, opt.Addr, opt.DB))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -16,7 +16,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/notifyd/notifyd/internal/apitest"
+	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/signing"
 	"github.com/notifyd/notifyd/internal/store"
@@ -299,8 +299,8 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	id := s.send(r.ID, "redirected", map[string]any{"n": 1})
 	n := s.waitStatus(id, store.StatusFailed, 20*time.Second)
 	as := s.attempts(id)
-	if len(as) != n.Attempts || len(as) != apitest.FastRetry().MaxAttempts {
-		t.Fatalf("%d attempts on record, want %d", len(as), apitest.FastRetry().MaxAttempts)
+	if len(as) != n.Attempts || len(as) != notifydtest.FastRetry().MaxAttempts {
+		t.Fatalf("%d attempts on record, want %d", len(as), notifydtest.FastRetry().MaxAttempts)
 	}
 	for _, a := range as {
 		if a.Outcome != store.OutcomeFailure || a.StatusCode != http.StatusFound {

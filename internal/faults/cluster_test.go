@@ -1,11 +1,8 @@
 package faults
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
@@ -104,53 +102,23 @@ func (c *cluster) start(command string, extra map[string]string) (*proc, string)
 
 // api is a client of a running notifyd API.
 type api struct {
-	t      *testing.T
-	base   string
-	client *http.Client
+	*apitest.Client
+	t *testing.T
 }
 
 func (c *cluster) startAPI() (*proc, *api) {
 	c.t.Helper()
 	p, base := c.start("api", nil)
-	return p, &api{t: c.t, base: base, client: &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
-	}}
-}
-
-func (a *api) call(method, path, token string, body any, out any) (int, []byte, error) {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return 0, nil, err
-	}
-	req, err := http.NewRequest(method, a.base+path, bytes.NewReader(raw))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, err
-	}
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, b, fmt.Errorf("decode %s: %w", b, err)
-		}
-	}
-	return resp.StatusCode, b, nil
+	client := apitest.NewClient(c.t, base)
+	client.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	return p, &api{Client: client, t: c.t}
 }
 
 // createReceiver registers callbackURL and returns the receiver id.
 func (a *api) createReceiver(name, callbackURL string) string {
 	a.t.Helper()
 	var out struct{ ID string }
-	code, raw, err := a.call("POST", "/v1/receivers", adminToken, map[string]any{"name": name, "callback_url": callbackURL}, &out)
+	code, raw, err := a.Try("POST", "/v1/receivers", adminToken, map[string]any{"name": name, "callback_url": callbackURL}, &out)
 	if err != nil || code != http.StatusCreated {
 		a.t.Fatalf("create receiver: %d %s %v", code, raw, err)
 	}
@@ -172,7 +140,7 @@ func (a *api) ingestAll(receivers []string, n, workers int) []string {
 			defer wg.Done()
 			for i := range next {
 				var out struct{ ID string }
-				code, raw, err := a.call("POST", "/v1/notifications", producerToken, map[string]any{
+				code, raw, err := a.Try("POST", "/v1/notifications", producerToken, map[string]any{
 					"receiver_id": receivers[i%len(receivers)], "event_type": "trade.paid",
 					"idempotency_key": "order-" + strconv.Itoa(i), "payload": map[string]any{"i": i},
 				}, &out)

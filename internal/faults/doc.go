@@ -8,4 +8,6 @@
 //
 // The tests take a few minutes in all; NOTIFYD_SKIP_FAULT_TESTS=1 skips them.
 // Proxy, the TCP proxy that cuts the database off, is the only non-test code.
+//
+// No production code depends on this package.
 package faults

@@ -1,6 +1,9 @@
 // Package metrics defines notifyd's Prometheus metrics in one place, so an
 // operator can read the full list here. Labels are kept low-cardinality: no
 // receiver or notification ids (those belong in logs and the query API).
+//
+// It only declares metrics; it must not record them on its own or import
+// notifyd's other packages, so every package can use it.
 package metrics
 
 import (

@@ -16,6 +16,9 @@
 // uses a proxy (http.ProxyFromEnvironment picks one up from HTTP_PROXY), that
 // address is the proxy's, and the callback host is resolved by the proxy,
 // outside this package's reach. Delivery transports must set Proxy to nil.
+//
+// It decides which addresses may be dialled; it must not send requests or
+// know about receivers: callers build their transports with it.
 package netguard
 
 import (

@@ -5,6 +5,9 @@
 // Postgres is the source of truth. The API publishes every change, and every
 // notifyd process re-publishes the whole table periodically, so a Redis that
 // restarted empty is filled again within one sync interval.
+//
+// It must not be trusted as the source of truth: a receiver missing from the
+// mirror may still exist, and workers check Postgres.
 package registry
 
 import (

@@ -4,6 +4,8 @@
 // with jitter) or an explicit list of intervals, so that schedules such as
 // WeChat Pay's can be copied exactly. Attempt numbers start at 1; attempt 1 is
 // sent at once and Delay(k) is the wait between attempt k and attempt k+1.
+//
+// It is pure computation: it must not sleep, enqueue or touch a store.
 package retry
 
 import (

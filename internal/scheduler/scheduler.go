@@ -17,6 +17,9 @@
 // "*/30 * * * * *", "@every 1m", "@daily") in UTC; "off" disables a job.
 // Each job is also a method (RunRedrive, RunRetention, RunSummary) that runs
 // it once, now, under the same lock.
+//
+// The jobs' SQL lives in internal/store; this package must not deliver
+// notifications itself (a re-drive only queues tasks for the workers).
 package scheduler
 
 import (
@@ -25,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -126,7 +130,39 @@ type Scheduler struct {
 	// afterLock, when set (tests), runs once a job holds its lock, before
 	// the job's work.
 	afterLock func(job string)
+	// hold is the least time a run keeps its lock (see lockHold): set by
+	// Run, zero for runs called directly.
+	hold atomic.Int64
 }
+
+// Several replicas wake for the same tick a few milliseconds apart. A run
+// keeps its job's lock at least lockHold, so that a replica waking late for
+// the same tick finds it held and skips, instead of running the tick again
+// after a short run; it is shorter than the shortest interval (1 s).
+const lockHold = 500 * time.Millisecond
+
+// holdLock waits until the run that started at start has held its lock for
+// the hold time.
+func (s *Scheduler) holdLock(ctx context.Context, start time.Time) {
+	rest := time.Duration(s.hold.Load()) - time.Since(start)
+	if rest <= 0 {
+		return
+	}
+	t := time.NewTimer(rest)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// alignedEvery is "@every" on the wall clock: ticks at multiples of the
+// interval, so replicas started at different times share them (robfig/cron
+// counts from each process's start, which gives every replica ticks of its
+// own and the job a run per replica per interval).
+type alignedEvery cron.ConstantDelaySchedule
+
+func (e alignedEvery) Next(t time.Time) time.Time { return t.Truncate(e.Delay).Add(e.Delay) }
 
 type job struct {
 	name     string
@@ -164,6 +200,9 @@ func New(st *store.Store, queue tasks.Enqueuer, cfg Config) (*Scheduler, error) 
 			if err != nil {
 				errs = append(errs, fmt.Errorf("scheduler: %s schedule %q: %w", sp.name, sp.spec, err))
 			}
+			if every, ok := sched.(cron.ConstantDelaySchedule); ok {
+				sched = alignedEvery(every)
+			}
 			j.schedule = sched
 		}
 		s.jobs = append(s.jobs, j)
@@ -200,6 +239,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		scheduled = append(scheduled, j.name)
 	}
+	s.hold.Store(int64(lockHold))
 	c.Start()
 	s.logger.Info("scheduler started", "jobs", scheduled, "redrive_schedule", s.cfg.RedriveSchedule,
 		"retention_schedule", s.cfg.RetentionSchedule, "summary_schedule", s.cfg.SummarySchedule, "retention", s.cfg.Retention)
@@ -240,6 +280,7 @@ func (s *Scheduler) locked(ctx context.Context, name string, key int64, work fun
 		s.afterLock(name)
 	}
 	start := time.Now()
+	defer s.holdLock(ctx, start)
 	attrs, err := work(ctx)
 	took = time.Since(start)
 	metrics.JobDuration.WithLabelValues(name).Observe(took.Seconds())

@@ -6,6 +6,8 @@
 // Receivers verify with the official libraries, so the byte layout here must
 // match the specification exactly; the tests pin it against the reference Go
 // implementation.
+//
+// It must not log or return the secrets it is given.
 package signing
 
 import (

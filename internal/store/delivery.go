@@ -34,7 +34,7 @@ func (s *Store) DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.U
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, status, attempts, max_attempts, next_attempt_at, created_at
-		FROM notifications WHERE id = ANY($1)`, keys)
+		FROM notifications WHERE id = ANY($1)`, customPlan, keys)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d deliveries: %w", len(ids), err)
 	}
@@ -120,6 +120,75 @@ func (s *Store) RecordAttempts(ctx context.Context, batch []AttemptRecord) error
 // at that moment), so that neither the attempt nor the update could be
 // applied. A new statement sees the row.
 func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]AttemptRecord, error) {
+	rows, err := s.pool.Query(ctx, recordAttemptsSQL, attemptColumns(batch)...)
+	if err != nil {
+		return nil, err
+	}
+	again, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil || len(again) == 0 {
+		return nil, err
+	}
+	var retry []AttemptRecord
+	for _, r := range batch {
+		if slices.Contains(again, r.NotificationID) {
+			retry = append(retry, r)
+		}
+	}
+	return retry, nil
+}
+
+// recordAttemptsSQL is RecordAttempts' statement over the columns of
+// attemptColumns. created: notifications written in their state after the
+// attempt. ins: the attempts, for notifications created here or visible (a
+// missing one would fail the foreign key). The UPDATE applies each inserted
+// attempt to a notification that existed. The SELECT names the records to
+// run again (see recordAttempts).
+const recordAttemptsSQL = `
+		WITH u AS (
+			SELECT * FROM unnest($1::uuid[], $2::int2[], $3::timestamptz[], $4::int4[], $5::int2[],
+				$6::text[]::attempt_outcome[], $7::text[], $8::text[], $9::text[]::notification_status[], $10::timestamptz[],
+				$11::bool[], $12::uuid[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::int2[])
+				AS u(id, no, started, ms, code, outcome, err, body, status, next,
+					create_it, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts)
+		), created AS (
+			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
+				created_at, status, attempts, next_attempt_at, delivered_at, last_attempt_at, last_status_code, last_error)
+			SELECT id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
+				now(), status, greatest(no, 0), CASE WHEN status = 'pending' THEN next END,
+				CASE WHEN status = 'delivered' THEN started + make_interval(secs => ms / 1000.0) END,
+				CASE WHEN no <> 0 THEN started END, code, err
+			FROM u WHERE create_it
+			ON CONFLICT DO NOTHING
+			RETURNING id
+		), ins AS (
+			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, error, response_body)
+			SELECT id, no, started, ms, code, outcome, err, body FROM u
+			WHERE no <> 0 AND (NOT create_it OR EXISTS (SELECT FROM created c WHERE c.id = u.id)
+				OR EXISTS (SELECT FROM notifications n WHERE n.id = u.id))
+			ON CONFLICT DO NOTHING
+			RETURNING notification_id, attempt_no
+		), upd AS (
+			UPDATE notifications n SET
+				attempts = CASE WHEN u.no > 0 THEN greatest(n.attempts, u.no) ELSE n.attempts END,
+				status = ` + newStatus + `,
+				next_attempt_at = CASE WHEN ` + newStatus + ` <> 'pending' THEN NULL
+					WHEN u.no > 0 THEN u.next ELSE n.next_attempt_at END,
+				delivered_at = CASE WHEN n.delivered_at IS NULL AND ` + newStatus + ` = 'delivered'
+					THEN u.started + make_interval(secs => u.ms / 1000.0) ELSE n.delivered_at END,
+				last_attempt_at = greatest(n.last_attempt_at, u.started),
+				last_status_code = CASE WHEN n.last_attempt_at > u.started THEN n.last_status_code ELSE u.code END,
+				last_error = CASE WHEN n.last_attempt_at > u.started THEN n.last_error ELSE u.err END
+			FROM u
+			JOIN ins ON ins.notification_id = u.id AND ins.attempt_no = u.no
+			WHERE n.id = u.id AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
+		)
+		SELECT u.id FROM u
+		WHERE create_it AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
+			AND NOT EXISTS (SELECT FROM notifications n WHERE n.id = u.id)`
+
+// attemptColumns spreads a batch into the column arrays recordAttemptsSQL
+// unnests, in its parameters' order.
+func attemptColumns(batch []AttemptRecord) []any {
 	n := len(batch)
 	ids := make([][16]byte, n)
 	nos := make([]int16, n)
@@ -162,67 +231,6 @@ func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]At
 			urls[i], payloads[i], maxAttempts[i] = nullIfEmpty(c.CallbackURL), c.Payload, int16(c.MaxAttempts)
 		}
 	}
-	// created: notifications written in their state after the attempt. ins:
-	// the attempts, for notifications created here or visible (a missing one
-	// would fail the foreign key). The UPDATE applies each inserted attempt
-	// to a notification that existed. The SELECT names the records to run
-	// again (see above).
-	rows, err := s.pool.Query(ctx, `
-		WITH u AS (
-			SELECT * FROM unnest($1::uuid[], $2::int2[], $3::timestamptz[], $4::int4[], $5::int2[],
-				$6::text[]::attempt_outcome[], $7::text[], $8::text[], $9::text[]::notification_status[], $10::timestamptz[],
-				$11::bool[], $12::uuid[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::int2[])
-				AS u(id, no, started, ms, code, outcome, err, body, status, next,
-					create_it, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts)
-		), created AS (
-			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
-				created_at, status, attempts, next_attempt_at, delivered_at, last_attempt_at, last_status_code, last_error)
-			SELECT id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
-				now(), status, greatest(no, 0), CASE WHEN status = 'pending' THEN next END,
-				CASE WHEN status = 'delivered' THEN started + make_interval(secs => ms / 1000.0) END,
-				CASE WHEN no <> 0 THEN started END, code, err
-			FROM u WHERE create_it
-			ON CONFLICT DO NOTHING
-			RETURNING id
-		), ins AS (
-			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, error, response_body)
-			SELECT id, no, started, ms, code, outcome, err, body FROM u
-			WHERE no <> 0 AND (NOT create_it OR EXISTS (SELECT FROM created c WHERE c.id = u.id)
-				OR EXISTS (SELECT FROM notifications n WHERE n.id = u.id))
-			ON CONFLICT DO NOTHING
-			RETURNING notification_id, attempt_no
-		), upd AS (
-			UPDATE notifications n SET
-				attempts = CASE WHEN u.no > 0 THEN greatest(n.attempts, u.no) ELSE n.attempts END,
-				status = `+newStatus+`,
-				next_attempt_at = CASE WHEN `+newStatus+` <> 'pending' THEN NULL
-					WHEN u.no > 0 THEN u.next ELSE n.next_attempt_at END,
-				delivered_at = CASE WHEN n.delivered_at IS NULL AND `+newStatus+` = 'delivered'
-					THEN u.started + make_interval(secs => u.ms / 1000.0) ELSE n.delivered_at END,
-				last_attempt_at = greatest(n.last_attempt_at, u.started),
-				last_status_code = CASE WHEN n.last_attempt_at > u.started THEN n.last_status_code ELSE u.code END,
-				last_error = CASE WHEN n.last_attempt_at > u.started THEN n.last_error ELSE u.err END
-			FROM u
-			JOIN ins ON ins.notification_id = u.id AND ins.attempt_no = u.no
-			WHERE n.id = u.id AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
-		)
-		SELECT u.id FROM u
-		WHERE create_it AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
-			AND NOT EXISTS (SELECT FROM notifications n WHERE n.id = u.id)`,
-		ids, nos, started, durations, codes, outcomes, errs, bodies, statuses, nexts,
-		creates, receivers, types, keys, urls, payloads, maxAttempts)
-	if err != nil {
-		return nil, err
-	}
-	again, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil || len(again) == 0 {
-		return nil, err
-	}
-	var retry []AttemptRecord
-	for _, r := range batch {
-		if slices.Contains(again, r.NotificationID) {
-			retry = append(retry, r)
-		}
-	}
-	return retry, nil
+	return []any{ids, nos, started, durations, codes, outcomes, errs, bodies, statuses, nexts,
+		creates, receivers, types, keys, urls, payloads, maxAttempts}
 }

@@ -206,101 +206,12 @@ func scanNotificationRows(rows pgx.Rows, capacity int) ([]*Notification, error) 
 		return scanNotifications(rows)
 	}
 	defer rows.Close()
-	capacity = max(capacity, 1)
-	// Rows, and what their pointer fields point to, live in blocks; a full
-	// block is left to the rows pointing into it and a new one started.
-	var ns []Notification
-	var times []time.Time
-	var codes []int
-	newTime := func(t time.Time) *time.Time {
-		if len(times) == cap(times) {
-			times = make([]time.Time, 0, 3*capacity)
-		}
-		times = append(times, t)
-		return &times[len(times)-1]
-	}
-	out := make([]*Notification, 0, capacity)
-	var eventType string // usually the same on every row of a page
+	d := pageDecoder{capacity: max(capacity, 1)}
+	out := make([]*Notification, 0, d.capacity)
 	for rows.Next() {
-		v := rows.RawValues()
-		if len(v) != len(wireColumns) {
-			return nil, fmt.Errorf("scan notification: %d columns", len(v))
-		}
-		if len(ns) == cap(ns) {
-			ns = make([]Notification, 0, capacity)
-		}
-		ns = append(ns, Notification{})
-		n := &ns[len(ns)-1]
-		var err error
-		if n.ID, err = wireUUID(v[0]); err != nil {
+		n, err := d.decode(rows.RawValues())
+		if err != nil {
 			return nil, err
-		}
-		if n.ReceiverID, err = wireUUID(v[1]); err != nil {
-			return nil, err
-		}
-		if v[2] == nil || v[3] == nil || v[6] == nil {
-			return nil, errors.New("scan notification: NULL in a NOT NULL column")
-		}
-		if string(v[2]) != eventType {
-			eventType = string(v[2])
-		}
-		n.EventType = eventType
-		n.IdempotencyKey = string(v[3])
-		if v[4] != nil {
-			u := string(v[4])
-			n.CallbackURL = &u
-		}
-		if v[5] != nil {
-			n.Payload = make([]byte, len(v[5]))
-			copy(n.Payload, v[5])
-		}
-		switch string(v[6]) {
-		case StatusPending:
-			n.Status = StatusPending
-		case StatusDelivered:
-			n.Status = StatusDelivered
-		case StatusFailed:
-			n.Status = StatusFailed
-		case StatusCancelled:
-			n.Status = StatusCancelled
-		default:
-			n.Status = string(v[6])
-		}
-		if n.Attempts, err = wireInt2(v[7]); err != nil {
-			return nil, err
-		}
-		if n.MaxAttempts, err = wireInt2(v[8]); err != nil {
-			return nil, err
-		}
-		if v[9] == nil {
-			return nil, errors.New("scan notification: NULL created_at")
-		}
-		if n.CreatedAt, err = wireTime(v[9]); err != nil {
-			return nil, err
-		}
-		for i, dst := range [...]**time.Time{&n.NextAttemptAt, &n.LastAttemptAt, &n.DeliveredAt} {
-			if raw := v[10+i]; raw != nil {
-				t, err := wireTime(raw)
-				if err != nil {
-					return nil, err
-				}
-				*dst = newTime(t)
-			}
-		}
-		if v[13] != nil {
-			code, err := wireInt2(v[13])
-			if err != nil {
-				return nil, err
-			}
-			if len(codes) == cap(codes) {
-				codes = make([]int, 0, capacity)
-			}
-			codes = append(codes, code)
-			n.LastStatusCode = &codes[len(codes)-1]
-		}
-		if v[14] != nil {
-			e := string(v[14])
-			n.LastError = &e
 		}
 		out = append(out, n)
 	}
@@ -308,6 +219,115 @@ func scanNotificationRows(rows pgx.Rows, capacity int) ([]*Notification, error) 
 		return nil, err
 	}
 	return out, nil
+}
+
+// pageDecoder decodes the rows of one page. Rows, and what their pointer
+// fields point to, live in blocks; a full block is left to the rows
+// pointing into it and a new one started.
+type pageDecoder struct {
+	capacity  int
+	ns        []Notification
+	times     []time.Time
+	codes     []int
+	eventType string // usually the same on every row of a page
+}
+
+func (d *pageDecoder) newTime(t time.Time) *time.Time {
+	if len(d.times) == cap(d.times) {
+		d.times = make([]time.Time, 0, 3*d.capacity)
+	}
+	d.times = append(d.times, t)
+	return &d.times[len(d.times)-1]
+}
+
+func (d *pageDecoder) newCode(c int) *int {
+	if len(d.codes) == cap(d.codes) {
+		d.codes = make([]int, 0, d.capacity)
+	}
+	d.codes = append(d.codes, c)
+	return &d.codes[len(d.codes)-1]
+}
+
+// decode reads one row's raw values, in wireColumns' form.
+func (d *pageDecoder) decode(v [][]byte) (*Notification, error) {
+	if len(v) != len(wireColumns) {
+		return nil, fmt.Errorf("scan notification: %d columns", len(v))
+	}
+	if v[2] == nil || v[3] == nil || v[6] == nil || v[9] == nil {
+		return nil, errors.New("scan notification: NULL in a NOT NULL column")
+	}
+	if len(d.ns) == cap(d.ns) {
+		d.ns = make([]Notification, 0, d.capacity)
+	}
+	d.ns = append(d.ns, Notification{})
+	n := &d.ns[len(d.ns)-1]
+	var err error
+	if n.ID, err = wireUUID(v[0]); err != nil {
+		return nil, err
+	}
+	if n.ReceiverID, err = wireUUID(v[1]); err != nil {
+		return nil, err
+	}
+	if string(v[2]) != d.eventType {
+		d.eventType = string(v[2])
+	}
+	n.EventType = d.eventType
+	n.IdempotencyKey = string(v[3])
+	if v[4] != nil {
+		u := string(v[4])
+		n.CallbackURL = &u
+	}
+	if v[5] != nil {
+		n.Payload = make([]byte, len(v[5]))
+		copy(n.Payload, v[5])
+	}
+	n.Status = internStatus(v[6])
+	if n.Attempts, err = wireInt2(v[7]); err != nil {
+		return nil, err
+	}
+	if n.MaxAttempts, err = wireInt2(v[8]); err != nil {
+		return nil, err
+	}
+	if n.CreatedAt, err = wireTime(v[9]); err != nil {
+		return nil, err
+	}
+	for i, dst := range [...]**time.Time{&n.NextAttemptAt, &n.LastAttemptAt, &n.DeliveredAt} {
+		if raw := v[10+i]; raw != nil {
+			t, err := wireTime(raw)
+			if err != nil {
+				return nil, err
+			}
+			*dst = d.newTime(t)
+		}
+	}
+	if v[13] != nil {
+		code, err := wireInt2(v[13])
+		if err != nil {
+			return nil, err
+		}
+		n.LastStatusCode = d.newCode(code)
+	}
+	if v[14] != nil {
+		e := string(v[14])
+		n.LastError = &e
+	}
+	return n, nil
+}
+
+// internStatus returns the status constant for a status label, so that a
+// page's rows share four strings instead of allocating one each.
+func internStatus(b []byte) string {
+	switch string(b) {
+	case StatusPending:
+		return StatusPending
+	case StatusDelivered:
+		return StatusDelivered
+	case StatusFailed:
+		return StatusFailed
+	case StatusCancelled:
+		return StatusCancelled
+	}
+	return string(b)
 }
 
 // wireColumns is the wire form scanNotificationRows decodes, column by

@@ -192,7 +192,9 @@ func listShapes(now time.Time) []shape {
 // is served from an index: on a million notifications, no statement the
 // query API issues may plan a sequential scan of notifications, neither
 // with its actual arguments (custom plan) nor as the generic plan Postgres
-// switches to for a prepared statement run many times.
+// switches to for a prepared statement run many times. The session is a
+// plain pool (no planner settings) and the table is analyzed after the load,
+// as autovacuum would.
 func TestListQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	_, pool := testenv.Pool(t)

@@ -1,5 +1,11 @@
 // Package store is notifyd's PostgreSQL data layer: every SQL statement the
-// service runs lives here, behind methods named for what they mean.
+// service runs lives here, behind methods named for what they mean, and so
+// does the choice of how each is planned (see customPlan).
+//
+// It must not reach Redis or the task queue, nor speak HTTP, nor decide
+// delivery policy (when to retry, what a receiver's answer means): callers pass the
+// outcome in and get rows out. It must not change a session's settings: the
+// pool may sit behind a transaction-mode PgBouncer.
 package store
 
 import (
@@ -43,19 +49,9 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		// Postgres's default max_connections of 100.
 		cfg.MaxConns = 16
 	}
-	// Every statement notifyd runs finds its rows through an index. Postgres
-	// caches a generic plan per prepared statement, chosen on the table
-	// statistics of the moment; when the table is still small (a new
-	// deployment, the first minute before autovacuum analyzes it, or a
-	// server with autovacuum off) that plan is a sequential scan, kept while
-	// the table grows: in the benchmark the worker's look-ups by id scanned
-	// the whole table and cost Postgres a third more CPU per notification.
-	// Turning sequential scans off for notifyd's sessions makes the planner
-	// take the index whatever the statistics say; a query without a usable
-	// index still scans.
-	if _, set := cfg.ConnConfig.RuntimeParams["enable_seqscan"]; !set {
-		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
-	}
+	// No session settings (enable_seqscan, plan_cache_mode, ...): a
+	// transaction-mode PgBouncer rejects them as startup parameters, and they
+	// would bend every statement's plan to suit one. See customPlan.
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.HealthCheckPeriod = 15 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -4,7 +4,14 @@
 //
 // The servers come from NOTIFYD_TEST_DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/test) and NOTIFYD_TEST_REDIS_ADDR
-// (default 127.0.0.1:6379); scripts/services.sh starts them.
+// (default 127.0.0.1:6379); scripts/services.sh starts them. ExampleTB lets
+// runnable examples, which get no *testing.T, use the same helpers.
+//
+// It owns the servers' side of test set-up only. It must not import any
+// notifyd package but migrations (internal/store's own tests use it), must
+// not start notifyd (cmd/notifyd/notifydtest does), and must never flush,
+// reconfigure or stop a Redis or Postgres server: it creates and drops its
+// own databases and flushes only the Redis index it claimed.
 package testenv
 
 import (

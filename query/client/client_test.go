@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/query/client"
 )
@@ -52,7 +53,7 @@ func status(s string) func(*client.Notification) bool {
 func TestSendGetAndErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, 200)
 	r := s.CreateReceiver(cb.URL, nil)
 	other := s.CreateReceiver(cb.URL, nil)
@@ -138,7 +139,7 @@ func TestSendGetAndErrors(t *testing.T) {
 func TestListPagesInOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, 200)
 	r := s.CreateReceiver(cb.URL, nil)
 	other := s.CreateReceiver(cb.URL, nil)
@@ -243,7 +244,7 @@ func TestListPagesInOrder(t *testing.T) {
 func TestGetByKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, 200)
 	r := s.CreateReceiver(cb.URL, nil)
 	producer := client.New(s.URL, apitest.ProducerToken)
@@ -266,7 +267,7 @@ func TestGetByKey(t *testing.T) {
 func TestAttemptsRedeliverRecoverCancel(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := apitest.Start(t)
+	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, 500)
 	r := s.CreateReceiver(cb.URL, map[string]any{"retry": map[string]any{"max_attempts": 1}})
 	slow := s.CreateReceiver(cb.URL, map[string]any{"retry": map[string]any{"max_attempts": 3, "intervals": []string{"1h", "1h"}}})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"os"
 	"time"
 
 	"github.com/notifyd/notifyd/query/client"
@@ -14,56 +13,81 @@ import (
 
 // A receiver checks what became of the notification for one of its orders.
 func Example() {
+	env := startNotifyd("Example", "order-1042") // notifyd in process; order-1042 was delivered
+	defer env.stop()
+
 	ctx := context.Background()
-	c := client.New("http://127.0.0.1:8080", os.Getenv("NOTIFYD_TOKEN"))
-	n, err := c.GetByKey(ctx, "order-1042", nil)
-	switch {
-	case errors.Is(err, client.ErrNotFound):
-		fmt.Println("never sent")
-		return
-	case err != nil:
-		log.Fatal(err)
+	c := client.New(env.url, env.receiverToken) // e.g. os.Getenv("NOTIFYD_TOKEN")
+	for _, key := range []string{"order-1042", "order-1043"} {
+		n, err := c.GetByKey(ctx, key, nil)
+		switch {
+		case errors.Is(err, client.ErrNotFound):
+			fmt.Println(key, "never sent")
+			continue
+		case err != nil:
+			log.Fatal(err)
+		}
+		fmt.Println(key, n.Status, "after", n.Attempts, "attempt(s)")
+		for _, a := range n.DeliveryAttempts {
+			fmt.Println("  attempt", a.Attempt, a.StatusCode, a.Outcome)
+		}
 	}
-	fmt.Println(n.Status, n.Attempts, n.LastError)
-	for _, a := range n.DeliveryAttempts {
-		fmt.Println(a.Attempt, a.StartedAt, a.StatusCode, a.Outcome)
-	}
+	// Output:
+	// order-1042 delivered after 1 attempt(s)
+	//   attempt 1 200 success
+	// order-1043 never sent
 }
 
-// All pages through every failed notification of the last day, oldest first.
+// All pages through every delivered notification of the last day, oldest
+// first, fetching pages as the loop goes.
 func ExampleClient_All() {
+	env := startNotifyd("ExampleClient_All", "order-1", "order-2", "order-3") // notifyd in process; three delivered
+	defer env.stop()
+
 	ctx := context.Background()
-	c := client.New("http://127.0.0.1:8080", os.Getenv("NOTIFYD_TOKEN"))
+	c := client.New(env.url, env.receiverToken)
 	for n, err := range c.All(ctx, client.ListParams{
-		Status:       client.StatusFailed,
+		Status:       client.StatusDelivered,
 		CreatedAfter: time.Now().Add(-24 * time.Hour),
 		Order:        client.Ascending,
-		Limit:        200,
+		Limit:        2, // small to show the paging; up to 500
 	}) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println(n.ID, n.IdempotencyKey, n.LastError)
+		fmt.Println(n.IdempotencyKey, n.Status)
 	}
+	// Output:
+	// order-1 delivered
+	// order-2 delivered
+	// order-3 delivered
 }
 
 // Send is idempotent by receiver and key: repeating it after a timeout is safe.
 func ExampleClient_Send() {
+	env := startNotifyd("ExampleClient_Send") // notifyd in process, and a receiver of it
+	defer env.stop()
+
 	ctx := context.Background()
-	c := client.New("http://127.0.0.1:8080", os.Getenv("NOTIFYD_PRODUCER_TOKEN"))
-	a, err := c.Send(ctx, client.NewNotification{
-		ReceiverID:     "6e0f3a52-6c6f-4b7a-9d55-5a1b2f1f0a01",
-		EventType:      "trade.paid",
-		IdempotencyKey: "order-1042",
-		Payload:        json.RawMessage(`{"order":"1042","amount":4200}`),
-	})
-	var ae *client.APIError
-	switch {
-	case errors.As(err, &ae) && ae.Temporary():
-		log.Printf("notifyd unavailable (%d), retry later", ae.StatusCode)
-	case err != nil:
-		log.Fatal(err)
-	default:
-		fmt.Println(a.ID, a.Status, a.Replayed)
+	c := client.New(env.url, env.producerToken) // e.g. os.Getenv("NOTIFYD_PRODUCER_TOKEN")
+	for range 2 {
+		a, err := c.Send(ctx, client.NewNotification{
+			ReceiverID:     env.receiverID,
+			EventType:      "trade.paid",
+			IdempotencyKey: "order-1042",
+			Payload:        json.RawMessage(`{"order":"1042","amount":4200}`),
+		})
+		var ae *client.APIError
+		switch {
+		case errors.As(err, &ae) && ae.Temporary():
+			log.Printf("notifyd unavailable (%d), retry later", ae.StatusCode)
+		case err != nil:
+			log.Fatal(err)
+		default:
+			fmt.Println("replayed:", a.Replayed)
+		}
 	}
+	// Output:
+	// replayed: false
+	// replayed: true
 }

@@ -18,6 +18,9 @@
 // notifyd delivers at least once: the same Event.ID can arrive more than
 // once (retries after a lost answer, manual redeliveries, reconciliation), so
 // the handler must be idempotent on it.
+//
+// It is for receivers: it must not import notifyd's internal packages beyond
+// the signature scheme, so a receiver's binary stays small.
 package webhook
 
 import (
