@@ -18,6 +18,9 @@
 // notifyd delivers at least once: the same Event.ID can arrive more than
 // once (retries after a lost answer, manual redeliveries, reconciliation), so
 // the handler must be idempotent on it.
+//
+// Receivers import this package: it must not depend on notifyd's server
+// side (the API, the store, Asynq), only on the signature scheme.
 package webhook
 
 import (
