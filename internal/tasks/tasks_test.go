@@ -112,3 +112,19 @@ func jsonEqual(a, b []byte) bool {
 	}
 	return reflect.DeepEqual(va, vb)
 }
+
+// BenchmarkDecode is Decode's cost on a task with a ~300-byte payload.
+func BenchmarkDecode(b *testing.B) {
+	d := sampleTasks()[0]
+	d.Payload = json.RawMessage(`{"trade_no":"2026112201020300001","out_trade_no":"order-1","amount":"100.00","currency":"CNY","status":"TRADE_SUCCESS","buyer":"u-1234567","paid_at":"2026-11-22T01:02:03Z","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"memo":"the benchmark's 300-byte payload, about"}`)
+	task, err := d.Task()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(task.Payload()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
