@@ -33,7 +33,8 @@ const maxPooledBuf = 1 << 20
 
 // writeJSON answers with what append produces, or, when the client asked
 // for indentation (?pretty, which Echo's c.JSON honours), with c.JSON of
-// v. append must produce what c.JSON(code, v) would, without the newline.
+// v. append must produce the JSON value c.JSON(code, v) would, without the
+// newline.
 func writeJSON(c echo.Context, code int, v any, appendJSON func([]byte) ([]byte, error)) error {
 	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
 		return c.JSON(code, v)

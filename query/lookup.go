@@ -16,6 +16,7 @@ type notificationView struct {
 	DeliveryAttempts []attemptView `json:"delivery_attempts,omitempty"`
 }
 
+// attemptView is a delivery attempt as the API shows it.
 type attemptView struct {
 	store.Attempt
 	Manual     bool  `json:"manual"`
@@ -51,6 +52,7 @@ func (s *Server) loadVisible(c echo.Context) (*store.Notification, error) {
 	return n, nil
 }
 
+// getNotification serves GET /v1/notifications/:id, with the attempts.
 func (s *Server) getNotification(c echo.Context) error {
 	n, err := s.loadVisible(c)
 	if err != nil {
