@@ -49,69 +49,9 @@ func (s *Server) listNotifications(c echo.Context) error {
 	if p.role != roleAdmin && p.role != roleReceiver {
 		return errForbidden
 	}
-	q := c.QueryParams()
-	for name, vs := range q {
-		if !slices.Contains(listParams, name) {
-			return &APIError{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: name,
-				Message: fmt.Sprintf("%s is not a known query parameter (known: %s)", name, strings.Join(listParams, ", "))}
-		}
-		if name != "status" && len(vs) > 1 {
-			return fieldError(name, "must be given at most once")
-		}
-	}
-	f := store.ListFilter{Limit: defaultListLimit, Descending: true}
-	receiver, err := receiverScope(p, q.Get("receiver_id"), q.Has("receiver_id"))
+	f, err := listFilter(p, c.QueryParams())
 	if err != nil {
 		return err
-	}
-	f.ReceiverID = receiver
-	if f.Statuses, err = parseStatuses(q["status"]); err != nil {
-		return err
-	}
-	if q.Has("event_type") {
-		if f.EventType = q.Get("event_type"); f.EventType == "" || len(f.EventType) > ingest.MaxEventTypeLen {
-			return fieldError("event_type", fmt.Sprintf("must be 1 to %d bytes", ingest.MaxEventTypeLen))
-		}
-	}
-	if q.Has("idempotency_key") {
-		if f.IdempotencyKey = q.Get("idempotency_key"); f.IdempotencyKey == "" || len(f.IdempotencyKey) > ingest.MaxIdempotencyKeyLen {
-			return fieldError("idempotency_key", fmt.Sprintf("must be 1 to %d bytes", ingest.MaxIdempotencyKeyLen))
-		}
-		if f.ReceiverID == nil {
-			// Keys are the producer's, unique per receiver only; a lookup
-			// across receivers would also need an index of its own.
-			return fieldError("receiver_id", "is required with idempotency_key")
-		}
-	}
-	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
-		return err
-	}
-	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
-		return err
-	}
-	if f.CreatedAfter != nil && f.CreatedBefore != nil && !f.CreatedAfter.Before(*f.CreatedBefore) {
-		return fieldError("created_before", "must be later than created_after")
-	}
-	switch q.Get("order") {
-	case "", "desc":
-	case "asc":
-		f.Descending = false
-	default:
-		return fieldError("order", `must be "asc" or "desc"`)
-	}
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > maxListLimit {
-			return fieldError("limit", fmt.Sprintf("must be an integer from 1 to %d", maxListLimit))
-		}
-		f.Limit = n
-	}
-	if q.Has("cursor") {
-		pos, err := decodeCursor(q.Get("cursor"), f.Descending)
-		if err != nil {
-			return err
-		}
-		f.After = pos
 	}
 	rows, more, err := s.store.ListNotifications(c.Request().Context(), f)
 	if err != nil {
@@ -127,6 +67,74 @@ func (s *Server) listNotifications(c echo.Context) error {
 		page.NextCursor = &cur
 	}
 	return writeJSON(c, http.StatusOK, page, page.appendJSON)
+}
+
+// listFilter reads the listing's query parameters; see listParams.
+func listFilter(p *principal, q url.Values) (store.ListFilter, error) {
+	f := store.ListFilter{Limit: defaultListLimit, Descending: true}
+	for name, vs := range q {
+		if !slices.Contains(listParams, name) {
+			return f, &APIError{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: name,
+				Message: fmt.Sprintf("%s is not a known query parameter (known: %s)", name, strings.Join(listParams, ", "))}
+		}
+		if name != "status" && len(vs) > 1 {
+			return f, fieldError(name, "must be given at most once")
+		}
+	}
+	receiver, err := receiverScope(p, q.Get("receiver_id"), q.Has("receiver_id"))
+	if err != nil {
+		return f, err
+	}
+	f.ReceiverID = receiver
+	if f.Statuses, err = parseStatuses(q["status"]); err != nil {
+		return f, err
+	}
+	if q.Has("event_type") {
+		if f.EventType = q.Get("event_type"); f.EventType == "" || len(f.EventType) > ingest.MaxEventTypeLen {
+			return f, fieldError("event_type", fmt.Sprintf("must be 1 to %d bytes", ingest.MaxEventTypeLen))
+		}
+	}
+	if q.Has("idempotency_key") {
+		if f.IdempotencyKey = q.Get("idempotency_key"); f.IdempotencyKey == "" || len(f.IdempotencyKey) > ingest.MaxIdempotencyKeyLen {
+			return f, fieldError("idempotency_key", fmt.Sprintf("must be 1 to %d bytes", ingest.MaxIdempotencyKeyLen))
+		}
+		if f.ReceiverID == nil {
+			// Keys are the producer's, unique per receiver only; a lookup
+			// across receivers would also need an index of its own.
+			return f, fieldError("receiver_id", "is required with idempotency_key")
+		}
+	}
+	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
+		return f, err
+	}
+	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
+		return f, err
+	}
+	if f.CreatedAfter != nil && f.CreatedBefore != nil && !f.CreatedAfter.Before(*f.CreatedBefore) {
+		return f, fieldError("created_before", "must be later than created_after")
+	}
+	switch q.Get("order") {
+	case "", "desc":
+	case "asc":
+		f.Descending = false
+	default:
+		return f, fieldError("order", `must be "asc" or "desc"`)
+	}
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > maxListLimit {
+			return f, fieldError("limit", fmt.Sprintf("must be an integer from 1 to %d", maxListLimit))
+		}
+		f.Limit = n
+	}
+	if q.Has("cursor") {
+		pos, err := decodeCursor(q.Get("cursor"), f.Descending)
+		if err != nil {
+			return f, err
+		}
+		f.After = pos
+	}
+	return f, nil
 }
 
 // receiverScope decides whose notifications a request may see: a
@@ -231,55 +239,4 @@ func orderByte(descending bool) byte {
 
 func errInvalidCursor(msg string) *APIError {
 	return &APIError{Status: http.StatusBadRequest, Code: "invalid_cursor", Field: "cursor", Message: msg}
-}
-
-// getByKey serves GET /v1/notifications/by-key/:key: the notification a
-// receiver got for the producer's business key (an order number). An admin
-// names the receiver with receiver_id.
-func (s *Server) getByKey(c echo.Context) error {
-	p := principalOf(c)
-	if p.role != roleAdmin && p.role != roleReceiver {
-		return errForbidden
-	}
-	key, err := pathParam(c, "key")
-	if err != nil || key == "" || len(key) > ingest.MaxIdempotencyKeyLen {
-		return errNotFound // no notification can have such a key
-	}
-	receiver, err := receiverScope(p, c.QueryParam("receiver_id"), c.QueryParams().Has("receiver_id"))
-	if err != nil {
-		return err
-	}
-	if receiver == nil {
-		return fieldError("receiver_id", "is required: idempotency keys are unique per receiver")
-	}
-	n, attempts, err := s.store.GetNotificationByKeyWithAttempts(c.Request().Context(), *receiver, key)
-	if err != nil {
-		return err
-	}
-	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)}
-	return writeJSON(c, http.StatusOK, v, v.appendJSON)
-}
-
-// pathParam returns a path parameter decoded. Echo routes on the raw path
-// when the request escapes characters (a key holding "/" arrives as %2F),
-// and then hands the parameter over still escaped.
-func pathParam(c echo.Context, name string) (string, error) {
-	v := c.Param(name)
-	if c.Request().URL.RawPath == "" {
-		return v, nil
-	}
-	return url.PathUnescape(v)
-}
-
-// listAttempts serves GET /v1/notifications/:id/attempts.
-func (s *Server) listAttempts(c echo.Context) error {
-	n, err := s.loadVisible(c)
-	if err != nil {
-		return err
-	}
-	attempts, err := s.store.ListAttempts(c.Request().Context(), n.ID)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"data": attemptViews(attempts)})
 }

@@ -1,8 +1,3 @@
-// Package query serves notifyd's HTTP API on Echo: the receivers' query API
-// (look up, list, attempts, redeliver, recover), and, on the same server, the
-// admin API for receivers and the ingest endpoint for producers that do not
-// use the Go client. Every route is authenticated (see auth.go); receivers
-// only ever see their own notifications.
 package query
 
 import (

@@ -1,6 +1,9 @@
 // Package ingest validates notifications handed in by producers, so the Go
 // client, the HTTP endpoint and the outbox relay accept exactly the same
 // input and name the same field when they refuse it.
+//
+// It only looks at the notification in hand: it must not do I/O (whether
+// the receiver exists is the caller's question) nor store or queue anything.
 package ingest
 
 import (

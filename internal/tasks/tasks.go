@@ -3,6 +3,10 @@
 // Producers (notifier, the HTTP ingest, the re-drive job) and the worker all
 // go through this package so that they agree on task ids; those ids are what
 // keeps a notification from being queued twice.
+//
+// It must not do I/O of its own beyond handing a task to an Enqueuer, and
+// must not decide delivery policy (retry schedules live in internal/retry,
+// delivery in worker).
 package tasks
 
 import (
@@ -111,14 +115,14 @@ func (d *Deliver) Task(opts ...asynq.Option) (*asynq.Task, error) {
 	return asynq.NewTask(TypeDeliver, b, append(base, opts...)...), nil
 }
 
-// Decode reads a task payload.
+// Decode reads a task payload. It is plain encoding/json: a hand-written
+// parser for Task's layout saved 3 to 7 µs per task (a Go benchmark against
+// encoding/json, and the README's throughput profile), under 2 % of the
+// ~409 µs of CPU a delivered notification costs, and was removed.
 func Decode(b []byte) (*Deliver, error) {
 	var d Deliver
-	if !decodeFast(b, &d) {
-		d = Deliver{}
-		if err := json.Unmarshal(b, &d); err != nil {
-			return nil, fmt.Errorf("decode task: %w", err)
-		}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("decode task: %w", err)
 	}
 	if d.ID == uuid.Nil || d.ReceiverID == uuid.Nil || d.Attempt < 0 {
 		return nil, fmt.Errorf("decode task: missing id, receiver or attempt")

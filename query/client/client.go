@@ -6,6 +6,10 @@
 // receiver's notifications, the admin token sees everything, a producer
 // token may send and cancel.
 //
+// It speaks to notifyd over HTTP only: it must not import the server's
+// packages (query, store, tasks), so a program using it pulls in none of
+// them.
+//
 //	c := client.New("https://notifyd.internal", os.Getenv("NOTIFYD_TOKEN"))
 //	n, err := c.GetByKey(ctx, "order-1042", nil)
 //	if errors.Is(err, client.ErrNotFound) {

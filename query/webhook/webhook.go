@@ -19,8 +19,8 @@
 // once (retries after a lost answer, manual redeliveries, reconciliation), so
 // the handler must be idempotent on it.
 //
-// It is for receivers: it must not import notifyd's internal packages beyond
-// the signature scheme, so a receiver's binary stays small.
+// Receivers import this package: it must not depend on notifyd's server
+// side (the API, the store, Asynq), only on the signature scheme.
 package webhook
 
 import (

@@ -15,6 +15,7 @@ import (
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
+// ingestInput is the body of POST /v1/notifications.
 type ingestInput struct {
 	ReceiverID     string          `json:"receiver_id"`
 	EventType      string          `json:"event_type"`
@@ -108,58 +109,4 @@ func sameJSON(a, b []byte) bool {
 	}
 	var ca, cb bytes.Buffer
 	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
-}
-
-// notificationView is a notification as the API shows it.
-type notificationView struct {
-	*store.Notification
-	DeliveryAttempts []attemptView `json:"delivery_attempts,omitempty"`
-}
-
-type attemptView struct {
-	store.Attempt
-	Manual     bool  `json:"manual"`
-	DurationMS int64 `json:"duration_ms"`
-}
-
-func attemptViews(as []store.Attempt) []attemptView {
-	out := make([]attemptView, len(as))
-	for i, a := range as {
-		out[i] = attemptView{Attempt: a, Manual: a.Manual(), DurationMS: a.Duration.Milliseconds()}
-	}
-	return out
-}
-
-// loadVisible returns the notification if the caller may see it, else
-// ErrNotFound: another receiver's notification looks exactly like a missing one.
-func (s *Server) loadVisible(c echo.Context) (*store.Notification, error) {
-	id, err := pathID(c)
-	if err != nil {
-		return nil, err
-	}
-	p := principalOf(c)
-	if p.role != roleAdmin && p.role != roleReceiver {
-		return nil, errForbidden
-	}
-	n, err := s.store.GetNotification(c.Request().Context(), id)
-	if err != nil {
-		return nil, err
-	}
-	if !p.canSee(n.ReceiverID) {
-		return nil, errNotFound
-	}
-	return n, nil
-}
-
-func (s *Server) getNotification(c echo.Context) error {
-	n, err := s.loadVisible(c)
-	if err != nil {
-		return err
-	}
-	attempts, err := s.store.ListAttempts(c.Request().Context(), n.ID)
-	if err != nil {
-		return err
-	}
-	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)}
-	return writeJSON(c, http.StatusOK, v, v.appendJSON)
 }

@@ -3,8 +3,10 @@ package query
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,64 +15,6 @@ import (
 
 	"github.com/notifyd/notifyd/internal/store"
 )
-
-// wantCompact is what encoding/json makes of a raw message: the reference
-// appendCompactJSON must match byte for byte.
-func wantCompact(src []byte) ([]byte, error) {
-	return json.Marshal(json.RawMessage(src))
-}
-
-func checkCompact(t *testing.T, src []byte) {
-	t.Helper()
-	want, wantErr := wantCompact(src)
-	prefix := []byte("prefix:")
-	got, err := appendCompactJSON(prefix, src)
-	if (err != nil) != (wantErr != nil) {
-		t.Fatalf("%q: error %v, encoding/json's %v", src, err, wantErr)
-	}
-	if err != nil {
-		if len(got) != len(prefix) {
-			t.Fatalf("%q: failed but appended %q", src, got[len(prefix):])
-		}
-		return
-	}
-	if !bytes.Equal(got[len(prefix):], want) {
-		t.Fatalf("%q:\n got %q\nwant %q", src, got[len(prefix):], want)
-	}
-}
-
-var compactCases = []string{
-	``, ` `, `1`, ` 1 `, `01`, `-`, `-0`, `-01`, `1.`, `1.5`, `1e`, `1e+`, `1E-7`, `1.5e10`, `.5`, `+1`,
-	`true`, `tru`, `truex`, `false`, `null`, `nul`, `nulll`, `"`, `""`, `"a`, `"\`, `"\"`, `"\u12"`, `"\u12g4"`,
-	`"\uABCD"`, `"\x"`, `"\/"`, "\"\t\"", "\"\x7f\"", "\"\xff\xfe\"", "\"\xe2\x80\"", "\"\xe2\x80\xa8\xe2\x80\xa9\"",
-	"\"\xe2\x80\xaa\"", "\"<a href='x'>&amp;</a>\"", `{}`, `{ }`, `[]`, `[ ]`, `[1,]`, `[,1]`, `[1 2]`, `{"a"}`,
-	`{"a":}`, `{"a":1,}`, `{"a":1 "b":2}`, `{1:2}`, `{"a" : [ 1 , { "b" : null } ] , "c":"<>" }`, `[] []`, `[]]`,
-	`{}}`, `[{]}`, `[[[[]]]]`, "\n\r\t {\"a\":\n[true,false]}\n", `{"a":1}x`, "[\"\x00\"]", `"\ud800"`,
-	`{"order":"A-1","amount_cents":1999,"note":"<b>\u0026</b>"}`,
-}
-
-func TestAppendCompactJSONMatchesEncodingJSON(t *testing.T) {
-	for _, c := range compactCases {
-		checkCompact(t, []byte(c))
-	}
-	// encoding/json allows 10,000 levels of nesting and no more.
-	for _, depth := range []int{maxNesting, maxNesting + 1} {
-		checkCompact(t, []byte(strings.Repeat("[", depth)+strings.Repeat("]", depth)))
-		checkCompact(t, []byte(strings.Repeat(`{"a":`, depth)+"1"+strings.Repeat("}", depth)))
-	}
-}
-
-func FuzzAppendCompactJSON(f *testing.F) {
-	for _, c := range compactCases {
-		f.Add([]byte(c))
-	}
-	f.Fuzz(func(t *testing.T, src []byte) {
-		if src == nil {
-			src = []byte{}
-		}
-		checkCompact(t, src)
-	})
-}
 
 // randomNotification makes a notification with the awkward values the
 // encoders must get right: escapes, invalid UTF-8, absent and present
@@ -103,7 +47,10 @@ func randomNotification(rng *rand.Rand) *store.Notification {
 		s := str()
 		return &s
 	}
-	payloads := []string{`{}`, `{"a":1}`, ` { "a" : [1, 2.5e3, true, null] } `, `"<script>&"`, "{\"s\":\"\u2028\"}", `[]`, `0`}
+	// Payloads as the write paths store them: compact, escaped for HTML by
+	// the task encoding, or not (HTTP ingest compacts without escaping).
+	payloads := []string{`{}`, `{"a":1}`, `{"a":[1,2.5e3,true,null]}`, `"\u003cscript\u003e\u0026"`, `"<script>&"`,
+		`{"s":"\u2028"}`, "{\"s\":\"\u2028\"}", `[]`, `0`}
 	n := &store.Notification{
 		ID: uuid.New(), ReceiverID: uuid.New(), EventType: str(), IdempotencyKey: str(), CallbackURL: maybeStr(),
 		Payload: json.RawMessage(payloads[rng.IntN(len(payloads))]), Status: str(), Attempts: rng.IntN(20) - 2,
@@ -137,6 +84,9 @@ func encodeReference(t *testing.T, v any) []byte {
 	return buf.Bytes()
 }
 
+// TestEncodersMatchEncodingJSON: the encoders write what c.JSON wrote
+// before them, byte for byte, except that a payload stored without HTML
+// escaping stays so (the same JSON value).
 func TestEncodersMatchEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 2000 {
@@ -156,26 +106,60 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := encodeReference(t, page); !bytes.Equal(append(got, '\n'), want) {
-			t.Fatalf("page %d:\n got %s\nwant %s", i, got, want)
-		}
+		checkEncoding(t, fmt.Sprintf("page %d", i), got, encodeReference(t, page), rows...)
 
 		v := notificationView{Notification: randomNotification(rng), DeliveryAttempts: randomAttempts(rng)}
-		got, err = v.appendJSON(nil)
-		if err != nil {
+		if got, err = v.appendJSON(nil); err != nil {
 			t.Fatal(err)
 		}
-		if want := encodeReference(t, v); !bytes.Equal(append(got, '\n'), want) {
-			t.Fatalf("view %d:\n got %s\nwant %s", i, got, want)
+		checkEncoding(t, fmt.Sprintf("view %d", i), got, encodeReference(t, v), v.Notification)
+	}
+}
+
+// checkEncoding compares got with encoding/json's want: the same bytes when
+// every payload is as encoding/json would write it, else the same value.
+func checkEncoding(t *testing.T, what string, got, want []byte, rows ...*store.Notification) {
+	t.Helper()
+	got = append(got, '\n')
+	exact := true
+	for _, n := range rows {
+		if w, err := json.Marshal(n.Payload); err != nil || !bytes.Equal(w, n.Payload) {
+			exact = false
 		}
+	}
+	if exact {
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s:\n got %s\nwant %s", what, got, want)
+		}
+		return
+	}
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("%s: not JSON (%v): %s", what, err, got)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("%s:\n got %s\nwant %s", what, got, want)
+	}
+}
+
+// TestPayloadIsWrittenAsStored: the API shows the bytes the receiver got.
+func TestPayloadIsWrittenAsStored(t *testing.T) {
+	n := randomNotification(rand.New(rand.NewPCG(5, 6)))
+	n.Payload = json.RawMessage(`{"html":"<b>&</b>","line":" "}`)
+	got, err := (&listPage{Data: []*store.Notification{n}}).appendJSON(nil)
+	if err != nil || !bytes.Contains(got, []byte(`,"payload":`+string(n.Payload)+`,`)) {
+		t.Fatalf("%s (%v): payload not as stored", got, err)
 	}
 }
 
 // TestEncodersFailLikeEncodingJSON: values encoding/json refuses (which made
-// the API answer 500) are refused too.
+// the API answer 500) are refused too; malformed payloads, which no write
+// path stores, are not looked for.
 func TestEncodersFailLikeEncodingJSON(t *testing.T) {
 	bad := []func(n *store.Notification){
-		func(n *store.Notification) { n.Payload = json.RawMessage(`{"a":`) },
 		func(n *store.Notification) { n.Payload = json.RawMessage{} },
 		func(n *store.Notification) { n.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
 		func(n *store.Notification) { t := time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC); n.DeliveredAt = &t },
@@ -222,11 +206,10 @@ func TestPrettyStillIndents(t *testing.T) {
 
 func BenchmarkListPage(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	payload := json.RawMessage(`{"order_id":"A-123456","amount_cents":1999,"currency":"EUR","items":[{"sku":"x-1","qty":2},{"sku":"y-2","qty":1}],"customer":{"id":"c-42","email":"someone@example.com"},"note":"` + strings.Repeat("x", 120) + `"}`)
 	var rows []*store.Notification
 	for range 50 {
 		n := randomNotification(rng)
-		n.EventType, n.IdempotencyKey, n.Status, n.Payload = "trade.paid", "q-123456", "delivered", payload
+		n.EventType, n.IdempotencyKey, n.Status, n.Payload = "trade.paid", "q-123456", "delivered", benchPayload
 		rows = append(rows, n)
 	}
 	page := listPage{Data: rows}
@@ -241,6 +224,30 @@ func BenchmarkListPage(b *testing.B) {
 		var buf []byte
 		for b.Loop() {
 			buf, _ = page.appendJSON(buf[:0])
+		}
+	})
+}
+
+// FuzzEncodeNotification: for any strings and numbers, the hand-written
+// encoders write what encoding/json writes.
+func FuzzEncodeNotification(f *testing.F) {
+	f.Add("trade.paid", "order-1", "HTTP 500", "<b>&</b>", 3, int64(1e9), "\xff\u2028\x00")
+	f.Add("", "", "", "", -1, int64(-62135596800), "")
+	f.Fuzz(func(t *testing.T, eventType, key, lastError, body string, attempts int, unix int64, outcome string) {
+		rng := rand.New(rand.NewPCG(uint64(attempts), uint64(unix)))
+		n := randomNotification(rng)
+		n.EventType, n.IdempotencyKey, n.LastError, n.Attempts = eventType, key, &lastError, attempts
+		n.CreatedAt = time.Unix(unix, 0).UTC()
+		n.Payload = json.RawMessage(`{"a":1}`)
+		v := notificationView{Notification: n, DeliveryAttempts: attemptViews([]store.Attempt{{
+			AttemptNo: attempts, StartedAt: n.CreatedAt, Outcome: outcome, Error: lastError, ResponseBody: body}})}
+		want, wantErr := json.Marshal(v)
+		got, err := v.appendJSON(nil)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("error %v, encoding/json's %v", err, wantErr)
+		}
+		if err == nil && !bytes.Equal(got, want) {
+			t.Fatalf("\n got %s\nwant %s", got, want)
 		}
 	})
 }
