@@ -1,5 +1,8 @@
 // Command notifyd is the notification service: one binary whose subcommands
 // run the API, the delivery workers, the cron scheduler, or all three.
+//
+// It wires packages together and reads configuration; it must not hold
+// delivery or API logic of its own.
 package main
 
 import (

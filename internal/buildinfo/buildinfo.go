@@ -1,7 +1,8 @@
 // Package buildinfo carries the version stamped in at build time
 // (-ldflags "-X github.com/notifyd/notifyd/internal/buildinfo.Version=v1.2.3").
 //
-// It holds no logic: anything that decides on the version belongs to its caller.
+// It must not hold logic: anything that decides on the version belongs to
+// its caller.
 package buildinfo
 
 import "runtime/debug"

@@ -18,6 +18,9 @@
 //
 // Redis losing the hash (a restart) closes every circuit: the fleet errs
 // toward delivering.
+//
+// It must not decide when a circuit opens or closes (the worker's breakers
+// do): it stores and announces what they decided.
 package circuit
 
 import (

@@ -2,6 +2,9 @@
 // environment variables. A flag wins over its variable; the variable wins
 // over the default. Every setting is listed in one place (Load) so that the
 // README's configuration table can be checked against it.
+//
+// Load must not connect to anything: reading the configuration has no side
+// effects (Redis builds a client only when a caller asks for one).
 package config
 
 import (

@@ -11,6 +11,8 @@
 // A master_name parameter selects Sentinel (go-redis's failover URL syntax):
 // the host and every addr are sentinels, the userinfo authenticates to the
 // sentinels, and username/password parameters to the master.
+//
+// It must not log a URL: URLs carry passwords.
 package redisurl
 
 import (
