@@ -169,6 +169,12 @@ func requireAdminOrSelf(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// readsNotifications reports whether p may look notifications up at all:
+// admins and receivers may, producers only send.
+func (p *principal) readsNotifications() bool {
+	return p.role == roleAdmin || p.role == roleReceiver
+}
+
 // canSee reports whether p may see a notification of receiver.
 func (p *principal) canSee(receiver uuid.UUID) bool {
 	return p.role == roleAdmin || (p.role == roleReceiver && p.receiver == receiver)

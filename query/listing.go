@@ -46,7 +46,7 @@ type listPage struct {
 // lists every receiver's, or one receiver's with receiver_id.
 func (s *Server) listNotifications(c echo.Context) error {
 	p := principalOf(c)
-	if p.role != roleAdmin && p.role != roleReceiver {
+	if !p.readsNotifications() {
 		return errForbidden
 	}
 	f, err := listFilter(p, c.QueryParams())

@@ -39,7 +39,7 @@ func (s *Server) loadVisible(c echo.Context) (*store.Notification, error) {
 		return nil, err
 	}
 	p := principalOf(c)
-	if p.role != roleAdmin && p.role != roleReceiver {
+	if !p.readsNotifications() {
 		return nil, errForbidden
 	}
 	n, err := s.store.GetNotification(c.Request().Context(), id)
@@ -52,13 +52,22 @@ func (s *Server) loadVisible(c echo.Context) (*store.Notification, error) {
 	return n, nil
 }
 
-// getNotification serves GET /v1/notifications/:id, with the attempts.
-func (s *Server) getNotification(c echo.Context) error {
+// loadVisibleAttempts is loadVisible with the notification's attempts.
+func (s *Server) loadVisibleAttempts(c echo.Context) (*store.Notification, []store.Attempt, error) {
 	n, err := s.loadVisible(c)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	attempts, err := s.store.ListAttempts(c.Request().Context(), n.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, attempts, nil
+}
+
+// getNotification serves GET /v1/notifications/:id, with the attempts.
+func (s *Server) getNotification(c echo.Context) error {
+	n, attempts, err := s.loadVisibleAttempts(c)
 	if err != nil {
 		return err
 	}
@@ -71,7 +80,7 @@ func (s *Server) getNotification(c echo.Context) error {
 // names the receiver with receiver_id.
 func (s *Server) getByKey(c echo.Context) error {
 	p := principalOf(c)
-	if p.role != roleAdmin && p.role != roleReceiver {
+	if !p.readsNotifications() {
 		return errForbidden
 	}
 	key, err := pathParam(c, "key")
@@ -106,11 +115,7 @@ func pathParam(c echo.Context, name string) (string, error) {
 
 // listAttempts serves GET /v1/notifications/:id/attempts.
 func (s *Server) listAttempts(c echo.Context) error {
-	n, err := s.loadVisible(c)
-	if err != nil {
-		return err
-	}
-	attempts, err := s.store.ListAttempts(c.Request().Context(), n.ID)
+	_, attempts, err := s.loadVisibleAttempts(c)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,11 @@ type breaker struct {
 	probeEnds time.Time // a probe that never reports back stops blocking here
 }
 
-// breakers holds one breaker per receiver seen by this process.
+// breakers is this process's copy of the fleet-wide circuits, one per
+// receiver it has seen fail: every delivery consults it without a round
+// trip, and fleetBreakers (circuitstate.go) keeps it in step with the state
+// the fleet shares through Redis. On its own (Redis unreachable) it is a
+// breaker per process.
 type breakers struct {
 	cfg       BreakerConfig
 	probeWait time.Duration // how long a probe may take before another is allowed
@@ -104,18 +108,24 @@ func (b *breakers) allow(receiver uuid.UUID) (ok bool, wait time.Duration) {
 	return true, 0
 }
 
-// record feeds an attempt's outcome back. A timeout weighs half the
-// threshold (two in a row open the circuit): it is the failure that costs a
-// worker slot for the whole timeout. A receiver that hangs has the two
-// deliveries of its slow-start window in flight, which time out together,
-// so its circuit opens after one timeout period; each further period it
-// stayed closed would cost workers and a round of deferrals.
+// weight is how much a failed attempt counts toward the threshold, here and
+// in the fleet-wide count. A timeout weighs half the threshold (two in a
+// row open the circuit): it is the failure that costs a worker slot for the
+// whole timeout. A receiver that hangs has the two deliveries of its
+// slow-start window in flight, which time out together, so its circuit
+// opens after one timeout period; each further period it stayed closed
+// would cost workers and a round of deferrals.
+func (b *breakers) weight(outcome string) int {
+	if outcome == store.OutcomeTimeout {
+		return max(1, (b.cfg.Failures+1)/2)
+	}
+	return 1
+}
+
+// record feeds an attempt's outcome back into this process's copy; a
+// failure adds its weight.
 func (b *breakers) record(receiver uuid.UUID, outcome string) {
 	healthy := outcome == store.OutcomeSuccess || outcome == store.OutcomeGone
-	weight := 1
-	if outcome == store.OutcomeTimeout {
-		weight = max(1, (b.cfg.Failures+1)/2)
-	}
 	if b.cfg.Failures < 0 {
 		return
 	}
@@ -139,7 +149,7 @@ func (b *breakers) record(receiver uuid.UUID, outcome string) {
 	now := b.now()
 	switch br.state {
 	case closed:
-		br.failures += weight
+		br.failures += b.weight(outcome)
 		if br.failures < b.cfg.Failures {
 			return
 		}

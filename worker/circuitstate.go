@@ -244,14 +244,6 @@ func (b *breakers) stateOf(receiver uuid.UUID) breakerState {
 	return closed
 }
 
-// weight is how much a failed attempt counts toward the threshold (see record).
-func (b *breakers) weight(outcome string) int {
-	if outcome == store.OutcomeTimeout {
-		return max(1, (b.cfg.Failures+1)/2)
-	}
-	return 1
-}
-
 func (b *breakers) openState(receiver uuid.UUID) (circuit.Open, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -12,8 +12,8 @@
 // The package owns the delivery path of a task: admitting it (handler.go),
 // batching state look-ups and attempt writes to Postgres (starter.go,
 // recorder.go, batcher.go), the HTTP attempt (deliver.go), and keeping one
-// receiver from starving the rest (breaker.go, latency.go,
-// receiverlimit.go). It must not accept notifications, serve the API or
+// receiver from starving the rest (breaker.go, circuitstate.go,
+// latency.go, receiverlimit.go). It must not accept notifications, serve the API or
 // decide retry policy: those belong to ingest, query and internal/retry,
 // whose results it reads from Postgres and the task; nor import cmd,
 // query or notifier.
@@ -24,9 +24,11 @@
 //   - a concurrency limit per receiver, shared by every worker process
 //     through a Redis semaphore, bounds how many deliveries to one receiver
 //     are in flight at once;
-//   - a circuit breaker per receiver and process stops sending to a
-//     receiver after a run of failures, for a cool-down that grows while the
-//     receiver stays down, and lets one probe through to close it again.
+//   - a circuit breaker per receiver, shared by every worker process
+//     through Redis (circuitstate.go, internal/circuit), stops sending to a
+//     receiver after a run of failures counted fleet-wide, for a cool-down
+//     that grows while the receiver stays down, and lets one probe through
+//     to close it again.
 //
 // A delivery held back by either is deferred: its task goes back to the
 // queue for later without making an attempt, so it consumes none of the

@@ -3,22 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
-	"github.com/notifyd/notifyd/internal/apitest"
-	"github.com/notifyd/notifyd/query/client"
 )
 
 // TestMain lets a test run notifyctl as a real process: the test binary
@@ -30,58 +20,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// blockingHandler answers 200 until the block-th request, which it holds
-// until the test ends (the process making it is killed meanwhile).
-type blockingHandler struct {
-	*httptest.Server
-	mu      sync.Mutex
-	got     []string
-	block   int
-	blocked chan struct{}
-	release chan struct{}
-}
-
-func newBlockingHandler(t *testing.T, block int) *blockingHandler {
-	h := &blockingHandler{block: block, blocked: make(chan struct{}), release: make(chan struct{})}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n client.Notification
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &n)
-		h.mu.Lock()
-		h.got = append(h.got, n.ID)
-		hold := len(h.got) == h.block
-		h.mu.Unlock()
-		if hold {
-			close(h.blocked)
-			select {
-			case <-h.release:
-			case <-r.Context().Done():
-			}
-			http.Error(w, "gone", http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	}))
-	t.Cleanup(func() {
-		close(h.release)
-		h.Close()
-	})
-	return h
-}
-
-func (h *blockingHandler) ids() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.got)
-}
-
 func TestReconcileSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
-	s := notifydtest.Start(t)
-	cb := apitest.NewCallbackServer(t, http.StatusOK)
-	r := s.CreateReceiver(cb.URL, nil)
-	ids := sendMany(t, s, r.ID, "order", 10)
-	ckpt := filepath.Join(t.TempDir(), "notifyd.ckpt")
+	s, r, ids, ckpt := reconcileSetup(t, 10)
 
 	// Page size 3: pages [0 1 2] [3 4 5] …; the process is killed while the
 	// handler holds notification 4, after 3 was handled but before the page
@@ -131,11 +72,7 @@ func TestReconcileSurvivesSIGKILL(t *testing.T) {
 
 func TestReconcileInterrupted(t *testing.T) {
 	t.Parallel()
-	s := notifydtest.Start(t)
-	cb := apitest.NewCallbackServer(t, http.StatusOK)
-	r := s.CreateReceiver(cb.URL, nil)
-	ids := sendMany(t, s, r.ID, "order", 6)
-	ckpt := filepath.Join(t.TempDir(), "notifyd.ckpt")
+	s, r, ids, ckpt := reconcileSetup(t, 6)
 
 	// SIGINT while the handler holds notification 3: the run stops, keeping
 	// 0..2 in the checkpoint although their page is not finished.

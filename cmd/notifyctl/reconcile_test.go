@@ -21,18 +21,27 @@ import (
 )
 
 // localHandler is the merchant's local reconcile handler: it records every
-// notification it is given and answers 200, or 500 for the failAt-th request
-// (1-based; 0 never fails).
+// notification it is given and answers 200, except the failAt-th request,
+// answered 500, and the holdAt-th, held until the test ends (the process
+// making it is stopped meanwhile) and then answered 503. Both are 1-based;
+// 0 is never.
 type localHandler struct {
 	*httptest.Server
-	t      *testing.T
-	mu     sync.Mutex
-	got    []string // ids in arrival order, failed requests included
-	failAt int
+	mu      sync.Mutex
+	got     []string // ids in arrival order, failed and held requests included
+	failAt  int
+	holdAt  int
+	blocked chan struct{} // closed when the holdAt-th request arrives
+	release chan struct{}
 }
 
-func newLocalHandler(t *testing.T, failAt int) *localHandler {
-	h := &localHandler{t: t, failAt: failAt}
+func newLocalHandler(t *testing.T, failAt int) *localHandler { return startLocalHandler(t, failAt, 0) }
+
+// newBlockingHandler returns a handler that holds the block-th request.
+func newBlockingHandler(t *testing.T, block int) *localHandler { return startLocalHandler(t, 0, block) }
+
+func startLocalHandler(t *testing.T, failAt, holdAt int) *localHandler {
+	h := &localHandler{failAt: failAt, holdAt: holdAt, blocked: make(chan struct{}), release: make(chan struct{})}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var n client.Notification
 		body, _ := io.ReadAll(r.Body)
@@ -42,15 +51,26 @@ func newLocalHandler(t *testing.T, failAt int) *localHandler {
 		}
 		h.mu.Lock()
 		h.got = append(h.got, n.ID)
-		fail := len(h.got) == h.failAt
+		nth := len(h.got)
 		h.mu.Unlock()
-		if fail {
+		switch nth {
+		case h.failAt:
 			http.Error(w, "ledger unavailable", http.StatusInternalServerError)
-			return
+		case h.holdAt:
+			close(h.blocked)
+			select {
+			case <-h.release:
+			case <-r.Context().Done():
+			}
+			http.Error(w, "gone", http.StatusServiceUnavailable)
+		default:
+			w.WriteHeader(http.StatusOK)
 		}
-		w.WriteHeader(http.StatusOK)
 	}))
-	t.Cleanup(h.Close)
+	t.Cleanup(func() {
+		close(h.release)
+		h.Close()
+	})
 	return h
 }
 
@@ -58,6 +78,17 @@ func (h *localHandler) ids() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.got)
+}
+
+// reconcileSetup starts notifyd with one receiver (whose callback answers
+// 200), sends it n notifications and returns their ids in creation order
+// and a checkpoint path in a fresh directory.
+func reconcileSetup(t *testing.T, n int) (*notifydtest.Stack, apitest.Receiver, []string, string) {
+	t.Helper()
+	s := notifydtest.Start(t)
+	cb := apitest.NewCallbackServer(t, http.StatusOK)
+	r := s.CreateReceiver(cb.URL, nil)
+	return s, r, sendMany(t, s, r.ID, "order", n), filepath.Join(t.TempDir(), "notifyd.ckpt")
 }
 
 // sendMany sends n notifications through the API and returns their ids in
@@ -160,11 +191,7 @@ func TestReconcileAfterReceiverOutage(t *testing.T) {
 
 func TestReconcileStopsAtFailingHandlerAndResumes(t *testing.T) {
 	t.Parallel()
-	s := notifydtest.Start(t)
-	cb := apitest.NewCallbackServer(t, http.StatusOK)
-	r := s.CreateReceiver(cb.URL, nil)
-	ids := sendMany(t, s, r.ID, "order", 12)
-	ckpt := filepath.Join(t.TempDir(), "notifyd.ckpt")
+	s, r, ids, ckpt := reconcileSetup(t, 12)
 
 	// The handler fails at the 5th notification: the run stops there, as a
 	// kill would, with the checkpoint just before it.
@@ -210,11 +237,7 @@ func TestReconcileStopsAtFailingHandlerAndResumes(t *testing.T) {
 
 func TestReconcileCatchesLateCommittedRows(t *testing.T) {
 	t.Parallel()
-	s := notifydtest.Start(t)
-	cb := apitest.NewCallbackServer(t, http.StatusOK)
-	r := s.CreateReceiver(cb.URL, nil)
-	ids := sendMany(t, s, r.ID, "order", 4)
-	ckpt := filepath.Join(t.TempDir(), "notifyd.ckpt")
+	s, r, ids, ckpt := reconcileSetup(t, 4)
 	h := newLocalHandler(t, 0)
 	if code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", h.URL); code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
@@ -249,12 +272,8 @@ func TestReconcileCatchesLateCommittedRows(t *testing.T) {
 
 func TestReconcileToStdout(t *testing.T) {
 	t.Parallel()
-	s := notifydtest.Start(t)
-	cb := apitest.NewCallbackServer(t, http.StatusOK)
-	r := s.CreateReceiver(cb.URL, nil)
-	ids := sendMany(t, s, r.ID, "order", 5)
-	dir := t.TempDir()
-	ckpt := filepath.Join(dir, "notifyd.ckpt")
+	s, r, ids, ckpt := reconcileSetup(t, 5)
+	dir := filepath.Dir(ckpt)
 
 	code, out, errOut := reconcile(t, s, r.APIKey, ckpt)
 	if code != 0 {

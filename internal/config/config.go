@@ -1,6 +1,6 @@
 // Package config reads notifyd's settings from flags and NOTIFYD_*
 // environment variables. A flag wins over its variable; the variable wins
-// over the default. Every setting is listed in one place (Load) so that the
+// over the default. Every setting is listed in one place (define) so that the
 // README's configuration table can be checked against it.
 //
 // Load must not connect to anything: reading the configuration has no side
@@ -68,7 +68,39 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
 	var c Config
-	var producers, targets, maxAttemptsS, base, factor, maxInterval, logLevel string
+	var raw rawSettings
+	define(fs, env, &c, &raw)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var errs settingErrors
+	raw.parseAccess(&c, &errs)
+	raw.parseRetry(&c, &errs)
+	raw.parseDelivery(&c, &errs)
+	raw.parseOperation(&c, &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &c, nil
+}
+
+// rawSettings holds, as given, the settings that need parsing or checking
+// after the flags are read; the plain strings go straight into Config.
+type rawSettings struct {
+	producers, targets                       string
+	maxAttempts, base, factor, maxInterval   string
+	concurrency, receiverConcurrency         string
+	breakerFailures, breakerCooldown         string
+	timeout, shutdown, maxPayload, noMigrate string
+	retention, relayAck, logLevel            string
+}
+
+// define declares every setting as a flag whose default is its NOTIFYD_*
+// variable when set, else the built-in default.
+func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettings) {
 	str := func(p *string, flagName, envName, def, usage string) {
 		if v := env(envName); v != "" {
 			def = v
@@ -79,98 +111,109 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&c.RedisURL, "redis-url", "NOTIFYD_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
 	str(&c.HTTPAddr, "http-addr", "NOTIFYD_HTTP_ADDR", ":8080", "API listen address")
 	str(&c.AdminToken, "admin-token", "NOTIFYD_ADMIN_TOKEN", "", "bearer token for the admin API")
-	str(&producers, "producer-tokens", "NOTIFYD_PRODUCER_TOKENS", "", "comma-separated bearer tokens allowed to ingest")
-	str(&targets, "allow-private-targets", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "false", `"true" or CIDR list of private callback targets to allow`)
+	str(&raw.producers, "producer-tokens", "NOTIFYD_PRODUCER_TOKENS", "", "comma-separated bearer tokens allowed to ingest")
+	str(&raw.targets, "allow-private-targets", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "false", `"true" or CIDR list of private callback targets to allow`)
 	def := retry.Default()
-	str(&maxAttemptsS, "retry-max-attempts", "NOTIFYD_RETRY_MAX_ATTEMPTS", strconv.Itoa(def.MaxAttempts), "default attempts per notification")
-	str(&base, "retry-base", "NOTIFYD_RETRY_BASE", def.Base.String(), "default first retry delay")
-	str(&factor, "retry-factor", "NOTIFYD_RETRY_FACTOR", strconv.FormatFloat(def.Factor, 'g', -1, 64), "default delay growth factor")
-	str(&maxInterval, "retry-max-interval", "NOTIFYD_RETRY_MAX_INTERVAL", def.MaxInterval.String(), "default longest delay between attempts")
-	var concurrency, timeout, shutdown, maxPayload, noMigrate, retention string
-	var receiverConcurrency, breakerFailures, breakerCooldown string
-	str(&concurrency, "worker-concurrency", "NOTIFYD_WORKER_CONCURRENCY", "100", "deliveries in flight per worker process")
-	str(&receiverConcurrency, "receiver-concurrency", "NOTIFYD_RECEIVER_CONCURRENCY", "20", "deliveries in flight to one receiver across all workers (-1: no cap)")
-	str(&breakerFailures, "breaker-failures", "NOTIFYD_BREAKER_FAILURES", "10", "consecutive failed attempts that open a receiver's circuit (-1: no breaker)")
-	str(&breakerCooldown, "breaker-cooldown", "NOTIFYD_BREAKER_COOLDOWN", "30s", "first open period of a receiver's circuit (doubles while it stays down, up to 10m)")
-	str(&timeout, "delivery-timeout", "NOTIFYD_DELIVERY_TIMEOUT", "10s", "default timeout of one delivery attempt (receivers may set up to 30s)")
-	str(&shutdown, "shutdown-timeout", "NOTIFYD_SHUTDOWN_TIMEOUT", "30s", "time in-flight deliveries get to finish on SIGTERM")
-	str(&maxPayload, "max-payload-bytes", "NOTIFYD_MAX_PAYLOAD_BYTES", strconv.Itoa(ingest.DefaultMaxPayload), "largest notification payload")
-	str(&noMigrate, "no-migrate", "NOTIFYD_NO_MIGRATE", "false", "`all` does not apply migrations on start")
+	str(&raw.maxAttempts, "retry-max-attempts", "NOTIFYD_RETRY_MAX_ATTEMPTS", strconv.Itoa(def.MaxAttempts), "default attempts per notification")
+	str(&raw.base, "retry-base", "NOTIFYD_RETRY_BASE", def.Base.String(), "default first retry delay")
+	str(&raw.factor, "retry-factor", "NOTIFYD_RETRY_FACTOR", strconv.FormatFloat(def.Factor, 'g', -1, 64), "default delay growth factor")
+	str(&raw.maxInterval, "retry-max-interval", "NOTIFYD_RETRY_MAX_INTERVAL", def.MaxInterval.String(), "default longest delay between attempts")
+	str(&raw.concurrency, "worker-concurrency", "NOTIFYD_WORKER_CONCURRENCY", "100", "deliveries in flight per worker process")
+	str(&raw.receiverConcurrency, "receiver-concurrency", "NOTIFYD_RECEIVER_CONCURRENCY", "20", "deliveries in flight to one receiver across all workers (-1: no cap)")
+	str(&raw.breakerFailures, "breaker-failures", "NOTIFYD_BREAKER_FAILURES", "10", "consecutive failed attempts that open a receiver's circuit (-1: no breaker)")
+	str(&raw.breakerCooldown, "breaker-cooldown", "NOTIFYD_BREAKER_COOLDOWN", "30s", "first open period of a receiver's circuit (doubles while it stays down, up to 10m)")
+	str(&raw.timeout, "delivery-timeout", "NOTIFYD_DELIVERY_TIMEOUT", "10s", "default timeout of one delivery attempt (receivers may set up to 30s)")
+	str(&raw.shutdown, "shutdown-timeout", "NOTIFYD_SHUTDOWN_TIMEOUT", "30s", "time in-flight deliveries get to finish on SIGTERM")
+	str(&raw.maxPayload, "max-payload-bytes", "NOTIFYD_MAX_PAYLOAD_BYTES", strconv.Itoa(ingest.DefaultMaxPayload), "largest notification payload")
+	str(&raw.noMigrate, "no-migrate", "NOTIFYD_NO_MIGRATE", "false", "`all` does not apply migrations on start")
 	str(&c.RedriveSchedule, "redrive-schedule", "NOTIFYD_REDRIVE_SCHEDULE", "@every 1m", "cron schedule of the re-drive job")
 	str(&c.RetentionSchedule, "retention-schedule", "NOTIFYD_RETENTION_SCHEDULE", "@every 1h", "cron schedule of the retention job")
 	str(&c.SummarySchedule, "summary-schedule", "NOTIFYD_SUMMARY_SCHEDULE", "0 0 * * *", "cron schedule of the daily receiver summary")
-	str(&retention, "retention", "NOTIFYD_RETENTION", "720h", "how long terminal notifications and attempts are kept")
-	str(&logLevel, "log-level", "NOTIFYD_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&raw.retention, "retention", "NOTIFYD_RETENTION", "720h", "how long terminal notifications and attempts are kept")
+	str(&raw.logLevel, "log-level", "NOTIFYD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "NOTIFYD_LOG_FORMAT", "json", "json or text")
 	str(&c.OutboxDatabaseURL, "outbox-database-url", "NOTIFYD_OUTBOX_DATABASE_URL", "", "relay: PostgreSQL URL of the producer database holding the outbox")
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
-	var relayAck string
-	str(&relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+	str(&raw.relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
+}
 
-	var errs []error
-	check := func(setting string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", setting, err))
-		}
+// settingErrors collects every bad setting so one run reports them all,
+// each under the name of its variable.
+type settingErrors []error
+
+func (e *settingErrors) check(setting string, err error) {
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s: %w", setting, err))
 	}
-	for _, t := range strings.Split(producers, ",") {
+}
+
+// parseAccess reads who may ingest and which private targets are allowed.
+func (raw *rawSettings) parseAccess(c *Config, errs *settingErrors) {
+	for _, t := range strings.Split(raw.producers, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			c.ProducerTokens = append(c.ProducerTokens, t)
 		}
 	}
 	var err error
-	c.Targets, err = netguard.ParsePolicy(targets)
-	check("NOTIFYD_ALLOW_PRIVATE_TARGETS", err)
-	c.Retry = def
-	c.Retry.MaxAttempts, err = strconv.Atoi(maxAttemptsS)
-	check("NOTIFYD_RETRY_MAX_ATTEMPTS", err)
-	c.Retry.Base, err = time.ParseDuration(base)
-	check("NOTIFYD_RETRY_BASE", err)
-	c.Retry.Factor, err = strconv.ParseFloat(factor, 64)
-	check("NOTIFYD_RETRY_FACTOR", err)
-	c.Retry.MaxInterval, err = time.ParseDuration(maxInterval)
-	check("NOTIFYD_RETRY_MAX_INTERVAL", err)
+	c.Targets, err = netguard.ParsePolicy(raw.targets)
+	errs.check("NOTIFYD_ALLOW_PRIVATE_TARGETS", err)
+}
+
+// parseRetry reads the default retry policy over retry.Default, whose
+// jitter has no setting of its own.
+func (raw *rawSettings) parseRetry(c *Config, errs *settingErrors) {
+	var err error
+	c.Retry = retry.Default()
+	c.Retry.MaxAttempts, err = strconv.Atoi(raw.maxAttempts)
+	errs.check("NOTIFYD_RETRY_MAX_ATTEMPTS", err)
+	c.Retry.Base, err = time.ParseDuration(raw.base)
+	errs.check("NOTIFYD_RETRY_BASE", err)
+	c.Retry.Factor, err = strconv.ParseFloat(raw.factor, 64)
+	errs.check("NOTIFYD_RETRY_FACTOR", err)
+	c.Retry.MaxInterval, err = time.ParseDuration(raw.maxInterval)
+	errs.check("NOTIFYD_RETRY_MAX_INTERVAL", err)
 	if err == nil && c.Retry.MaxAttempts < 1 {
-		check("NOTIFYD_RETRY_MAX_ATTEMPTS", errors.New("must be at least 1"))
+		errs.check("NOTIFYD_RETRY_MAX_ATTEMPTS", errors.New("must be at least 1"))
 	}
-	check("retry policy", c.Retry.Validate())
-	c.WorkerConcurrency, err = strconv.Atoi(concurrency)
-	check("NOTIFYD_WORKER_CONCURRENCY", err)
-	c.ReceiverConcurrency, err = strconv.Atoi(receiverConcurrency)
-	check("NOTIFYD_RECEIVER_CONCURRENCY", err)
-	c.BreakerFailures, err = strconv.Atoi(breakerFailures)
-	check("NOTIFYD_BREAKER_FAILURES", err)
-	c.BreakerCooldown, err = time.ParseDuration(breakerCooldown)
-	check("NOTIFYD_BREAKER_COOLDOWN", err)
-	c.DeliveryTimeout, err = time.ParseDuration(timeout)
-	check("NOTIFYD_DELIVERY_TIMEOUT", err)
+	errs.check("retry policy", c.Retry.Validate())
+}
+
+// parseDelivery reads the worker's concurrency, breaker and time limits.
+func (raw *rawSettings) parseDelivery(c *Config, errs *settingErrors) {
+	var err error
+	c.WorkerConcurrency, err = strconv.Atoi(raw.concurrency)
+	errs.check("NOTIFYD_WORKER_CONCURRENCY", err)
+	c.ReceiverConcurrency, err = strconv.Atoi(raw.receiverConcurrency)
+	errs.check("NOTIFYD_RECEIVER_CONCURRENCY", err)
+	c.BreakerFailures, err = strconv.Atoi(raw.breakerFailures)
+	errs.check("NOTIFYD_BREAKER_FAILURES", err)
+	c.BreakerCooldown, err = time.ParseDuration(raw.breakerCooldown)
+	errs.check("NOTIFYD_BREAKER_COOLDOWN", err)
+	c.DeliveryTimeout, err = time.ParseDuration(raw.timeout)
+	errs.check("NOTIFYD_DELIVERY_TIMEOUT", err)
 	if err == nil && (c.DeliveryTimeout < 100*time.Millisecond || c.DeliveryTimeout > 30*time.Second) {
-		check("NOTIFYD_DELIVERY_TIMEOUT", errors.New("must be between 100ms and 30s"))
+		errs.check("NOTIFYD_DELIVERY_TIMEOUT", errors.New("must be between 100ms and 30s"))
 	}
-	c.ShutdownTimeout, err = time.ParseDuration(shutdown)
-	check("NOTIFYD_SHUTDOWN_TIMEOUT", err)
-	c.MaxPayload, err = strconv.Atoi(maxPayload)
-	check("NOTIFYD_MAX_PAYLOAD_BYTES", err)
-	c.NoMigrate, err = strconv.ParseBool(noMigrate)
-	check("NOTIFYD_NO_MIGRATE", err)
-	c.RelayReplicaAck, err = strconv.Atoi(relayAck)
-	check("NOTIFYD_RELAY_REPLICA_ACK", err)
-	c.Retention, err = time.ParseDuration(retention)
-	check("NOTIFYD_RETENTION", err)
-	check("NOTIFYD_LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(logLevel)))
+	c.ShutdownTimeout, err = time.ParseDuration(raw.shutdown)
+	errs.check("NOTIFYD_SHUTDOWN_TIMEOUT", err)
+	c.MaxPayload, err = strconv.Atoi(raw.maxPayload)
+	errs.check("NOTIFYD_MAX_PAYLOAD_BYTES", err)
+}
+
+// parseOperation reads the remaining settings: migrations, relay,
+// retention and logging.
+func (raw *rawSettings) parseOperation(c *Config, errs *settingErrors) {
+	var err error
+	c.NoMigrate, err = strconv.ParseBool(raw.noMigrate)
+	errs.check("NOTIFYD_NO_MIGRATE", err)
+	c.RelayReplicaAck, err = strconv.Atoi(raw.relayAck)
+	errs.check("NOTIFYD_RELAY_REPLICA_ACK", err)
+	c.Retention, err = time.ParseDuration(raw.retention)
+	errs.check("NOTIFYD_RETENTION", err)
+	errs.check("NOTIFYD_LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(raw.logLevel)))
 	if c.LogFormat != "json" && c.LogFormat != "text" {
-		check("NOTIFYD_LOG_FORMAT", errors.New(`must be "json" or "text"`))
+		errs.check("NOTIFYD_LOG_FORMAT", errors.New(`must be "json" or "text"`))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return &c, nil
 }
 
 // Logger builds the process logger from the settings.

@@ -1,9 +1,17 @@
 package config
 
 import (
+	"io"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/retry"
 )
 
 func TestRedisOptions(t *testing.T) {
@@ -72,5 +80,72 @@ func TestRedis(t *testing.T) {
 			t.Errorf("%s: client address %q, sentinel %v", tt.url, rdb.Options().Addr, tt.sentinel)
 		}
 		rdb.Close()
+	}
+}
+
+// TestLoad pins Load's precedence (flag over variable over default), its
+// parsing and its checks, each reported under the variable's name.
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c *Config)
+		wantErr []string
+	}{
+		{name: "defaults", check: func(t *testing.T, c *Config) {
+			def := retry.Default()
+			if c.HTTPAddr != ":8080" || !reflect.DeepEqual(c.Retry, def) || c.WorkerConcurrency != 100 || c.ReceiverConcurrency != 20 ||
+				c.BreakerFailures != 10 || c.BreakerCooldown != 30*time.Second || c.DeliveryTimeout != 10*time.Second ||
+				c.ShutdownTimeout != 30*time.Second || c.MaxPayload != ingest.DefaultMaxPayload || c.NoMigrate ||
+				c.Retention != 720*time.Hour || c.LogLevel != slog.LevelInfo || c.LogFormat != "json" ||
+				c.OutboxTable != "notifyd_outbox" || c.RelayReplicaAck != 0 || c.ProducerTokens != nil ||
+				c.RedriveSchedule != "@every 1m" || c.SummarySchedule != "0 0 * * *" {
+				t.Errorf("defaults: %+v", c)
+			}
+		}},
+		{name: "env over default, flag over env",
+			args: []string{"-worker-concurrency", "7", "-log-level", "debug"},
+			env: map[string]string{"NOTIFYD_WORKER_CONCURRENCY": "5", "NOTIFYD_RETRY_BASE": "2s",
+				"NOTIFYD_PRODUCER_TOKENS": " a, ,b ", "NOTIFYD_NO_MIGRATE": "true", "NOTIFYD_RELAY_REPLICA_ACK": "1"},
+			check: func(t *testing.T, c *Config) {
+				if c.WorkerConcurrency != 7 || c.Retry.Base != 2*time.Second || c.LogLevel != slog.LevelDebug ||
+					!slices.Equal(c.ProducerTokens, []string{"a", "b"}) || !c.NoMigrate || c.RelayReplicaAck != 1 {
+					t.Errorf("got %+v", c)
+				}
+			}},
+		{name: "every bad value is reported",
+			args: []string{"-retry-max-attempts", "0", "-delivery-timeout", "1m", "-log-format", "xml", "-retention", "long"},
+			env:  map[string]string{"NOTIFYD_BREAKER_FAILURES": "many", "NOTIFYD_ALLOW_PRIVATE_TARGETS": "10.0.0.0/33"},
+			wantErr: []string{"NOTIFYD_RETRY_MAX_ATTEMPTS: must be at least 1", "NOTIFYD_DELIVERY_TIMEOUT: must be between",
+				"NOTIFYD_LOG_FORMAT", "NOTIFYD_RETENTION", "NOTIFYD_BREAKER_FAILURES", "NOTIFYD_ALLOW_PRIVATE_TARGETS"}},
+		{name: "unparsable retry attempts skip the range check",
+			args:    []string{"-retry-max-attempts", "x"},
+			wantErr: []string{"NOTIFYD_RETRY_MAX_ATTEMPTS: strconv.Atoi"}},
+		{name: "stray argument", args: []string{"extra"}, wantErr: []string{`unexpected argument "extra"`}},
+		{name: "unknown flag", args: []string{"-nope"}, wantErr: []string{"flag provided but not defined"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := func(k string) string { return tt.env[k] }
+			c, err := Load("test", tt.args, env, io.Discard)
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("no error; want %q", tt.wantErr)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
 	}
 }

@@ -167,6 +167,20 @@ func (rs *receiverServer) Hits() []hit {
 	return append([]hit(nil), rs.hits...)
 }
 
+// hitsByID counts the requests a receiver got per notification id.
+func hitsByID(t *testing.T, rs *receiverServer) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, h := range rs.Hits() {
+		var env struct{ ID string }
+		if err := json.Unmarshal(h.body, &env); err != nil {
+			t.Fatalf("receiver got %s: %v", h.body, err)
+		}
+		out[env.ID]++
+	}
+	return out
+}
+
 func statusResponder(code int) func(int, http.ResponseWriter, *http.Request) {
 	return func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(code)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,16 +16,6 @@ import (
 // outboxLossGrace is the relays' confirmation grace in these tests: short,
 // so that a lost row is re-sent within the test's patience.
 const outboxLossGrace = 500 * time.Millisecond
-
-// payMany commits n orders, each with its notification, and returns the ids.
-func (p *producer) payMany(receiverID, prefix string, n int) []string {
-	p.t.Helper()
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = p.pay(receiverID, fmt.Sprintf("%s-%d", prefix, i), true)
-	}
-	return ids
-}
 
 // deliveredOnceByAttempt checks every notification delivered by attempt 1
 // alone, and that the receiver got exactly one request for each.
@@ -46,19 +35,6 @@ func (s *stack) deliveredOnceByAttempt(rs *receiverServer, ids []string) {
 	}
 	if len(got) != len(ids) {
 		s.t.Errorf("receiver got %d notifications, want %d", len(got), len(ids))
-	}
-}
-
-// waitConfirmed waits until every outbox row is confirmed: notifyd has each
-// notification in its Postgres, so the rows are no longer needed.
-func (p *producer) waitConfirmed(n int, timeout time.Duration) {
-	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for p.count("confirmed_at IS NOT NULL") != n {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%d of %d outbox rows confirmed after %s", p.count("confirmed_at IS NOT NULL"), n, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -97,7 +73,7 @@ func outboxRedisLossAfterRelay(t *testing.T, confirmer func(*stack) notifier.Con
 	const total = 20
 	ids := p.payMany(r.ID, "order", total)
 	p.relay(notifier.WithRelayConfirmGrace(outboxLossGrace), notifier.WithRelayConfirmer(confirmer(s)))
-	p.waitSent(total, 15*time.Second)
+	p.waitRows("sent_at IS NOT NULL", total, 15*time.Second)
 	// Past the grace the relay asks notifyd, which has none of them: Redis
 	// still holds the tasks, so nothing is re-sent yet.
 	time.Sleep(2 * outboxLossGrace)
@@ -110,7 +86,7 @@ func outboxRedisLossAfterRelay(t *testing.T, confirmer func(*stack) notifier.Con
 
 	s.flushRedis()
 	s.deliveredOnceByAttempt(rs, ids)
-	p.waitConfirmed(total, 15*time.Second)
+	p.waitRows("confirmed_at IS NOT NULL", total, 15*time.Second)
 	if n := p.count("resends >= 1"); n != total {
 		t.Errorf("%d rows re-sent, want all %d (a re-send racing the recording may count twice)", n, total)
 	}
@@ -169,7 +145,7 @@ func TestOutboxSurvivesRedisLossBeforeRelay(t *testing.T) {
 
 	p.relay(notifier.WithRelayConfirmGrace(outboxLossGrace))
 	s.deliveredOnceByAttempt(rs, ids)
-	p.waitConfirmed(total, 15*time.Second)
+	p.waitRows("confirmed_at IS NOT NULL", total, 15*time.Second)
 	if n := p.count("resends = 0 AND attempts >= 1"); n != total {
 		t.Errorf("%d rows sent without a re-send, want all %d", n, total)
 	}

@@ -116,15 +116,26 @@ func (p *producer) count(where string) int {
 	return n
 }
 
-func (p *producer) waitSent(n int, timeout time.Duration) {
+// waitRows waits until n outbox rows match where (sent_at IS NOT NULL, say).
+func (p *producer) waitRows(where string, n int, timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
-	for p.count("sent_at IS NOT NULL") != n {
+	for p.count(where) != n {
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%d of %d outbox rows sent after %s", p.count("sent_at IS NOT NULL"), n, timeout)
+			p.t.Fatalf("%d of %d outbox rows with %s after %s", p.count(where), n, where, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// payMany commits n orders, each with its notification, and returns the ids.
+func (p *producer) payMany(receiverID, prefix string, n int) []string {
+	p.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = p.pay(receiverID, fmt.Sprintf("%s-%d", prefix, i), true)
+	}
+	return ids
 }
 
 // waitQueuesIdle waits until notifyd has no task left in Redis: whatever
@@ -154,20 +165,6 @@ func (s *stack) waitQueuesIdle(timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// hitsByID counts the requests a receiver got per notification id.
-func hitsByID(t *testing.T, rs *receiverServer) map[string]int {
-	t.Helper()
-	out := map[string]int{}
-	for _, h := range rs.Hits() {
-		var env struct{ ID string }
-		if err := json.Unmarshal(h.body, &env); err != nil {
-			t.Fatalf("receiver got %s: %v", h.body, err)
-		}
-		out[env.ID]++
-	}
-	return out
 }
 
 // deliveredOnce checks that notification id was delivered by exactly one
@@ -345,7 +342,7 @@ func TestOutboxRelayKilledBetweenEnqueueAndMark(t *testing.T) {
 
 	// A fresh relay finds both rows unsent and enqueues them again.
 	p.relay()
-	p.waitSent(2, 15*time.Second)
+	p.waitRows("sent_at IS NOT NULL", 2, 15*time.Second)
 	unblock()
 	s.deliveredOnce(slow)
 	s.deliveredOnce(fast)
@@ -382,10 +379,7 @@ func TestOutboxTwoRelaysSendEachNotificationOnce(t *testing.T) {
 	p := newProducer(t, s)
 
 	const backlog, live = 200, 100
-	var ids []string
-	for i := range backlog {
-		ids = append(ids, p.pay(r.ID, fmt.Sprintf("order-%d", i), true))
-	}
+	ids := p.payMany(r.ID, "order", backlog)
 	// Two relays, small batches, so that they compete for the same rows.
 	counts := []*atomic.Int64{new(atomic.Int64), new(atomic.Int64)}
 	for _, c := range counts {
@@ -410,7 +404,7 @@ func TestOutboxTwoRelaysSendEachNotificationOnce(t *testing.T) {
 		t.FailNow()
 	}
 
-	p.waitSent(backlog+live, 30*time.Second)
+	p.waitRows("sent_at IS NOT NULL", backlog+live, 30*time.Second)
 	for _, id := range ids {
 		s.deliveredOnce(id)
 	}

@@ -97,20 +97,6 @@ func (s *stack) waitCount(ids []string, status string, want int, timeout time.Du
 	}
 }
 
-// requestsPerID counts the requests rs got per notification id.
-func requestsPerID(t *testing.T, rs *receiverServer) map[string]int {
-	t.Helper()
-	out := map[string]int{}
-	for _, h := range rs.Hits() {
-		var env struct{ ID string }
-		if err := json.Unmarshal(h.body, &env); err != nil {
-			t.Fatalf("receiver got %s: %v", h.body, err)
-		}
-		out[env.ID]++
-	}
-	return out
-}
-
 // waitSteady waits until rs has received some requests and no more for
 // half a second, and returns how many.
 func waitSteady(t *testing.T, rs *receiverServer, timeout time.Duration) int {
@@ -185,7 +171,7 @@ func TestRedriveAfterRedisLosesQueuedAndRunningTasks(t *testing.T) {
 		t.Fatalf("re-drive: %+v, want %d enqueued", res, total-inFlight)
 	}
 	s.waitCount(ids, store.StatusDelivered, total, 10*time.Second)
-	per := requestsPerID(t, rs)
+	per := hitsByID(t, rs)
 	for _, id := range ids {
 		if per[id] != 1 {
 			t.Errorf("%s: receiver got %d requests, want 1", id, per[id])
@@ -259,7 +245,7 @@ func TestRedriveAfterRedisLosesRetries(t *testing.T) {
 		t.Fatalf("re-drive: %+v", res)
 	}
 	s.waitCount(ids, store.StatusDelivered, total, 10*time.Second)
-	per := requestsPerID(t, rs)
+	per := hitsByID(t, rs)
 	for _, id := range ids {
 		n := s.waitStatus(id, store.StatusDelivered, time.Second)
 		if per[id] != 2 || n.Attempts != 2 || len(s.attempts(id)) != 2 {

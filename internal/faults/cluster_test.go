@@ -125,6 +125,17 @@ func (a *api) createReceiver(name, callbackURL string) string {
 	return out.ID
 }
 
+// createReceivers registers one receiver per endpoint of rs, "merchant-i"
+// at rs.url(i), and returns their ids in that order.
+func (a *api) createReceivers(rs *receivers) []string {
+	a.t.Helper()
+	ids := make([]string, len(rs.servers))
+	for i := range ids {
+		ids[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
+	}
+	return ids
+}
+
 // ingestAll sends n notifications over HTTP (Postgres first, then the
 // queue), notification i to receivers[i % len(receivers)], with workers
 // requests at a time, and returns their ids in order.

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"strconv"
 	"testing"
 	"time"
 )
@@ -42,10 +41,7 @@ func TestPostgresUnavailable30s(t *testing.T) {
 
 	// The API talks to Postgres directly: only the worker loses it.
 	_, a := c.startAPI()
-	receiverIDs := make([]string, receiverCount)
-	for i := range receiverIDs {
-		receiverIDs[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
-	}
+	receiverIDs := a.createReceivers(rs)
 	ids := a.ingestAll(receiverIDs, notifications, 16)
 
 	w, _ := c.start("worker", map[string]string{"NOTIFYD_DATABASE_URL": withHost(t, c.dbURL, proxy.Addr())})

@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -42,10 +41,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 		"NOTIFYD_RETRY_MAX_INTERVAL": "2s",
 	})
 	_, a := c.startAPI()
-	receiverIDs := make([]string, receiverCount)
-	for i := range receiverIDs {
-		receiverIDs[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
-	}
+	receiverIDs := a.createReceivers(rs)
 	ids := a.ingestAll(receiverIDs, notifications, 16)
 	w, _ := c.start("worker", nil)
 	sched, _ := c.start("scheduler", nil)

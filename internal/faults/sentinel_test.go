@@ -67,10 +67,7 @@ func sentinelFailover(t *testing.T, goOpts []notifier.Option) int {
 	})
 	c := newCluster(t, ss.url(), map[string]string{"NOTIFYD_WORKER_CONCURRENCY": "20"})
 	_, a := c.startAPI()
-	receiverIDs := make([]string, receiverCount)
-	for i := range receiverIDs {
-		receiverIDs[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
-	}
+	receiverIDs := a.createReceivers(rs)
 	producerURL := testenv.Database(t)
 	outbox, err := pgxpool.New(context.Background(), producerURL)
 	if err != nil {

@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,10 +44,7 @@ func TestGracefulShutdown(t *testing.T) {
 		"NOTIFYD_RETRY_MAX_ATTEMPTS": "3",
 	})
 	_, a := c.startAPI()
-	receiverIDs := make([]string, receiverCount)
-	for i := range receiverIDs {
-		receiverIDs[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
-	}
+	receiverIDs := a.createReceivers(rs)
 	ids := a.ingestAll(receiverIDs, notifications, 16)
 
 	w1, _ := c.start("worker", nil)

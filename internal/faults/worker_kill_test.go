@@ -43,10 +43,7 @@ func TestWorkerKilledUnderLoad(t *testing.T) {
 		"NOTIFYD_DELIVERY_TIMEOUT":   "5s",
 	})
 	_, a := c.startAPI()
-	receiverIDs := make([]string, receiverCount)
-	for i := range receiverIDs {
-		receiverIDs[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
-	}
+	receiverIDs := a.createReceivers(rs)
 	ids := a.ingestAll(receiverIDs, notifications, 16)
 
 	w1, _ := c.start("worker", nil)

@@ -14,7 +14,9 @@ import (
 )
 
 // Notification statuses. A notification is always in exactly one of them;
-// all but StatusPending are terminal.
+// all but StatusPending are terminal. query/client repeats these and the
+// outcomes below for its users (it cannot import this package); a test
+// there keeps them equal.
 const (
 	StatusPending   = "pending"
 	StatusDelivered = "delivered"

@@ -5,6 +5,11 @@ import (
 	"time"
 )
 
+// The statuses and outcomes below repeat internal/store's on purpose: they
+// are the API's wire values, and a public client package cannot import an
+// internal one (nor should the store depend on the client).
+// TestConstantsMatchStore keeps the two lists equal.
+
 // Notification statuses. All but StatusPending are final.
 const (
 	StatusPending   = "pending"
