@@ -12,7 +12,7 @@ import (
 // TestAnalyzeGivesStatistics proves what startNotifyd relies on: after the
 // bench loads rows, analyze leaves the planner real row counts for every
 // table it fills (Postgres here runs with autovacuum off, so nothing else
-// would).
+// would), and leaves empty tables unanalysed (see analyze).
 func TestAnalyzeGivesStatistics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres")
@@ -48,7 +48,7 @@ func TestAnalyzeGivesStatistics(t *testing.T) {
 	if err := analyze(ctx, pool, benchTables...); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"receivers": 3, "notifications": 0, "delivery_attempts": 0}
+	want := map[string]float64{"receivers": 3, "notifications": -1, "delivery_attempts": -1}
 	for _, table := range benchTables {
 		if n := reltuples(table); n != want[table] {
 			t.Errorf("%s: reltuples %v after ANALYZE, want %v", table, n, want[table])
