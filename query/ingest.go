@@ -85,7 +85,7 @@ func (s *Server) ingest(c echo.Context) error {
 		if n.NextAttemptAt != nil {
 			due = *n.NextAttemptAt
 		}
-		if err := tasks.Schedule(ctx, s.queue, deliverTask(n), n.Attempts+1, due); err != nil {
+		if err := tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, deliverTask(n), n.Attempts+1, due); err != nil {
 			metrics.InfraErrors.WithLabelValues("redis").Inc()
 			s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
 		}

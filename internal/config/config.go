@@ -23,6 +23,7 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string
+
+	// Issue 11 part A (tasks): TaskKeys seals and verifies every task in
+	// Redis (NOTIFYD_TASK_KEY); nil when unset (tasks unsigned, development).
+	TaskKeys *taskauth.Keyring
 }
 
 // Load parses args (without the program and subcommand names) with env as
@@ -106,6 +111,9 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
 	var relayAck string
 	str(&relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
+	// Issue 11 part A (tasks).
+	var taskKey string
+	str(&taskKey, "task-key", "NOTIFYD_TASK_KEY", "", "id:base64-secret[,id:base64-secret…] keys that sign (first) and verify (all) tasks in Redis")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -167,6 +175,8 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		check("NOTIFYD_LOG_FORMAT", errors.New(`must be "json" or "text"`))
 	}
+	c.TaskKeys, err = taskauth.Parse(taskKey)
+	check("NOTIFYD_TASK_KEY", err)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
