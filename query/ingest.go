@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
@@ -57,6 +58,9 @@ func (s *Server) ingest(c echo.Context) error {
 	}
 	if !r.Active {
 		return fieldError("receiver_id", "names a deactivated receiver")
+	}
+	if callbackhosts.Allowed(r.CallbackHosts, in.CallbackURL) != nil {
+		return fieldError("callback_url", "names a host outside the receiver's callback_hosts")
 	}
 	policy := s.cfg.Retry
 	if r.Retry != nil {

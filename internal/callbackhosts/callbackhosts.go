@@ -29,21 +29,21 @@ var ErrNotAllowed = errors.New("callback_url host is not in the receiver's callb
 func Validate(p string) error {
 	name := strings.TrimPrefix(p, "*.")
 	if name == "" || len(p) > 253 {
-		return fmt.Errorf("callback host %q: must be a host name or *.domain", p)
+		return fmt.Errorf("%q: must be a host name or *.domain", p)
 	}
 	for _, label := range strings.Split(name, ".") {
 		if label == "" || len(label) > 63 {
-			return fmt.Errorf("callback host %q: empty or overlong label", p)
+			return fmt.Errorf("%q: empty or overlong label", p)
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("callback host %q: only lower-case letters, digits, '-' and '_' in labels", p)
+				return fmt.Errorf("%q: only lower-case letters, digits, '-' and '_' in labels", p)
 			}
 		}
 	}
 	if strings.HasPrefix(p, "*.") && !strings.Contains(name, ".") {
-		return fmt.Errorf("callback host %q: a wildcard needs at least two labels after it", p)
+		return fmt.Errorf("%q: a wildcard needs at least two labels after it", p)
 	}
 	return nil
 }

@@ -28,8 +28,8 @@ type Receiver struct {
 	// nil means no restriction, empty means no override allowed.
 	CallbackHosts []string
 	Active        bool
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // HashAPIKey is how API keys are stored: a fast hash is right here because
