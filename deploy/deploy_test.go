@@ -17,6 +17,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/notifyd/notifyd/internal/redisurl"
 )
 
 // doc is one YAML document.
@@ -33,6 +35,7 @@ var notifydEnv = []string{
 	"NOTIFYD_RETRY_BASE",
 	"NOTIFYD_RETRY_FACTOR",
 	"NOTIFYD_RETRY_MAX_INTERVAL",
+	"NOTIFYD_TASK_KEY",
 }
 
 func yamlFiles(t *testing.T) []string {
@@ -470,6 +473,12 @@ func TestRedisConf(t *testing.T) {
 			t.Errorf("%s = %v, want exactly %q", tt.directive, got, tt.want)
 		}
 	}
+	if p := settings["protected-mode"]; len(p) != 1 || p[0] != "yes" {
+		t.Errorf("protected-mode = %v, want exactly yes", p)
+	}
+	if len(settings["requirepass"]) > 0 || len(settings["user"]) > 0 {
+		t.Error("redis.conf is checked in: a password must come from the environment, not from it")
+	}
 	if s := settings["save"]; len(s) == 0 || s[0] == `""` {
 		t.Errorf("save = %v: RDB snapshots should stay on", s)
 	}
@@ -578,5 +587,48 @@ func TestDockerfile(t *testing.T) {
 				t.Errorf("Dockerfile.dockerignore excludes %s, which the build needs", needed)
 			}
 		}
+	}
+}
+
+// TestRedisRequiresPassword: every Redis server in the compose file requires
+// the password from the environment (and authenticates its health check),
+// and every way notifyd reaches Redis carries a password.
+func TestRedisRequiresPassword(t *testing.T) {
+	c := decodeAll(t, "docker-compose.yml")[0]
+	services, _ := get(c, "services").(doc)
+	for _, name := range []string{"redis", "redis-replica"} {
+		cmd := strings.Join(toStrings(get(services[name], "command")), " ")
+		if !strings.Contains(cmd, `--requirepass "$$REDIS_PASSWORD"`) || !strings.Contains(cmd, `--masterauth "$$REDIS_PASSWORD"`) {
+			t.Errorf("%s: command %q does not require the password from the environment", name, cmd)
+		}
+		if pw := str(services[name], "environment", "REDIS_PASSWORD"); !strings.Contains(pw, "${NOTIFYD_REDIS_PASSWORD:?") {
+			t.Errorf("%s: REDIS_PASSWORD = %q, want the required NOTIFYD_REDIS_PASSWORD", name, pw)
+		}
+		if hc := strings.Join(toStrings(get(services[name], "healthcheck", "test")), " "); !strings.Contains(hc, "REDISCLI_AUTH") {
+			t.Errorf("%s: health check %q does not authenticate", name, hc)
+		}
+	}
+	for _, name := range []string{"sentinel-1", "sentinel-2", "sentinel-3"} {
+		if cmd := strings.Join(toStrings(get(services[name], "command")), " "); !strings.Contains(cmd, "sentinel auth-pass mymaster $$REDIS_PASSWORD") {
+			t.Errorf("%s: command %q does not give the sentinels the master's password", name, cmd)
+		}
+	}
+	for _, name := range []string{"migrate", "api", "worker", "scheduler"} {
+		url := str(services[name], "environment", "NOTIFYD_REDIS_URL")
+		if !strings.Contains(url, "redis://:${NOTIFYD_REDIS_PASSWORD:?") {
+			t.Errorf("%s: NOTIFYD_REDIS_URL %q does not carry the required password", name, url)
+		}
+		if key := str(services[name], "environment", "NOTIFYD_TASK_KEY"); !strings.HasPrefix(key, "${NOTIFYD_TASK_KEY:?") {
+			t.Errorf("%s: NOTIFYD_TASK_KEY %q is not required", name, key)
+		}
+	}
+	sec := byKind(t, "Secret")["notifyd-secrets"]
+	raw, _ := get(sec, "stringData", "NOTIFYD_REDIS_URL").(string)
+	rc, err := redisurl.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt, err := rc.SingleNode(); err != nil || opt.Password == "" {
+		t.Errorf("Kubernetes NOTIFYD_REDIS_URL %q carries no password (%v)", raw, err)
 	}
 }

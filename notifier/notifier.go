@@ -22,10 +22,12 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/registry"
+	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/ttlcache"
 )
@@ -40,7 +42,41 @@ var (
 	// (Redis restarted and no notifyd process has re-synced it yet). Retry
 	// shortly.
 	ErrRegistryUnavailable = errors.New("notifier: receiver registry not loaded; is notifyd running?")
+	// ErrCallbackHostNotAllowed: the notification's CallbackURL names a host
+	// outside its receiver's callback_hosts. The error is a
+	// *ValidationError for field "callback_url" that also matches this.
+	ErrCallbackHostNotAllowed = callbackhosts.ErrNotAllowed
 )
+
+// TaskKey is the key ring that signs the tasks a Client enqueues: notifyd's
+// NOTIFYD_TASK_KEY, read with ParseTaskKey.
+type TaskKey struct{ keys *taskauth.Keyring }
+
+// ParseTaskKey reads a key ring in NOTIFYD_TASK_KEY's format
+// ("id:base64-secret[,id:base64-secret…]"; the first signs). Workers with
+// NOTIFYD_TASK_KEY set drop tasks that no key of theirs signed.
+func ParseTaskKey(spec string) (*TaskKey, error) {
+	k, err := taskauth.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("notifier: %w", err)
+	}
+	return &TaskKey{keys: k}, nil
+}
+
+// TaskKeyFromKeyring wraps a key ring notifyd already parsed (its own outbox
+// relay, from NOTIFYD_TASK_KEY); producers use ParseTaskKey.
+func TaskKeyFromKeyring(k *taskauth.Keyring) *TaskKey { return &TaskKey{keys: k} }
+
+// WithTaskKey signs every task the client enqueues with k (nil: unsigned,
+// which only workers without NOTIFYD_TASK_KEY accept).
+func WithTaskKey(k *TaskKey) Option {
+	return func(o *options) {
+		o.keys = nil
+		if k != nil {
+			o.keys = k.keys
+		}
+	}
+}
 
 // ValidationError names the field that was refused.
 type ValidationError = ingest.FieldError
@@ -65,6 +101,7 @@ type options struct {
 	// replicaAck > 0: WAIT for that many replicas after each enqueue.
 	replicaAck int
 	ackTimeout time.Duration
+	keys       *taskauth.Keyring
 }
 
 // WithMaxPayloadSize sets the largest payload accepted (default 256 KiB).
@@ -91,6 +128,9 @@ type Client struct {
 	opts    options
 	// active holds the receivers found active, for opts.cacheTTL.
 	active *ttlcache.Cache[uuid.UUID, struct{}]
+	// hosts holds receivers' callback_hosts (nil: unrestricted), for
+	// opts.cacheTTL; read only for notifications with a CallbackURL.
+	hosts *ttlcache.Cache[uuid.UUID, []string]
 }
 
 // activeCacheSize bounds the receivers a Client remembers as active; beyond
@@ -141,7 +181,8 @@ func NewFromRedisClient(rdb redis.UniversalClient, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{rdb: rdb, opts: o, active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize)}
+	c := &Client{rdb: rdb, opts: o, active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize),
+		hosts: ttlcache.New[uuid.UUID, []string](o.cacheTTL, activeCacheSize)}
 	if o.replicaAck > 0 {
 		c.acks = newAckScripter(rdb, o.replicaAck, o.ackTimeout)
 		c.asynq = asynq.NewClientFromRedisClient(c.acks)
@@ -168,6 +209,9 @@ func (c *Client) Notify(ctx context.Context, n Notification) (string, error) {
 		return "", err
 	}
 	if err := c.checkReceiver(ctx, d.ReceiverID); err != nil {
+		return "", err
+	}
+	if err := c.checkCallbackHost(ctx, d); err != nil {
 		return "", err
 	}
 	d.EnqueuedAt = time.Now().UTC()
@@ -205,7 +249,7 @@ func (c *Client) prepare(n Notification) (*tasks.Deliver, error) {
 // means a task with the same id was already queued or running, which is
 // success too (the notification is on its way).
 func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
-	task, err := d.Task()
+	task, err := d.Task(c.opts.keys)
 	if err != nil {
 		return false, err
 	}
@@ -251,4 +295,36 @@ func (c *Client) checkReceiver(ctx context.Context, id uuid.UUID) error {
 	}
 	c.active.Put(id, struct{}{})
 	return nil
+}
+
+// checkCallbackHost refuses an override outside the receiver's
+// callback_hosts (workers refuse it again, from Postgres).
+func (c *Client) checkCallbackHost(ctx context.Context, d *tasks.Deliver) error {
+	if d.CallbackURL == "" {
+		return nil
+	}
+	hosts, ok := c.hosts.Get(d.ReceiverID)
+	if !ok {
+		var err error
+		hosts, err = registry.CallbackHosts(ctx, c.rdb, d.ReceiverID)
+		switch {
+		case errors.Is(err, registry.ErrNotLoaded):
+			return ErrRegistryUnavailable
+		case err != nil:
+			return fmt.Errorf("notifier: %w", err)
+		}
+		c.hosts.Put(d.ReceiverID, hosts)
+	}
+	if err := callbackhosts.Allowed(hosts, d.CallbackURL); err != nil {
+		return &hostError{ValidationError{Field: "callback_url", Message: "names a host outside the receiver's callback_hosts"}}
+	}
+	return nil
+}
+
+// hostError is the *ValidationError for a refused callback host; it also
+// matches ErrCallbackHostNotAllowed.
+type hostError struct{ ValidationError }
+
+func (e *hostError) Unwrap() []error {
+	return []error{&e.ValidationError, ErrCallbackHostNotAllowed}
 }

@@ -188,6 +188,11 @@ func (r *Relay) send(ctx context.Context, row *outboxRow) (created bool, _ *dead
 		outboxFailed.WithLabelValues("redis").Inc()
 		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	}
+	if err := r.client.checkCallbackHost(ctx, d); errors.Is(err, ErrCallbackHostNotAllowed) {
+		return false, &deadRow{row.id, "callback_host", err.Error()}, nil
+	} else if err != nil {
+		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
+	}
 	// The producer handed the notification in when it wrote the row; the
 	// queueing-delay metric then includes the time spent in the outbox.
 	d.EnqueuedAt = row.createdAt.UTC()

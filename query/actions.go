@@ -56,7 +56,7 @@ func (s *Server) redeliver(c echo.Context) error {
 	}
 	d := deliverTask(n)
 	d.Attempt, d.Manual = 0, no
-	task, err := d.Task()
+	task, err := d.Task(s.cfg.TaskKeys)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (s *Server) recoverFailed(c echo.Context) error {
 			if row.NextAttemptAt != nil {
 				due = *row.NextAttemptAt
 			}
-			if err := tasks.Schedule(ctx, s.queue, deliverTask(row), row.Attempts+1, due); err != nil {
+			if err := tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, deliverTask(row), row.Attempts+1, due); err != nil {
 				queueErr = err
 				unqueued++
 			}

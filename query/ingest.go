@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
@@ -58,6 +59,9 @@ func (s *Server) ingest(c echo.Context) error {
 	if !r.Active {
 		return fieldError("receiver_id", "names a deactivated receiver")
 	}
+	if callbackhosts.Allowed(r.CallbackHosts, in.CallbackURL) != nil {
+		return fieldError("callback_url", "names a host outside the receiver's callback_hosts")
+	}
 	policy := s.cfg.Retry
 	if r.Retry != nil {
 		policy = r.Retry.Merge(s.cfg.Retry)
@@ -85,7 +89,7 @@ func (s *Server) ingest(c echo.Context) error {
 		if n.NextAttemptAt != nil {
 			due = *n.NextAttemptAt
 		}
-		if err := tasks.Schedule(ctx, s.queue, deliverTask(n), n.Attempts+1, due); err != nil {
+		if err := tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, deliverTask(n), n.Attempts+1, due); err != nil {
 			metrics.InfraErrors.WithLabelValues("redis").Inc()
 			s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/signing"
@@ -36,6 +37,7 @@ type receiverView struct {
 	EffectiveRetry retry.Policy  `json:"effective_retry"`
 	SuccessBody    *string       `json:"success_body"`
 	Timeout        string        `json:"timeout,omitempty"`
+	CallbackHosts  []string      `json:"callback_hosts"` // null: overrides unrestricted
 	Active         bool          `json:"active"`
 	CreatedAt      time.Time     `json:"created_at"`
 	UpdatedAt      time.Time     `json:"updated_at"`
@@ -46,7 +48,7 @@ type receiverView struct {
 
 func (s *Server) view(r *store.Receiver) *receiverView {
 	v := &receiverView{ID: r.ID, Name: r.Name, CallbackURL: r.CallbackURL, Retry: r.Retry, EffectiveRetry: s.cfg.Retry,
-		SuccessBody: r.SuccessBody, Active: r.Active, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		SuccessBody: r.SuccessBody, CallbackHosts: r.CallbackHosts, Active: r.Active, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 	if r.Retry != nil {
 		v.EffectiveRetry = r.Retry.Merge(s.cfg.Retry)
 	}
@@ -65,6 +67,9 @@ type receiverInput struct {
 	SuccessBody json.RawMessage `json:"success_body"`
 	Timeout     json.RawMessage `json:"timeout"`
 	Active      *bool           `json:"active"`
+	// CallbackHosts: absent leaves it, null lifts the restriction, a list
+	// (possibly empty) replaces it.
+	CallbackHosts json.RawMessage `json:"callback_hosts"`
 }
 
 var jsonNull = []byte("null")
@@ -129,6 +134,20 @@ func (s *Server) patch(in *receiverInput) (store.ReceiverPatch, error) {
 		p.Timeout = &d
 	}
 	p.Active = in.Active
+	switch {
+	case in.CallbackHosts == nil:
+	case bytes.Equal(in.CallbackHosts, jsonNull):
+		p.ClearCallbackHosts = true
+	default:
+		hosts := []string{}
+		if err := json.Unmarshal(in.CallbackHosts, &hosts); err != nil {
+			return p, fieldError("callback_hosts", "must be a list of host names or *.domain patterns, or null")
+		}
+		if err := callbackhosts.ValidateList(hosts); err != nil {
+			return p, fieldError("callback_hosts", err.Error())
+		}
+		p.CallbackHosts = &hosts
+	}
 	return p, nil
 }
 
@@ -159,6 +178,9 @@ func (s *Server) createReceiver(c echo.Context) error {
 	if p.Timeout != nil {
 		r.Timeout = *p.Timeout
 	}
+	if p.CallbackHosts != nil {
+		r.CallbackHosts = *p.CallbackHosts
+	}
 	apiKey := newAPIKey()
 	ctx := c.Request().Context()
 	if err := s.store.CreateReceiver(ctx, r, store.HashAPIKey(apiKey)); err != nil {
@@ -173,7 +195,12 @@ func (s *Server) createReceiver(c echo.Context) error {
 // publish updates the producers' registry. A failure is logged, not
 // returned: the periodic sync repairs it, and the receiver is created.
 func (s *Server) publish(c echo.Context, r *store.Receiver) {
-	if err := registry.Publish(c.Request().Context(), s.rdb, r.ID, r.Active); err != nil {
+	ctx := c.Request().Context()
+	err := registry.Publish(ctx, s.rdb, r.ID, r.Active)
+	if err == nil {
+		err = registry.PublishCallbackHosts(ctx, s.rdb, r.ID, r.CallbackHosts)
+	}
+	if err != nil {
 		s.cfg.Logger.Warn("publish receiver to registry", "receiver_id", r.ID, "err", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -38,6 +39,8 @@ type Config struct {
 	// Ready reports readiness beyond the database and Redis (optional).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
+	// TaskKeys seals the tasks the API queues (NOTIFYD_TASK_KEY; nil: unsigned).
+	TaskKeys *taskauth.Keyring
 }
 
 func (c *Config) setDefaults() {

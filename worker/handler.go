@@ -10,9 +10,11 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -26,6 +28,7 @@ type handler struct {
 	latency        *latencies
 	breakers       *fleetBreakers // fleet-wide circuit (circuitstate.go)
 	queue          tasks.Enqueuer
+	keys           *taskauth.Keyring // verifies tasks, seals retries; nil: unsigned
 	logger         *slog.Logger
 	defaultTimeout time.Duration
 	maxTimeout     time.Duration
@@ -62,14 +65,13 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return h.schedule(ctx, dv)
 }
 
-// admit decodes the task and loads its receiver; it drops what cannot be
-// delivered and defers what the receiver's circuit holds back.
+// admit authenticates and decodes the task and loads its receiver; it drops
+// what cannot or must not be delivered and defers what the receiver's
+// circuit holds back.
 func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
-	d, err := tasks.Decode(t.Payload())
+	d, err := h.open(t)
 	if err != nil {
-		metrics.Dropped.WithLabelValues("malformed").Inc()
-		h.logger.Error("dropping malformed task", "err", err)
-		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		return nil, err
 	}
 	rc, err := h.receivers.get(ctx, d.ReceiverID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -79,6 +81,9 @@ func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 	}
 	if err != nil {
 		return nil, h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
+	}
+	if err := callbackhosts.Allowed(rc.CallbackHosts, d.CallbackURL); err != nil {
+		return nil, h.refuse("callback_host", d, err)
 	}
 	// An open circuit defers before anything else: during an outage every
 	// task of the receiver comes through here, and a deferral should cost
@@ -91,6 +96,39 @@ func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 		}
 	}
 	return &delivery{d: d, rc: rc}, nil
+}
+
+// open checks the task's seal and its id. A task that fails either was not
+// written by a notifyd producer holding the task key (or was altered in
+// Redis): it is dropped, never delivered and never retried.
+func (h *handler) open(t *asynq.Task) (*tasks.Deliver, error) {
+	d, err := tasks.Open(h.keys, t.Payload())
+	switch {
+	case errors.Is(err, taskauth.ErrUnsigned):
+		return nil, h.refuse("unsigned", nil, err)
+	case errors.Is(err, taskauth.ErrUnknownKey), errors.Is(err, taskauth.ErrBadMAC):
+		return nil, h.refuse("bad_signature", nil, err)
+	case err != nil:
+		metrics.Dropped.WithLabelValues("malformed").Inc()
+		h.logger.Error("dropping malformed task", "err", err)
+		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	if err := d.CheckID(); err != nil {
+		return nil, h.refuse("id_mismatch", d, err)
+	}
+	return d, nil
+}
+
+// refuse drops a task that must not be delivered, counting it by reason.
+// d is nil when the task could not be trusted enough to decode.
+func (h *handler) refuse(reason string, d *tasks.Deliver, err error) error {
+	metrics.Dropped.WithLabelValues(reason).Inc()
+	attrs := []any{"reason", reason, "err", err}
+	if d != nil {
+		attrs = append(attrs, "notification_id", d.ID, "receiver_id", d.ReceiverID)
+	}
+	h.logger.Warn("dropping refused task", attrs...)
+	return fmt.Errorf("refused task: %w: %w", err, asynq.SkipRetry)
 }
 
 // load reads the notification's state and decides whether the task's
@@ -330,7 +368,7 @@ func (h *handler) ensureNext(ctx context.Context, d *tasks.Deliver, st store.Del
 	if st.NextAttemptAt != nil {
 		due = *st.NextAttemptAt
 	}
-	if err := tasks.Schedule(ctx, h.queue, *d, st.Attempts+1, due); err != nil {
+	if err := tasks.Schedule(ctx, h.queue, h.keys, *d, st.Attempts+1, due); err != nil {
 		return h.infra("redis", fmt.Errorf("deliver %s: %w", d.ID, err))
 	}
 	return nil

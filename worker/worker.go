@@ -14,6 +14,7 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -41,7 +42,11 @@ type Config struct {
 	// scheduled retries become due (default 20 ms; Asynq's own default of
 	// 1 s adds up to a second of latency to every notification).
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// TaskKeys verifies every task and seals the retries the worker queues
+	// (NOTIFYD_TASK_KEY). Nil: tasks are neither required to be signed nor
+	// signed (development).
+	TaskKeys *taskauth.Keyring
+	Logger   *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -100,6 +105,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		latency:        &latencies{},
 		breakers:       newFleetBreakers(newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger), rdb, logger),
 		queue:          w.client,
+		keys:           cfg.TaskKeys,
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,
 		maxTimeout:     cfg.MaxTimeout,

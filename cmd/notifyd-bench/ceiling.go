@@ -121,7 +121,7 @@ func (b *bench) enqueueNoop(ctx context.Context, i int) error {
 	r, key := b.okReceivers[i%len(b.okReceivers)], "ceil-"+strconv.Itoa(i)
 	d := tasks.Deliver{ID: tasks.NotificationID(r.ID, key), ReceiverID: r.ID, EventType: eventType,
 		IdempotencyKey: key, Payload: b.payload(i), EnqueuedAt: time.Now().UTC(), Attempt: 1}
-	t, err := d.Task()
+	t, err := d.Task(nil)
 	if err == nil {
 		_, err = b.queue.EnqueueContext(ctx, t)
 	}

@@ -129,14 +129,14 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		defer queue.Close()
 		api := query.New(st, rdb, queue, query.Config{
 			AdminToken: cfg.AdminToken, ProducerTokens: cfg.ProducerTokens, MaxPayload: cfg.MaxPayload,
-			Targets: cfg.Targets, Retry: cfg.Retry, Logger: logger.With("component", "api"),
+			Targets: cfg.Targets, Retry: cfg.Retry, Logger: logger.With("component", "api"), TaskKeys: cfg.TaskKeys,
 		})
 		components = append(components, func(ctx context.Context) error { return api.Run(ctx, cfg.HTTPAddr) })
 	}
 	if cmd == "all" || cmd == "worker" {
 		w := worker.New(st, rdb, worker.Config{
 			Concurrency: cfg.WorkerConcurrency, Retry: cfg.Retry, DefaultTimeout: cfg.DeliveryTimeout,
-			Targets: cfg.Targets, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger,
+			Targets: cfg.Targets, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, TaskKeys: cfg.TaskKeys,
 			ReceiverConcurrency: cfg.ReceiverConcurrency,
 			Breaker:             worker.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 		})
@@ -199,7 +199,7 @@ func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClien
 	queue := asynq.NewClientFromRedisClient(rdb)
 	sched, err := scheduler.New(st, queue, scheduler.Config{
 		RedriveSchedule: cfg.RedriveSchedule, RetentionSchedule: cfg.RetentionSchedule,
-		SummarySchedule: cfg.SummarySchedule, Retention: cfg.Retention, Logger: logger,
+		SummarySchedule: cfg.SummarySchedule, Retention: cfg.Retention, Logger: logger, TaskKeys: cfg.TaskKeys,
 	})
 	if err != nil {
 		return err

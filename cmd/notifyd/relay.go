@@ -56,6 +56,7 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		notifier.WithReplicaAck(cfg.RelayReplicaAck, relayAckTimeout),
 		notifier.WithOutboxTable(cfg.OutboxTable),
 		notifier.WithMaxPayloadSize(cfg.MaxPayload),
+		notifier.WithTaskKey(notifier.TaskKeyFromKeyring(cfg.TaskKeys)),
 		// The relay re-validates rows; with any private target allowed it
 		// lets private callback URLs through rather than kill rows the
 		// workers' exact policy (enforced at connect time) would accept.

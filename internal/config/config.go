@@ -23,6 +23,7 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string
+
+	// TaskKeys seals and verifies every task in Redis (NOTIFYD_TASK_KEY);
+	// nil when unset (tasks unsigned, development).
+	TaskKeys *taskauth.Keyring
 }
 
 // Load parses args (without the program and subcommand names) with env as
@@ -81,6 +86,7 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	raw.parseRetry(&c, &errs)
 	raw.parseDelivery(&c, &errs)
 	raw.parseOperation(&c, &errs)
+	raw.parseSecurity(&c, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -96,6 +102,7 @@ type rawSettings struct {
 	breakerFailures, breakerCooldown         string
 	timeout, shutdown, maxPayload, noMigrate string
 	retention, relayAck, logLevel            string
+	taskKey                                  string
 }
 
 // define declares every setting as a flag whose default is its NOTIFYD_*
@@ -135,6 +142,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&c.OutboxDatabaseURL, "outbox-database-url", "NOTIFYD_OUTBOX_DATABASE_URL", "", "relay: PostgreSQL URL of the producer database holding the outbox")
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
 	str(&raw.relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
+	str(&raw.taskKey, "task-key", "NOTIFYD_TASK_KEY", "", "id:base64-secret[,id:base64-secret…] keys that sign (first) and verify (all) tasks in Redis")
 }
 
 // settingErrors collects every bad setting so one run reports them all,
@@ -253,4 +261,12 @@ func RedisOptions(url string) (*redis.Options, error) {
 		return nil, err
 	}
 	return c.SingleNode()
+}
+
+// parseSecurity reads the keys that protect what notifyd trusts: the tasks
+// in Redis.
+func (raw *rawSettings) parseSecurity(c *Config, errs *settingErrors) {
+	var err error
+	c.TaskKeys, err = taskauth.Parse(raw.taskKey)
+	errs.check("NOTIFYD_TASK_KEY", err)
 }

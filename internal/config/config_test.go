@@ -149,3 +149,41 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+// NOTIFYD_TASK_KEY is parsed at load: a malformed or short key stops the
+// process, a list makes its first key the signing one.
+func TestTaskKey(t *testing.T) {
+	t.Parallel()
+	good := "k2:" + strings.Repeat("A", 43) + ",k1:" + strings.Repeat("B", 43)
+	for _, tc := range []struct {
+		name, value, signer string
+		wantErr             bool
+	}{
+		{name: "unset", value: ""},
+		{name: "rotation", value: good, signer: "k2"},
+		{name: "short", value: "k1:c2hvcnQ=", wantErr: true},
+		{name: "no id", value: strings.Repeat("A", 43), wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := func(k string) string {
+				if k == "NOTIFYD_TASK_KEY" {
+					return tc.value
+				}
+				return ""
+			}
+			c, err := Load("notifyd", nil, env, io.Discard)
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "NOTIFYD_TASK_KEY") {
+					t.Fatalf("err = %v, want one naming NOTIFYD_TASK_KEY", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.TaskKeys.SigningKeyID(); got != tc.signer {
+				t.Fatalf("signing key %q, want %q", got, tc.signer)
+			}
+		})
+	}
+}

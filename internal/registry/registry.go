@@ -1,6 +1,7 @@
-// Package registry mirrors which receivers exist (and are active) into Redis,
-// so that producers using the Go client can reject a notification for an
-// unknown receiver without a connection to notifyd's Postgres.
+// Package registry mirrors which receivers exist (and are active), and which
+// restrict callback overrides to which hosts, into Redis, so that producers
+// using the Go client can reject a notification for an unknown receiver or a
+// refused callback host without a connection to notifyd's Postgres.
 //
 // Postgres is the source of truth. The API publishes every change, and every
 // notifyd process re-publishes the whole table periodically, so a Redis that
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +25,12 @@ import (
 
 // Key is the Redis hash: receiver id → "1" (active) or "0" (inactive).
 const Key = "notifyd:receivers"
+
+// HostsKey is the Redis hash: receiver id → its callback_hosts, comma
+// separated ("" for an empty list), for receivers that restrict callback
+// overrides; a receiver without a field is unrestricted. It is a hash of
+// its own so that Go clients older than callback_hosts keep reading Key.
+const HostsKey = "notifyd:receiver_callback_hosts"
 
 // loadedField marks a hash that has been filled by a full sync.
 const loadedField = "_loaded"
@@ -86,9 +94,64 @@ func flag(active bool) string {
 	return "0"
 }
 
-// Lister reads every receiver's active flag from the source of truth.
+// PublishCallbackHosts records one receiver's callback_hosts (nil: no
+// restriction).
+func PublishCallbackHosts(ctx context.Context, rdb redis.UniversalClient, id uuid.UUID, hosts []string) error {
+	var err error
+	if hosts == nil {
+		err = rdb.HDel(ctx, HostsKey, id.String()).Err()
+	} else {
+		err = rdb.HSet(ctx, HostsKey, id.String(), strings.Join(hosts, ",")).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("publish callback hosts of %s: %w", id, err)
+	}
+	return nil
+}
+
+// SyncCallbackHosts replaces the whole hosts hash in one transaction, so a
+// restriction lifted while a publish was lost does not linger.
+func SyncCallbackHosts(ctx context.Context, rdb redis.UniversalClient, hosts map[uuid.UUID][]string) error {
+	values := make([]any, 0, 2*len(hosts)+2)
+	for id, h := range hosts {
+		values = append(values, id.String(), strings.Join(h, ","))
+	}
+	values = append(values, loadedField, "1")
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, HostsKey)
+		p.HSet(ctx, HostsKey, values...)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sync callback hosts: %w", err)
+	}
+	return nil
+}
+
+// CallbackHosts returns a receiver's callback_hosts as the mirror has them:
+// nil when it does not restrict overrides.
+func CallbackHosts(ctx context.Context, rdb redis.UniversalClient, id uuid.UUID) ([]string, error) {
+	vals, err := rdb.HMGet(ctx, HostsKey, id.String(), loadedField).Result()
+	if err != nil {
+		return nil, fmt.Errorf("look up callback hosts of %s: %w", id, err)
+	}
+	v, restricted := vals[0].(string)
+	switch {
+	case restricted && v == "":
+		return []string{}, nil
+	case restricted:
+		return strings.Split(v, ","), nil
+	case vals[1] == nil:
+		return nil, ErrNotLoaded
+	}
+	return nil, nil
+}
+
+// Lister reads every receiver's active flag and callback_hosts from the
+// source of truth.
 type Lister interface {
 	ListReceiverStates(ctx context.Context) (map[uuid.UUID]bool, error)
+	ReceiverCallbackHosts(ctx context.Context) (map[uuid.UUID][]string, error)
 }
 
 // Keep syncs the registry from l now and then every interval until ctx
@@ -100,6 +163,13 @@ func Keep(ctx context.Context, l Lister, rdb redis.UniversalClient, interval tim
 		states, err := l.ListReceiverStates(ctx)
 		if err == nil {
 			err = Sync(ctx, rdb, states)
+		}
+		var hosts map[uuid.UUID][]string
+		if err == nil {
+			hosts, err = l.ReceiverCallbackHosts(ctx)
+		}
+		if err == nil {
+			err = SyncCallbackHosts(ctx, rdb, hosts)
 		}
 		if err != nil && ctx.Err() == nil {
 			logger.Warn("receiver registry sync failed; will retry", "err", err)

@@ -116,7 +116,7 @@ func (s *Scheduler) enqueue(ctx context.Context, n *store.Notification) (queued 
 		d.CallbackURL = *n.CallbackURL
 	}
 	probe := conflictProbe{Enqueuer: s.queue}
-	if err := tasks.Schedule(ctx, &probe, d, n.Attempts+1, *n.NextAttemptAt); err != nil {
+	if err := tasks.Schedule(ctx, &probe, s.cfg.TaskKeys, d, n.Attempts+1, *n.NextAttemptAt); err != nil {
 		return false, err
 	}
 	return !probe.conflict, nil

@@ -13,7 +13,7 @@ import (
 func (e *env) schedule(n *store.Notification) {
 	e.t.Helper()
 	d := tasks.Deliver{ID: n.ID, ReceiverID: n.ReceiverID, EventType: n.EventType, IdempotencyKey: n.IdempotencyKey, Payload: n.Payload}
-	if err := tasks.Schedule(context.Background(), e.queue, d, n.Attempts+1, *n.NextAttemptAt); err != nil {
+	if err := tasks.Schedule(context.Background(), e.queue, nil, d, n.Attempts+1, *n.NextAttemptAt); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -85,6 +86,9 @@ type Config struct {
 	// summary days are cut).
 	Location *time.Location
 	Logger   *slog.Logger
+	// TaskKeys seals the tasks the re-drive queues (NOTIFYD_TASK_KEY; nil:
+	// unsigned).
+	TaskKeys *taskauth.Keyring
 }
 
 func (c *Config) setDefaults() {

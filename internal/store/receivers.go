@@ -24,9 +24,12 @@ type Receiver struct {
 	Retry               *retry.Policy
 	SuccessBody         *string
 	Timeout             time.Duration // 0: the service default
-	Active              bool
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	// CallbackHosts restricts callback URL overrides (internal/callbackhosts):
+	// nil means no restriction, empty means no override allowed.
+	CallbackHosts []string
+	Active        bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // HashAPIKey is how API keys are stored: a fast hash is right here because
@@ -37,14 +40,14 @@ func HashAPIKey(key string) []byte {
 }
 
 const receiverColumns = `id, name, callback_url, signing_secret, coalesce(previous_signing_secret, ''),
-	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), active, created_at, updated_at`
+	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), callback_hosts, active, created_at, updated_at`
 
 func scanReceiver(row pgx.Row) (*Receiver, error) {
 	var r Receiver
 	var policy []byte
 	var timeoutMS int
 	err := row.Scan(&r.ID, &r.Name, &r.CallbackURL, &r.SigningSecret, &r.PreviousSecret,
-		&r.PreviousSecretUntil, &policy, &r.SuccessBody, &timeoutMS, &r.Active, &r.CreatedAt, &r.UpdatedAt)
+		&r.PreviousSecretUntil, &policy, &r.SuccessBody, &timeoutMS, &r.CallbackHosts, &r.Active, &r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -74,17 +77,17 @@ func timeoutMS(d time.Duration) *int {
 }
 
 // CreateReceiver inserts r (ID, Name, CallbackURL, SigningSecret, Retry,
-// SuccessBody, Timeout) with the hash of its API key, and fills in the times.
+// SuccessBody, Timeout, CallbackHosts) with the hash of its API key, and fills in the times.
 func (s *Store) CreateReceiver(ctx context.Context, r *Receiver, apiKeyHash []byte) error {
 	policy, err := policyJSON(r.Retry)
 	if err != nil {
 		return err
 	}
 	err = s.pool.QueryRow(ctx, `
-		INSERT INTO receivers (id, name, callback_url, api_key_hash, signing_secret, retry_policy, success_body, timeout_ms, active)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)
+		INSERT INTO receivers (id, name, callback_url, api_key_hash, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
 		RETURNING created_at, updated_at`,
-		r.ID, r.Name, r.CallbackURL, apiKeyHash, r.SigningSecret, policy, r.SuccessBody, timeoutMS(r.Timeout),
+		r.ID, r.Name, r.CallbackURL, apiKeyHash, r.SigningSecret, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts,
 	).Scan(&r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)
@@ -138,8 +141,29 @@ func (s *Store) ListReceiverStates(ctx context.Context) (map[uuid.UUID]bool, err
 	return out, nil
 }
 
+// ReceiverCallbackHosts returns the callback_hosts of every receiver that
+// restricts overrides, for the registry producers consult in Redis.
+func (s *Store) ReceiverCallbackHosts(ctx context.Context) (map[uuid.UUID][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, callback_hosts FROM receivers WHERE callback_hosts IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("list callback hosts: %w", err)
+	}
+	out := make(map[uuid.UUID][]string)
+	var id uuid.UUID
+	var hosts []string
+	_, err = pgx.ForEachRow(rows, []any{&id, &hosts}, func() error {
+		out[id] = append([]string{}, hosts...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list callback hosts: %w", err)
+	}
+	return out, nil
+}
+
 // ReceiverPatch holds the fields to change; nil leaves a field alone.
-// ClearRetry, ClearSuccessBody and ClearTimeout reset to the service default.
+// ClearRetry, ClearSuccessBody and ClearTimeout reset to the service default;
+// ClearCallbackHosts lifts the callback override restriction.
 type ReceiverPatch struct {
 	Name             *string
 	CallbackURL      *string
@@ -149,6 +173,9 @@ type ReceiverPatch struct {
 	ClearSuccessBody bool
 	Timeout          *time.Duration
 	Active           *bool
+	// CallbackHosts, when not nil, replaces the list (empty: no override).
+	CallbackHosts      *[]string
+	ClearCallbackHosts bool
 }
 
 // UpdateReceiver applies p and returns the receiver as stored.
@@ -169,15 +196,25 @@ func (s *Store) UpdateReceiver(ctx context.Context, id uuid.UUID, p ReceiverPatc
 			success_body = CASE WHEN $6 THEN NULL ELSE coalesce($7, success_body) END,
 			timeout_ms = CASE WHEN $8 THEN $9 ELSE timeout_ms END,
 			active = coalesce($10, active),
+			callback_hosts = CASE WHEN $11 THEN NULL WHEN $12 THEN $13::text[] ELSE callback_hosts END,
 			updated_at = now()
 		WHERE id = $1
 		RETURNING `+receiverColumns,
 		id, p.Name, p.CallbackURL, p.ClearRetry, policy, p.ClearSuccessBody, p.SuccessBody,
-		p.Timeout != nil, timeout, p.Active))
+		p.Timeout != nil, timeout, p.Active, p.ClearCallbackHosts, p.CallbackHosts != nil, hostsArg(p.CallbackHosts)))
 	if err != nil {
 		return nil, fmt.Errorf("update receiver %s: %w", id, err)
 	}
 	return r, nil
+}
+
+// hostsArg is a patch's new list as a query argument: non-nil even when
+// empty, so that an empty list is stored as '{}' and not NULL.
+func hostsArg(h *[]string) []string {
+	if h == nil {
+		return nil
+	}
+	return append([]string{}, *h...)
 }
 
 // RotateSecret makes secret the signing secret; the old one keeps signing

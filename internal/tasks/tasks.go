@@ -19,6 +19,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+
+	"github.com/notifyd/notifyd/internal/taskauth"
 )
 
 // TypeDeliver is the one task type: "make attempt N of notification X".
@@ -97,13 +99,15 @@ func (d *Deliver) Queue() string {
 // run of circuit-breaker deferrals ever makes Asynq archive a task.
 const MaxRetry = 1 << 30
 
-// Task builds the Asynq task. Retention is zero so that a completed task frees
-// its id at once.
-func (d *Deliver) Task(opts ...asynq.Option) (*asynq.Task, error) {
+// Task builds the Asynq task, sealed with keys (nil: unsigned, for
+// development). Retention is zero so that a completed task frees its id at
+// once.
+func (d *Deliver) Task(keys *taskauth.Keyring, opts ...asynq.Option) (*asynq.Task, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return nil, fmt.Errorf("encode task %s: %w", d.TaskID(), err)
 	}
+	b = keys.Seal(TypeDeliver, b)
 	base := []asynq.Option{
 		asynq.TaskID(d.TaskID()),
 		asynq.Queue(d.Queue()),
@@ -120,6 +124,20 @@ func (d *Deliver) Task(opts ...asynq.Option) (*asynq.Task, error) {
 // encoding/json, and the README's throughput profile), under 2 % of the
 // ~409 µs of CPU a delivered notification costs, and was removed.
 func Decode(b []byte) (*Deliver, error) {
+	return Open(nil, b)
+}
+
+// ErrIDMismatch: the task's id is not the one derived from its receiver and
+// idempotency key, so it would record or deliver under a forged id.
+var ErrIDMismatch = errors.New("task id does not match its receiver and idempotency key")
+
+// Open checks a task payload's seal with keys (taskauth's errors when it
+// fails) and decodes it. Decode is Open without keys.
+func Open(keys *taskauth.Keyring, payload []byte) (*Deliver, error) {
+	b, err := keys.Open(TypeDeliver, payload)
+	if err != nil {
+		return nil, fmt.Errorf("open task: %w", err)
+	}
 	var d Deliver
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("decode task: %w", err)
@@ -130,17 +148,27 @@ func Decode(b []byte) (*Deliver, error) {
 	return &d, nil
 }
 
+// CheckID refuses a task whose id is not the one derived from its receiver
+// and idempotency key: every producer derives it, so a task that differs
+// was not written by one.
+func (d *Deliver) CheckID() error {
+	if NotificationID(d.ReceiverID, d.IdempotencyKey) != d.ID {
+		return fmt.Errorf("task %s: %w", d.ID, ErrIDMismatch)
+	}
+	return nil
+}
+
 // Enqueuer is the part of an Asynq client that scheduling needs.
 type Enqueuer interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
-// Schedule queues automatic attempt number attempt of d at due. A task for
-// that attempt already in Redis is not an error: it is queued, which is what
-// the caller wants.
-func Schedule(ctx context.Context, q Enqueuer, d Deliver, attempt int, due time.Time) error {
+// Schedule queues automatic attempt number attempt of d at due, sealed with
+// keys. A task for that attempt already in Redis is not an error: it is
+// queued, which is what the caller wants.
+func Schedule(ctx context.Context, q Enqueuer, keys *taskauth.Keyring, d Deliver, attempt int, due time.Time) error {
 	d.Attempt, d.Manual = attempt, 0
-	task, err := d.Task(asynq.ProcessAt(due))
+	task, err := d.Task(keys, asynq.ProcessAt(due))
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,17 @@
 package tasks
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/notifyd/notifyd/internal/taskauth"
 )
 
 func sampleTasks() []Deliver {
@@ -26,7 +30,7 @@ func sampleTasks() []Deliver {
 func TestDecodeRoundTrip(t *testing.T) {
 	t.Parallel()
 	for i, want := range sampleTasks() {
-		task, err := want.Task()
+		task, err := want.Task(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,6 +48,41 @@ func TestDecodeRoundTrip(t *testing.T) {
 		if got.TaskID() != want.TaskID() || got.Queue() != want.Queue() {
 			t.Errorf("task %d: id %s queue %s, want %s %s", i, got.TaskID(), got.Queue(), want.TaskID(), want.Queue())
 		}
+	}
+}
+
+// A sealed task opens only with a key that verifies it, and decodes to the
+// same task; CheckID refuses an id that is not derived from the task.
+func TestOpenSealed(t *testing.T) {
+	t.Parallel()
+	secret := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	keys, err := taskauth.Parse("k1:" + secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sampleTasks()[0]
+	d.ID = NotificationID(d.ReceiverID, d.IdempotencyKey)
+	task, err := d.Task(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Open(keys, task.Payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TaskID() != d.TaskID() || got.CheckID() != nil {
+		t.Fatalf("sealed round trip: got %+v (check id: %v)", got, got.CheckID())
+	}
+	unsigned, err := d.Task(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(keys, unsigned.Payload()); !errors.Is(err, taskauth.ErrUnsigned) {
+		t.Fatalf("unsigned task: err = %v, want ErrUnsigned", err)
+	}
+	got.IdempotencyKey = "another-order"
+	if err := got.CheckID(); !errors.Is(err, ErrIDMismatch) {
+		t.Fatalf("mismatched id: err = %v, want ErrIDMismatch", err)
 	}
 }
 
@@ -67,7 +106,7 @@ func TestDecodeRefuses(t *testing.T) {
 // change or become undecodable on the way round.
 func FuzzDecode(f *testing.F) {
 	for _, d := range sampleTasks() {
-		task, err := d.Task()
+		task, err := d.Task(nil)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -82,7 +121,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		task, err := d.Task()
+		task, err := d.Task(nil)
 		if err != nil {
 			t.Fatalf("decoded %+v but cannot encode it: %v", d, err)
 		}
@@ -117,7 +156,7 @@ func jsonEqual(a, b []byte) bool {
 func BenchmarkDecode(b *testing.B) {
 	d := sampleTasks()[0]
 	d.Payload = json.RawMessage(`{"trade_no":"2026112201020300001","out_trade_no":"order-1","amount":"100.00","currency":"CNY","status":"TRADE_SUCCESS","buyer":"u-1234567","paid_at":"2026-11-22T01:02:03Z","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"memo":"the benchmark's 300-byte payload, about"}`)
-	task, err := d.Task()
+	task, err := d.Task(nil)
 	if err != nil {
 		b.Fatal(err)
 	}

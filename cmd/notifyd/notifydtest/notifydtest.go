@@ -97,6 +97,9 @@ func Start(t testing.TB, opts ...Option) *Stack {
 	if err == nil {
 		err = registry.Sync(ctx, rdb, states)
 	}
+	if err == nil {
+		err = registry.SyncCallbackHosts(ctx, rdb, nil)
+	}
 	if err != nil {
 		cancel()
 		t.Fatalf("notifydtest: registry sync: %v", err)
