@@ -23,6 +23,7 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/secretbox"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -60,7 +61,25 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string
+
+	// Secrets at rest and safe defaults (issue 11, part D).
+	// Env is "production" (the default: Unsafe settings refuse to start) or
+	// "development" (they are allowed with a warning).
+	Env string
+	// SecretKeys seal receivers' signing secrets in Postgres
+	// (NOTIFYD_SECRET_KEYS; empty ring: stored in the clear).
+	SecretKeys *secretbox.Keyring
 }
+
+// The values of NOTIFYD_ENV.
+const (
+	EnvProduction  = "production"
+	EnvDevelopment = "development"
+)
+
+// minTokenLen is the shortest static bearer token production accepts: 32
+// characters of `openssl rand -hex 16` or longer cannot be guessed online.
+const minTokenLen = 32
 
 // Load parses args (without the program and subcommand names) with env as
 // the source of defaults (os.Getenv in production).
@@ -106,6 +125,10 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
 	var relayAck string
 	str(&relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
+	// Secrets at rest and safe defaults (issue 11, part D).
+	var secretKeys string
+	str(&c.Env, "env", "NOTIFYD_ENV", EnvProduction, `"production" refuses to start with unsafe settings; "development" allows them with a warning`)
+	str(&secretKeys, "secret-keys", "NOTIFYD_SECRET_KEYS", "", "keys sealing signing secrets at rest: id:base64(32 bytes),... (the first seals, all open)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -167,6 +190,12 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		check("NOTIFYD_LOG_FORMAT", errors.New(`must be "json" or "text"`))
 	}
+	// Secrets at rest and safe defaults (issue 11, part D).
+	if c.Env != EnvProduction && c.Env != EnvDevelopment {
+		check("NOTIFYD_ENV", fmt.Errorf("must be %q or %q", EnvProduction, EnvDevelopment))
+	}
+	c.SecretKeys, err = secretbox.ParseKeys(secretKeys)
+	check("NOTIFYD_SECRET_KEYS", err)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
