@@ -347,4 +347,3 @@ func pgDump(t *testing.T) string {
 	}
 	return matches[len(matches)-1]
 }
-
