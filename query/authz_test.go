@@ -35,6 +35,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"redeliver", "POST", func(n uuid.UUID, _ string) string { return "/v1/notifications/" + n.String() + "/redeliver" }, nil},
 		{"recover", "POST", func(uuid.UUID, string) string { return "/v1/receivers/" + rb.ID.String() + "/recover" }, since},
 		{"cancel", "POST", func(n uuid.UUID, _ string) string { return "/v1/notifications/" + n.String() + "/cancel" }, nil},
+		{"audit events", "GET", func(uuid.UUID, string) string { return "/v1/audit-events?target_id=" + rb.ID.String() }, nil},
 	}
 	callers := []struct {
 		name  string
@@ -57,6 +58,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"redeliver": {"receiver A": 404, "receiver B": 202, "admin": 202, "producer": 403},
 		"recover":   {"receiver A": 404, "receiver B": 202, "admin": 202, "producer": 403},
 		"cancel":    {"receiver A": 403, "receiver B": 403, "admin": 200, "producer": 200},
+		// The audit trail is the admin's alone, even for a receiver's own id.
+		"audit events": {"receiver A": 403, "receiver B": 403, "admin": 200, "producer": 403},
 	}
 	missing := map[string]int{} // route → status for a notification id that does not exist, as A
 	for _, rt := range routes {
@@ -89,7 +92,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		missing[rt.name] = code
 	}
 	for name, code := range missing {
-		if name == "list of B" || name == "recover" {
+		if name == "list of B" || name == "recover" || name == "audit events" {
 			continue // these name B's receiver id, not a notification
 		}
 		if w := want[name]["receiver A"]; code != w {

@@ -186,6 +186,7 @@ func (s *Server) createReceiver(c echo.Context) error {
 	if err := s.store.CreateReceiver(ctx, r, store.HashAPIKey(apiKey)); err != nil {
 		return err
 	}
+	setAuditTarget(c, r.ID.String())
 	s.publish(c, r)
 	v := s.view(r)
 	v.APIKey, v.SigningSecret = apiKey, secret

@@ -110,7 +110,8 @@ func (s *Server) routes() {
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	e.GET("/openapi.json", s.openapi)
 
-	v1 := e.Group("/v1", s.auth.middleware)
+	// s.audit records every mutating request of the group (see audit.go).
+	v1 := e.Group("/v1", s.auth.middleware, s.audit)
 	v1.POST("/receivers", s.createReceiver, requireAdmin)
 	v1.GET("/receivers/:id", s.getReceiver, requireAdminOrSelf)
 	v1.PATCH("/receivers/:id", s.updateReceiver, requireAdmin)
@@ -127,6 +128,9 @@ func (s *Server) routes() {
 	v1.POST("/notifications/:id/cancel", s.cancel, requireProducer)
 	v1.POST("/notifications/recorded", s.recorded, requireProducer)
 	v1.POST("/receivers/:id/recover", s.recoverFailed, requireAdminOrSelf)
+
+	// Audit (issue 11, part D).
+	v1.GET("/audit-events", s.listAuditEvents, requireAdmin)
 }
 
 // Handler returns the HTTP handler (tests mount it on httptest servers).

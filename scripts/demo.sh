@@ -23,6 +23,9 @@ redis-cli -n 13 flushdb >/dev/null
 
 export NOTIFYD_DATABASE_URL="${admin_url/\/test?/\/notifyd_demo?}"
 export NOTIFYD_REDIS_URL="redis://127.0.0.1:6379/13"
+# Development mode: the demo's short token, private targets and password-less
+# Redis are allowed (each logged as a warning); production would refuse them.
+export NOTIFYD_ENV=development
 export NOTIFYD_ADMIN_TOKEN="demo-admin-token"
 export NOTIFYD_ALLOW_PRIVATE_TARGETS=true # the demo's merchants live on 127.0.0.1
 export NOTIFYD_HTTP_ADDR="127.0.0.1:${port}"

@@ -47,6 +47,8 @@ Commands:
   relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL),
              keeping each until notifyd's database (NOTIFYD_DATABASE_URL) has it
   outbox-schema  print the SQL of the producer's outbox table (-table name)
+  rotate-secret-key  seal every receiver's signing secret with the first NOTIFYD_SECRET_KEYS key
+             (plaintext ones too); safe to run while notifyd runs, and to run again
   version    print the version
 
 Every flag also reads a NOTIFYD_* environment variable; see "notifyd <command> -h".
@@ -71,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "outbox-schema":
 		return outboxSchema(args, stdout, stderr)
-	case "all", "api", "worker", "scheduler", "migrate", "relay":
+	case "all", "api", "worker", "scheduler", "migrate", "relay", "rotate-secret-key":
 	default:
 		fmt.Fprintf(stderr, "notifyd: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -86,8 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := cfg.Logger(stderr).With("process", cmd)
 	slog.SetDefault(logger)
+	if !safeToStart(cfg, logger, stderr) {
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cmd == "rotate-secret-key" {
+		return rotateSecretKey(ctx, cfg, stdout, logger)
+	}
 	if err := start(ctx, cmd, cfg, logger); err != nil {
 		logger.Error("notifyd failed", "err", err)
 		return 1
@@ -104,6 +112,9 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		if err := migrations.Up(ctx, cfg.DatabaseURL, logger); err != nil {
 			return err
 		}
+		if err := sealPlaintextSecrets(ctx, cfg, logger); err != nil {
+			return err
+		}
 		if cmd == "migrate" {
 			logger.Info("database is up to date")
 			return nil
@@ -114,6 +125,7 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return err
 	}
 	defer st.Close()
+	st.SetSecretKeys(cfg.SecretKeys)
 	// One client, shared with Asynq; with a Sentinel URL it follows the
 	// master through failovers.
 	rdb, _, err := config.Redis(cfg.RedisURL)

@@ -36,6 +36,7 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 		"NOTIFYD_DATABASE_URL="+dsn,
 		fmt.Sprintf("NOTIFYD_REDIS_URL=redis://%s/%d", redisOpt.Addr, redisOpt.DB),
 		"NOTIFYD_HTTP_ADDR="+addr,
+		"NOTIFYD_ENV=development",
 		"NOTIFYD_ADMIN_TOKEN=t",
 		"NOTIFYD_LOG_FORMAT=text",
 	)

@@ -23,6 +23,7 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/notifyd/notifyd/internal/secretbox"
 	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/redis/go-redis/v9"
 )
@@ -65,7 +66,23 @@ type Config struct {
 	// TaskKeys seals and verifies every task in Redis (NOTIFYD_TASK_KEY);
 	// nil when unset (tasks unsigned, development).
 	TaskKeys *taskauth.Keyring
+	// Env is "production" (the default: Unsafe settings refuse to start) or
+	// "development" (they are allowed with a warning).
+	Env string
+	// SecretKeys seal receivers' signing secrets in Postgres
+	// (NOTIFYD_SECRET_KEYS; empty ring: stored in the clear).
+	SecretKeys *secretbox.Keyring
 }
+
+// The values of NOTIFYD_ENV.
+const (
+	EnvProduction  = "production"
+	EnvDevelopment = "development"
+)
+
+// minTokenLen is the shortest static bearer token production accepts: 32
+// characters of `openssl rand -hex 16` or longer cannot be guessed online.
+const minTokenLen = 32
 
 // Load parses args (without the program and subcommand names) with env as
 // the source of defaults (os.Getenv in production).
@@ -102,7 +119,7 @@ type rawSettings struct {
 	breakerFailures, breakerCooldown         string
 	timeout, shutdown, maxPayload, noMigrate string
 	retention, relayAck, logLevel            string
-	taskKey                                  string
+	taskKey, secretKeys                      string
 }
 
 // define declares every setting as a flag whose default is its NOTIFYD_*
@@ -143,6 +160,8 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
 	str(&raw.relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
 	str(&raw.taskKey, "task-key", "NOTIFYD_TASK_KEY", "", "id:base64-secret[,id:base64-secret…] keys that sign (first) and verify (all) tasks in Redis")
+	str(&c.Env, "env", "NOTIFYD_ENV", EnvProduction, `"production" refuses to start with unsafe settings; "development" allows them with a warning`)
+	str(&raw.secretKeys, "secret-keys", "NOTIFYD_SECRET_KEYS", "", "keys sealing signing secrets at rest: id:base64(32 bytes),... (the first seals, all open)")
 }
 
 // settingErrors collects every bad setting so one run reports them all,
@@ -263,10 +282,15 @@ func RedisOptions(url string) (*redis.Options, error) {
 	return c.SingleNode()
 }
 
-// parseSecurity reads the keys that protect what notifyd trusts: the tasks
-// in Redis.
+// parseSecurity reads the mode and the keys that protect what notifyd
+// trusts: the tasks in Redis and the signing secrets in Postgres.
 func (raw *rawSettings) parseSecurity(c *Config, errs *settingErrors) {
 	var err error
 	c.TaskKeys, err = taskauth.Parse(raw.taskKey)
 	errs.check("NOTIFYD_TASK_KEY", err)
+	if c.Env != EnvProduction && c.Env != EnvDevelopment {
+		errs.check("NOTIFYD_ENV", fmt.Errorf("must be %q or %q", EnvProduction, EnvDevelopment))
+	}
+	c.SecretKeys, err = secretbox.ParseKeys(raw.secretKeys)
+	errs.check("NOTIFYD_SECRET_KEYS", err)
 }

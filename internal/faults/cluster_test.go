@@ -54,10 +54,12 @@ func newCluster(t *testing.T, redisURL string, env map[string]string) *cluster {
 		"NOTIFYD_DATABASE_URL":          dbURL + "&pool_max_conns=6",
 		"NOTIFYD_REDIS_URL":             redisURL,
 		"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
-		"NOTIFYD_ADMIN_TOKEN":           adminToken,
-		"NOTIFYD_PRODUCER_TOKENS":       producerToken,
-		"NOTIFYD_LOG_FORMAT":            "text",
-		"NOTIFYD_REDRIVE_SCHEDULE":      "@every 2s",
+		// Private targets, short tokens, no Redis password: development.
+		"NOTIFYD_ENV":              "development",
+		"NOTIFYD_ADMIN_TOKEN":      adminToken,
+		"NOTIFYD_PRODUCER_TOKENS":  producerToken,
+		"NOTIFYD_LOG_FORMAT":       "text",
+		"NOTIFYD_REDRIVE_SCHEDULE": "@every 2s",
 		// Short schedules keep the tests short; the shape is the real one.
 		"NOTIFYD_RETRY_MAX_ATTEMPTS": "4",
 		"NOTIFYD_RETRY_BASE":         "1s",

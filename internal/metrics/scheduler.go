@@ -37,7 +37,7 @@ var (
 	}, []string{"action"})
 
 	// RetentionDeleted counts rows the retention job deleted, by table
-	// (notifications, attempts).
+	// (notifications, attempts, audit_events).
 	RetentionDeleted = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Subsystem: "scheduler", Name: "retention_deleted_rows_total",
 		Help: "Rows deleted by the retention job, by kind (notifications, attempts).",

@@ -13,7 +13,9 @@ type RetentionResult struct {
 	Cutoff        time.Time
 	Notifications int64
 	Attempts      int64
-	// Batches is the number of DELETE statements run.
+	// AuditEvents: audit_events rows older than Cutoff deleted.
+	AuditEvents int64
+	// Batches is the number of DELETE statements run on notifications.
 	Batches int
 	// Skipped: another instance was running the job.
 	Skipped  bool
@@ -21,7 +23,8 @@ type RetentionResult struct {
 }
 
 // RunRetention deletes the delivered, failed and cancelled notifications
-// created more than the retention ago, with their attempts, in batches of
+// created more than the retention ago, with their attempts, and then the
+// audit events older than the same cut-off, in batches of
 // RetentionBatch separated by RetentionPause, until none is left or ctx ends.
 // Each batch is its own short transaction, so the job never holds many locks
 // for long; pending notifications are never deleted, however old.
@@ -29,8 +32,11 @@ func (s *Scheduler) RunRetention(ctx context.Context) (RetentionResult, error) {
 	var res RetentionResult
 	skipped, took, err := s.locked(ctx, JobRetention, lockRetention, func(ctx context.Context) ([]any, error) {
 		err := s.retention(ctx, &res)
+		if err == nil {
+			err = s.auditRetention(ctx, &res)
+		}
 		return []any{"cutoff", res.Cutoff, "notifications_deleted", res.Notifications, "attempts_deleted", res.Attempts,
-			"batches", res.Batches}, err
+			"audit_events_deleted", res.AuditEvents, "batches", res.Batches}, err
 	})
 	res.Skipped, res.Duration = skipped, took
 	return res, err
@@ -56,6 +62,30 @@ func (s *Scheduler) retention(ctx context.Context, res *RetentionResult) error {
 		metrics.RetentionDeleted.WithLabelValues("attempts").Add(float64(a))
 		// A short batch means nothing is left but rows locked by someone
 		// else, which the next run will get.
+		if n < int64(s.cfg.RetentionBatch) {
+			return nil
+		}
+		pause.Reset(s.cfg.RetentionPause)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-pause.C:
+		}
+	}
+}
+
+// auditRetention deletes audit events older than res.Cutoff in batches, like
+// retention does notifications.
+func (s *Scheduler) auditRetention(ctx context.Context, res *RetentionResult) error {
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		n, err := s.store.DeleteAuditEventsBefore(ctx, res.Cutoff, s.cfg.RetentionBatch)
+		if err != nil {
+			return err
+		}
+		res.AuditEvents += n
+		metrics.RetentionDeleted.WithLabelValues("audit_events").Add(float64(n))
 		if n < int64(s.cfg.RetentionBatch) {
 			return nil
 		}

@@ -42,7 +42,7 @@ func HashAPIKey(key string) []byte {
 const receiverColumns = `id, name, callback_url, signing_secret, coalesce(previous_signing_secret, ''),
 	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), callback_hosts, active, created_at, updated_at`
 
-func scanReceiver(row pgx.Row) (*Receiver, error) {
+func (s *Store) scanReceiver(row pgx.Row) (*Receiver, error) {
 	var r Receiver
 	var policy []byte
 	var timeoutMS int
@@ -58,6 +58,9 @@ func scanReceiver(row pgx.Row) (*Receiver, error) {
 		}
 	}
 	r.Timeout = time.Duration(timeoutMS) * time.Millisecond
+	if err := s.openSecrets(&r); err != nil {
+		return nil, err
+	}
 	return &r, nil
 }
 
@@ -83,11 +86,15 @@ func (s *Store) CreateReceiver(ctx context.Context, r *Receiver, apiKeyHash []by
 	if err != nil {
 		return err
 	}
+	stored, err := s.sealSecret(r.ID, r.SigningSecret)
+	if err != nil {
+		return fmt.Errorf("create receiver: %w", err)
+	}
 	err = s.pool.QueryRow(ctx, `
 		INSERT INTO receivers (id, name, callback_url, api_key_hash, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
 		RETURNING created_at, updated_at`,
-		r.ID, r.Name, r.CallbackURL, apiKeyHash, r.SigningSecret, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts,
+		r.ID, r.Name, r.CallbackURL, apiKeyHash, stored, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts,
 	).Scan(&r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)
@@ -98,7 +105,7 @@ func (s *Store) CreateReceiver(ctx context.Context, r *Receiver, apiKeyHash []by
 
 // GetReceiver returns ErrNotFound for an unknown id.
 func (s *Store) GetReceiver(ctx context.Context, id uuid.UUID) (*Receiver, error) {
-	r, err := scanReceiver(s.pool.QueryRow(ctx, `SELECT `+receiverColumns+` FROM receivers WHERE id = $1`, id))
+	r, err := s.scanReceiver(s.pool.QueryRow(ctx, `SELECT `+receiverColumns+` FROM receivers WHERE id = $1`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get receiver %s: %w", id, err)
 	}
@@ -188,7 +195,7 @@ func (s *Store) UpdateReceiver(ctx context.Context, id uuid.UUID, p ReceiverPatc
 	if p.Timeout != nil {
 		timeout = timeoutMS(*p.Timeout)
 	}
-	r, err := scanReceiver(s.pool.QueryRow(ctx, `
+	r, err := s.scanReceiver(s.pool.QueryRow(ctx, `
 		UPDATE receivers SET
 			name = coalesce($2, name),
 			callback_url = coalesce($3, callback_url),
@@ -220,14 +227,18 @@ func hostsArg(h *[]string) []string {
 // RotateSecret makes secret the signing secret; the old one keeps signing
 // (alongside) until now+grace so receivers can switch without a gap.
 func (s *Store) RotateSecret(ctx context.Context, id uuid.UUID, secret string, grace time.Duration) (*Receiver, error) {
-	r, err := scanReceiver(s.pool.QueryRow(ctx, `
+	stored, err := s.sealSecret(id, secret)
+	if err != nil {
+		return nil, fmt.Errorf("rotate secret %s: %w", id, err)
+	}
+	r, err := s.scanReceiver(s.pool.QueryRow(ctx, `
 		UPDATE receivers SET
 			previous_signing_secret = signing_secret,
 			previous_secret_until = now() + make_interval(secs => $3),
 			signing_secret = $2,
 			updated_at = now()
 		WHERE id = $1
-		RETURNING `+receiverColumns, id, secret, grace.Seconds()))
+		RETURNING `+receiverColumns, id, stored, grace.Seconds()))
 	if err != nil {
 		return nil, fmt.Errorf("rotate secret %s: %w", id, err)
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/notifyd/notifyd/internal/secretbox"
 )
 
 // Sentinel errors callers branch on.
@@ -30,6 +32,8 @@ var (
 // Store wraps a connection pool.
 type Store struct {
 	pool *pgxpool.Pool
+	// secrets seals signing secrets at rest (nil: stored as given; see secrets.go).
+	secrets *secretbox.Keyring
 }
 
 // Open connects to Postgres. The pool is sized for a worker's batching

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"encoding/base64"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// safeEnv is a production configuration with nothing unsafe in it.
+func safeEnv() map[string]string {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	return map[string]string{
+		"NOTIFYD_ADMIN_TOKEN":     strings.Repeat("a", 32),
+		"NOTIFYD_PRODUCER_TOKENS": strings.Repeat("p", 40),
+		"NOTIFYD_SECRET_KEYS":     "k1:" + key,
+		"NOTIFYD_REDIS_URL":       "redis://notifyd:pw@127.0.0.1:6379/0",
+	}
+}
+
+func TestUnsafe(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		change map[string]string
+		want   []string // the variables named, in order
+	}{
+		{"safe", nil, nil},
+		{"no admin token disables admin", map[string]string{"NOTIFYD_ADMIN_TOKEN": ""}, nil},
+		{"short admin token", map[string]string{"NOTIFYD_ADMIN_TOKEN": strings.Repeat("a", 31)}, []string{"NOTIFYD_ADMIN_TOKEN"}},
+		{"short producer token", map[string]string{"NOTIFYD_PRODUCER_TOKENS": strings.Repeat("p", 40) + ",short"}, []string{"NOTIFYD_PRODUCER_TOKENS"}},
+		{"no secret keys", map[string]string{"NOTIFYD_SECRET_KEYS": ""}, []string{"NOTIFYD_SECRET_KEYS"}},
+		{"private targets", map[string]string{"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true"}, []string{"NOTIFYD_ALLOW_PRIVATE_TARGETS"}},
+		{"private CIDR exception is deliberate", map[string]string{"NOTIFYD_ALLOW_PRIVATE_TARGETS": "10.1.0.0/16"}, nil},
+		{"redis without password", map[string]string{"NOTIFYD_REDIS_URL": "redis://127.0.0.1:6379/0"}, []string{"NOTIFYD_REDIS_URL"}},
+		{"redis user without password", map[string]string{"NOTIFYD_REDIS_URL": "redis://notifyd:@127.0.0.1:6379/0"}, []string{"NOTIFYD_REDIS_URL"}},
+		{"redis password only", map[string]string{"NOTIFYD_REDIS_URL": "redis://:pw@127.0.0.1:6379/0"}, nil},
+		{"sentinel with password", map[string]string{"NOTIFYD_REDIS_URL": "redis://:pw@s1:26379/0?master_name=m"}, nil},
+		{"sentinel password parameter", map[string]string{"NOTIFYD_REDIS_URL": "redis://s1:26379/0?master_name=m&password=pw"}, nil},
+		{"everything", map[string]string{"NOTIFYD_ADMIN_TOKEN": "t", "NOTIFYD_SECRET_KEYS": "", "NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
+			"NOTIFYD_REDIS_URL": "redis://127.0.0.1:6379/0"},
+			[]string{"NOTIFYD_ADMIN_TOKEN", "NOTIFYD_SECRET_KEYS", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "NOTIFYD_REDIS_URL"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := safeEnv()
+			for k, v := range tc.change {
+				env[k] = v
+			}
+			c, err := Load("test", nil, func(k string) string { return env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Env != EnvProduction {
+				t.Fatalf("default NOTIFYD_ENV %q, want production", c.Env)
+			}
+			var named []string
+			for _, u := range c.Unsafe() {
+				named = append(named, strings.FieldsFunc(u, func(r rune) bool { return r == ' ' || r == '=' || r == ':' })[0])
+			}
+			if !slices.Equal(named, tc.want) {
+				t.Fatalf("Unsafe() = %q, want settings %q", c.Unsafe(), tc.want)
+			}
+		})
+	}
+}
+
+func TestEnvAndSecretKeysParse(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		env map[string]string
+		err string
+	}{
+		{map[string]string{"NOTIFYD_ENV": "development"}, ""},
+		{map[string]string{"NOTIFYD_ENV": "staging"}, "NOTIFYD_ENV"},
+		{map[string]string{"NOTIFYD_SECRET_KEYS": "k1:short"}, "NOTIFYD_SECRET_KEYS"},
+	}
+	for _, tc := range cases {
+		_, err := Load("test", nil, func(k string) string { return tc.env[k] }, io.Discard)
+		if (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%v: err %v, want %q", tc.env, err, tc.err)
+		}
+	}
+}
