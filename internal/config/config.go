@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -60,6 +61,19 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string
+
+	// --- Part C (limits): ops listener, rate limits, deadlines, bounds.
+	// OpsAddr serves /metrics and readiness detail, apart from the API port.
+	OpsAddr string
+	// Token buckets per principal (admin, one per producer, one per
+	// receiver) and per client IP for failed authentication.
+	RateLimitAdmin, RateLimitProducer, RateLimitReceiver, RateLimitAuthFailures RateLimit
+	// TrustedProxies may set X-Forwarded-For; anyone else's is ignored.
+	TrustedProxies   []netip.Prefix
+	RequestTimeout   time.Duration
+	StatementTimeout time.Duration
+	ListMaxBytes     int
+	// --- end of part C.
 }
 
 // Load parses args (without the program and subcommand names) with env as
@@ -106,6 +120,18 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	str(&c.OutboxTable, "outbox-table", "NOTIFYD_OUTBOX_TABLE", "notifyd_outbox", "relay: name of the outbox table")
 	var relayAck string
 	str(&relayAck, "relay-replica-ack", "NOTIFYD_RELAY_REPLICA_ACK", "0", "relay: Redis replicas that must confirm each notification before its outbox row is marked sent (Redis WAIT, 2s timeout)")
+	// --- Part C (limits).
+	var rlAdmin, rlProducer, rlReceiver, rlAuth, proxies, reqTimeout, stmtTimeout, listBytes string
+	str(&c.OpsAddr, "ops-addr", "NOTIFYD_OPS_ADDR", "127.0.0.1:9090", "ops listen address: /healthz, /readyz with detail, /metrics")
+	str(&rlAdmin, "rate-limit-admin", "NOTIFYD_RATE_LIMIT_ADMIN", "10000/20000", `requests per second/burst for the admin token per API process ("off": none)`)
+	str(&rlProducer, "rate-limit-producer", "NOTIFYD_RATE_LIMIT_PRODUCER", "10000/20000", "requests per second/burst for each producer per API process")
+	str(&rlReceiver, "rate-limit-receiver", "NOTIFYD_RATE_LIMIT_RECEIVER", "10000/20000", "requests per second/burst for each receiver (all its keys) per API process")
+	str(&rlAuth, "rate-limit-auth-failures", "NOTIFYD_RATE_LIMIT_AUTH_FAILURES", "10/100", "failed authentications per second/burst per client IP per API process")
+	str(&proxies, "trusted-proxies", "NOTIFYD_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client IP")
+	str(&reqTimeout, "request-timeout", "NOTIFYD_REQUEST_TIMEOUT", "30s", "deadline of one API request")
+	str(&stmtTimeout, "statement-timeout", "NOTIFYD_STATEMENT_TIMEOUT", "60s", "Postgres statement_timeout sent at connect (0: not sent, e.g. behind a transaction-mode PgBouncer)")
+	str(&listBytes, "list-max-bytes", "NOTIFYD_LIST_MAX_BYTES", strconv.Itoa(4<<20), "payload bytes in one listing page before it ends with a cursor")
+	// --- end of part C.
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -167,6 +193,33 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		check("NOTIFYD_LOG_FORMAT", errors.New(`must be "json" or "text"`))
 	}
+	// --- Part C (limits).
+	c.RateLimitAdmin, err = ParseRateLimit(rlAdmin)
+	check("NOTIFYD_RATE_LIMIT_ADMIN", err)
+	c.RateLimitProducer, err = ParseRateLimit(rlProducer)
+	check("NOTIFYD_RATE_LIMIT_PRODUCER", err)
+	c.RateLimitReceiver, err = ParseRateLimit(rlReceiver)
+	check("NOTIFYD_RATE_LIMIT_RECEIVER", err)
+	c.RateLimitAuthFailures, err = ParseRateLimit(rlAuth)
+	check("NOTIFYD_RATE_LIMIT_AUTH_FAILURES", err)
+	c.TrustedProxies, err = ParsePrefixes(proxies)
+	check("NOTIFYD_TRUSTED_PROXIES", err)
+	c.RequestTimeout, err = time.ParseDuration(reqTimeout)
+	if err == nil && c.RequestTimeout < time.Second {
+		err = errors.New("must be at least 1s")
+	}
+	check("NOTIFYD_REQUEST_TIMEOUT", err)
+	c.StatementTimeout, err = time.ParseDuration(stmtTimeout)
+	if err == nil && c.StatementTimeout != 0 && c.StatementTimeout < time.Second {
+		err = errors.New("must be 0 or at least 1s")
+	}
+	check("NOTIFYD_STATEMENT_TIMEOUT", err)
+	c.ListMaxBytes, err = strconv.Atoi(listBytes)
+	if err == nil && c.ListMaxBytes < 1<<10 {
+		err = errors.New("must be at least 1024")
+	}
+	check("NOTIFYD_LIST_MAX_BYTES", err)
+	// --- end of part C.
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
