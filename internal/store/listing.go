@@ -77,7 +77,7 @@ func (s *Store) ListNotifications(ctx context.Context, f ListFilter) ([]*Notific
 		return nil, false, fmt.Errorf("list notifications: %w", err)
 	}
 	more := cut || len(out) > f.Limit
-	if more {
+	if len(out) > f.Limit {
 		out = out[:f.Limit]
 	}
 	return out, more, nil
