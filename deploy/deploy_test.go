@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -337,6 +338,47 @@ func TestServiceAndPDBsSelectPods(t *testing.T) {
 	}
 }
 
+// TestOpsPortIsScrapedAndNotPublished: metrics and probes are on the ops
+// listener (NOTIFYD_OPS_ADDR), a container port of its own that Prometheus
+// is pointed at and that no Service publishes; the API port serves no
+// /metrics.
+func TestOpsPortIsScrapedAndNotPublished(t *testing.T) {
+	cm := byKind(t, "ConfigMap")["notifyd-config"]
+	opsAddr := str(cm, "data", "NOTIFYD_OPS_ADDR")
+	if !strings.HasPrefix(opsAddr, ":") || opsAddr == str(cm, "data", "NOTIFYD_HTTP_ADDR") {
+		t.Fatalf("NOTIFYD_OPS_ADDR = %q: want a port of its own on every interface (the kubelet and Prometheus dial the pod IP)", opsAddr)
+	}
+	for name, d := range byKind(t, "Deployment") {
+		ann := get(d, "spec", "template", "metadata", "annotations")
+		for _, c := range list(get(d, "spec", "template", "spec"), "containers") {
+			var ops int
+			for _, p := range list(c, "ports") {
+				if str(p, "name") == "ops" {
+					ops, _ = get(p, "containerPort").(int)
+				}
+			}
+			if ":"+strconv.Itoa(ops) != opsAddr {
+				t.Errorf("%s: container port \"ops\" is %d, want NOTIFYD_OPS_ADDR's %s", name, ops, opsAddr)
+			}
+			if str(ann, "prometheus.io/port") != strconv.Itoa(ops) {
+				t.Errorf("%s: prometheus.io/port %q is not the ops port %d", name, str(ann, "prometheus.io/port"), ops)
+			}
+			for _, probe := range []string{"readinessProbe", "livenessProbe"} {
+				if got := str(c, probe, "httpGet", "port"); got != "ops" {
+					t.Errorf("%s: %s on port %q, want ops", name, probe, got)
+				}
+			}
+		}
+	}
+	for name, svc := range byKind(t, "Service") {
+		for _, p := range list(get(svc, "spec"), "ports") {
+			if str(p, "targetPort") == "ops" || str(p, "name") == "ops" {
+				t.Errorf("Service %s publishes the ops port", name)
+			}
+		}
+	}
+}
+
 func TestConfigAndSecretCarryEveryVariable(t *testing.T) {
 	cm := byKind(t, "ConfigMap")["notifyd-config"]
 	sec := byKind(t, "Secret")["notifyd-secrets"]
@@ -422,6 +464,11 @@ func TestCompose(t *testing.T) {
 		hc := strings.Join(toStrings(get(services[name], "healthcheck", "test")), " ")
 		if !strings.Contains(hc, "/healthz") || !strings.Contains(hc, "/readyz") {
 			t.Errorf("%s: healthcheck %q does not check /healthz and /readyz", name, hc)
+		}
+		// The ops listener's default address: worker and scheduler serve
+		// nothing else, and the API's readiness detail is only there.
+		if !strings.Contains(hc, "127.0.0.1:9090/") {
+			t.Errorf("%s: healthcheck %q is not on the ops listener (127.0.0.1:9090)", name, hc)
 		}
 	}
 	if r, _ := get(services["worker"], "deploy", "replicas").(int); r != 2 {

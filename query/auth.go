@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -28,6 +29,7 @@ const (
 type principal struct {
 	role     role
 	receiver uuid.UUID // set for roleReceiver
+	producer string    // set for roleProducer: its id, for rate limits
 }
 
 const principalKey = "notifyd.principal"
@@ -80,7 +82,7 @@ func (a *authenticator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Set(principalKey, &principal{role: roleAdmin})
 			return next(c)
 		case a.isProducer(sum):
-			c.Set(principalKey, &principal{role: roleProducer})
+			c.Set(principalKey, &principal{role: roleProducer, producer: "static/" + strconv.Itoa(a.producerIndex(sum))})
 			return next(c)
 		case strings.HasPrefix(token, APIKeyPrefix):
 			k, err := a.receiverKey(c.Request().Context(), sum)
@@ -122,6 +124,18 @@ func (a *authenticator) isProducer(sum [32]byte) bool {
 		found |= subtle.ConstantTimeCompare(sum[:], p[:])
 	}
 	return found == 1
+}
+
+// producerIndex is which static token sum is, an id that is not the
+// secret. Called only once isProducer has matched, so it need not be
+// constant-time.
+func (a *authenticator) producerIndex(sum [32]byte) int {
+	for i, p := range a.producers {
+		if p == sum {
+			return i
+		}
+	}
+	return -1
 }
 
 func bearer(h string) (string, bool) {

@@ -1,11 +1,15 @@
 package query
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
 	"github.com/notifyd/notifyd/internal/ingest"
@@ -51,4 +55,52 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	return n, err
+}
+
+// errTimeout answers a request that passed its deadline or whose statement
+// Postgres cancelled (statement_timeout): the cause goes to the log, not
+// to the client.
+var errTimeout = apiError(http.StatusServiceUnavailable, "timeout", "the request took too long; try again later or narrow it")
+
+// deadline gives every request a context deadline (Config.RequestTimeout),
+// which database and Redis calls inherit, and answers 503 when it, or
+// Postgres's statement_timeout, ended the request.
+func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		err := next(c)
+		if err != nil && isTimeout(ctx, err) {
+			s.cfg.Logger.Warn("request timed out", "method", c.Request().Method, "path", c.Path(), "err", err)
+			c.Response().Header().Set("Retry-After", "1")
+			return errTimeout
+		}
+		return err
+	}
+}
+
+// isTimeout: the deadline passed, or Postgres cancelled the statement
+// (57014 query_canceled, which statement_timeout raises).
+func isTimeout(ctx context.Context, err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "57014"
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)
+}
+
+// ipExtractor decides the client IP rate limits and logs see: the
+// connection's peer, or, when the peer is a trusted proxy, the nearest
+// untrusted address in X-Forwarded-For. Echo's default would believe any
+// client's X-Forwarded-For and so let it pick its own rate-limit bucket.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

@@ -22,6 +22,10 @@ import (
 const (
 	defaultListLimit = 50
 	maxListLimit     = store.MaxListLimit
+	// DefaultListMaxBytes bounds a page's payloads: a full page of the
+	// largest payloads would otherwise be 500 × 256 KiB in memory and on
+	// the wire. Past it the page ends early, with a cursor to the rest.
+	DefaultListMaxBytes = 4 << 20
 )
 
 // listParams are the query parameters GET /v1/notifications accepts; any
@@ -53,6 +57,7 @@ func (s *Server) listNotifications(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	f.MaxBytes = s.cfg.ListMaxBytes
 	rows, more, err := s.store.ListNotifications(c.Request().Context(), f)
 	if err != nil {
 		return err

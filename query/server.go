@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/ingest"
@@ -41,6 +41,16 @@ type Config struct {
 	Logger *slog.Logger
 	// TaskKeys seals the tasks the API queues (NOTIFYD_TASK_KEY; nil: unsigned).
 	TaskKeys *taskauth.Keyring
+
+	// RateLimits are the token buckets (zero fields: DefaultRateLimits).
+	RateLimits RateLimits
+	// TrustedProxies may name the client IP in X-Forwarded-For; without
+	// them the client IP is the connection's peer.
+	TrustedProxies []netip.Prefix
+	// RequestTimeout is every request's deadline (default 30 s).
+	RequestTimeout time.Duration
+	// ListMaxBytes bounds a listing page's payload bytes (default 4 MiB).
+	ListMaxBytes int
 }
 
 func (c *Config) setDefaults() {
@@ -56,6 +66,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.ListMaxBytes <= 0 {
+		c.ListMaxBytes = DefaultListMaxBytes
+	}
 }
 
 // Server is the HTTP API.
@@ -67,6 +83,7 @@ type Server struct {
 	auth  *authenticator
 	echo  *echo.Echo
 	rules ingest.Rules
+	limit *rateLimiter
 }
 
 // New builds the server; it does not listen until Run.
@@ -76,10 +93,12 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 		cfg: cfg, store: s, rdb: rdb, queue: queue,
 		auth:  newAuthenticator(s, cfg.AdminToken, cfg.ProducerTokens),
 		rules: ingest.Rules{MaxPayload: cfg.MaxPayload, Targets: cfg.Targets},
+		limit: newRateLimiter(cfg.RateLimits),
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = srv.handleError
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		cfg.Logger.Error("panic in handler", "path", c.Path(), "err", err, "stack", string(stack))
 		return err
@@ -98,6 +117,7 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 			return nil
 		},
 	}))
+	e.Use(srv.deadline)
 	srv.echo = e
 	srv.routes()
 	return srv
@@ -107,11 +127,10 @@ func (s *Server) routes() {
 	e := s.echo
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
+	// No /metrics here: it lives on the ops listener (NOTIFYD_OPS_ADDR).
 	e.GET("/openapi.json", s.openapi)
 
-	// s.audit records every mutating request of the group (see audit.go).
-	v1 := e.Group("/v1", s.auth.middleware, s.audit)
+	v1 := e.Group("/v1", s.limit.authFailures, s.auth.middleware, s.limit.perPrincipal, s.audit)
 	v1.POST("/receivers", s.createReceiver, requireAdmin)
 	v1.GET("/receivers/:id", s.getReceiver, requireAdminOrSelf)
 	v1.PATCH("/receivers/:id", s.updateReceiver, requireAdmin)
@@ -153,10 +172,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Slow-loris safe: bounded time to send headers and body.
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+		// Past the request deadline, so a timed-out request still gets
+		// its 503 answer written.
+		WriteTimeout:   s.cfg.RequestTimeout + 30*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 32 << 10,
+		ErrorLog:       slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	s.cfg.Logger.Info("api listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
@@ -184,26 +205,26 @@ func (s *Server) healthz(c echo.Context) error {
 
 // readyz answers 200 only when Postgres and Redis answer, so a load balancer
 // stops sending traffic to an instance that cannot accept notifications.
+// The public port says only whether: error text names hosts, ports and
+// users, so it goes to the log (and the ops listener's /readyz).
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"postgres": "ok", "redis": "ok"}
-	ok := true
+	var errs []error
 	if err := s.store.Ping(ctx); err != nil {
-		checks["postgres"], ok = err.Error(), false
+		errs = append(errs, fmt.Errorf("postgres: %w", err))
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		checks["redis"], ok = err.Error(), false
+		errs = append(errs, fmt.Errorf("redis: %w", err))
 	}
 	if s.cfg.Ready != nil {
-		checks["process"] = "ok"
 		if err := s.cfg.Ready(ctx); err != nil {
-			checks["process"], ok = err.Error(), false
+			errs = append(errs, fmt.Errorf("process: %w", err))
 		}
 	}
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
+	if len(errs) > 0 {
+		s.cfg.Logger.Warn("not ready", "err", errors.Join(errs...))
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"ready": false})
 	}
-	return c.JSON(status, map[string]any{"ready": ok, "checks": checks})
+	return c.JSON(http.StatusOK, map[string]any{"ready": true})
 }

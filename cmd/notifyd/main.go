@@ -120,7 +120,7 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 			return nil
 		}
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, err := store.OpenWithOptions(ctx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.StatementTimeout})
 	if err != nil {
 		return err
 	}
@@ -142,6 +142,11 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		api := query.New(st, rdb, queue, query.Config{
 			AdminToken: cfg.AdminToken, ProducerTokens: cfg.ProducerTokens, MaxPayload: cfg.MaxPayload,
 			Targets: cfg.Targets, Retry: cfg.Retry, Logger: logger.With("component", "api"), TaskKeys: cfg.TaskKeys,
+			RateLimits: query.RateLimits{
+				Admin: apiRate(cfg.RateLimitAdmin), Producer: apiRate(cfg.RateLimitProducer),
+				Receiver: apiRate(cfg.RateLimitReceiver), AuthFailures: apiRate(cfg.RateLimitAuthFailures),
+			},
+			TrustedProxies: cfg.TrustedProxies, RequestTimeout: cfg.RequestTimeout, ListMaxBytes: cfg.ListMaxBytes,
 		})
 		components = append(components, func(ctx context.Context) error { return api.Run(ctx, cfg.HTTPAddr) })
 	}
@@ -159,13 +164,11 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 			return runScheduler(ctx, st, rdb, cfg, logger)
 		})
 	}
-	if !runAPI {
-		// Workers and schedulers have no API, but operators still need
-		// probes and metrics.
-		components = append(components, func(ctx context.Context) error {
-			return serveOps(ctx, cfg.HTTPAddr, st, rdb, logger)
-		})
-	}
+	// Every process serves probes, readiness detail and metrics on the ops
+	// listener, apart from the API port that faces clients.
+	components = append(components, func(ctx context.Context) error {
+		return serveOps(ctx, cfg.OpsAddr, st, rdb, logger)
+	})
 	components = append(components, func(ctx context.Context) error {
 		// Producers' Go clients check receivers against this registry.
 		registry.Keep(ctx, st, rdb, 30*time.Second, logger)
@@ -219,7 +222,17 @@ func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClien
 	return sched.Run(ctx)
 }
 
-// serveOps serves /healthz, /readyz and /metrics for processes without the API.
+// apiRate turns a rate limit setting into the API's form ("off": negative).
+func apiRate(r config.RateLimit) query.Rate {
+	if r.Off() {
+		return query.Rate{PerSecond: -1}
+	}
+	return query.Rate{PerSecond: r.PerSecond, Burst: r.Burst}
+}
+
+// serveOps serves /healthz, /readyz with the error detail the public API
+// port keeps to the log, and /metrics, on NOTIFYD_OPS_ADDR: an address
+// only operators and Prometheus reach.
 func serveOps(ctx context.Context, addr string, st *store.Store, rdb redis.UniversalClient, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -19,8 +19,9 @@ import (
 )
 
 // TestAllStartsServesAndStopsOnSIGTERM runs the real binary: `notifyd all`
-// migrates a fresh database, answers /healthz and /readyz, and exits 0
-// promptly on SIGTERM.
+// migrates a fresh database, answers /healthz and /readyz, serves /metrics
+// on the ops listener and not on the API port, and exits 0 promptly on
+// SIGTERM.
 func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "notifyd")
@@ -30,13 +31,14 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 	dsn := testenv.Database(t)
 	redisOpt := testenv.Redis(t)
-	addr := freeAddr(t)
+	addr, opsAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "all")
 	cmd.Env = append(os.Environ(),
 		"NOTIFYD_DATABASE_URL="+dsn,
 		fmt.Sprintf("NOTIFYD_REDIS_URL=redis://%s/%d", redisOpt.Addr, redisOpt.DB),
 		"NOTIFYD_HTTP_ADDR="+addr,
 		"NOTIFYD_ENV=development",
+		"NOTIFYD_OPS_ADDR="+opsAddr,
 		"NOTIFYD_ADMIN_TOKEN=t",
 		"NOTIFYD_LOG_FORMAT=text",
 	)
@@ -52,7 +54,7 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 		}
 	}()
 
-	get := func(path string) (int, string) {
+	getFrom := func(addr, path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			return 0, err.Error()
@@ -61,6 +63,7 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	get := func(path string) (int, string) { return getFrom(addr, path) }
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if code, _ := get("/healthz"); code == http.StatusOK {
@@ -74,8 +77,14 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 	if code, body := get("/readyz"); code != http.StatusOK || !strings.Contains(body, `"ready":true`) {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
-	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "notifyd_") {
-		t.Fatalf("/metrics: %d", code)
+	if code, body := get("/metrics"); code != http.StatusNotFound || strings.Contains(body, "notifyd_") {
+		t.Errorf("/metrics on the API port: %d, want 404", code)
+	}
+	if code, body := getFrom(opsAddr, "/metrics"); code != http.StatusOK || !strings.Contains(body, "notifyd_") {
+		t.Fatalf("/metrics on the ops port: %d", code)
+	}
+	if code, body := getFrom(opsAddr, "/readyz"); code != http.StatusOK || !strings.Contains(body, `"ready":true`) {
+		t.Fatalf("/readyz on the ops port: %d %s", code, body)
 	}
 
 	start := time.Now()

@@ -70,7 +70,7 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		func(ctx context.Context) error {
 			// Readiness is the relay's two dependencies: the outbox
 			// database (wrapped as a store only to be pinged) and Redis.
-			return serveOps(ctx, cfg.HTTPAddr, store.New(pool), rdb, logger)
+			return serveOps(ctx, cfg.OpsAddr, store.New(pool), rdb, logger)
 		},
 	})
 }

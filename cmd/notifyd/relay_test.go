@@ -89,7 +89,7 @@ func TestRelayCommand(t *testing.T) {
 	go func() {
 		done <- run(rctx, []string{"relay", "-env", "development", "-outbox-database-url", url, "-database-url", notifydURL,
 			"-redis-url", fmt.Sprintf("redis://%s/%d", ropt.Addr, ropt.DB),
-			"-http-addr", freeAddr(t), "-log-format", "text"}, &logs, &logs)
+			"-ops-addr", freeAddr(t), "-log-format", "text"}, &logs, &logs)
 	}()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	deadline := time.Now().Add(15 * time.Second)
@@ -120,7 +120,7 @@ func TestRelayCommand(t *testing.T) {
 
 	// Without the producer's database it refuses to start.
 	var out bytes.Buffer
-	if code := run(ctx, []string{"relay", "-env", "development", "-http-addr", freeAddr(t)}, &out, &out); code != 1 || !strings.Contains(out.String(), "NOTIFYD_OUTBOX_DATABASE_URL") {
+	if code := run(ctx, []string{"relay", "-env", "development", "-ops-addr", freeAddr(t)}, &out, &out); code != 1 || !strings.Contains(out.String(), "NOTIFYD_OUTBOX_DATABASE_URL") {
 		t.Errorf("relay without a database: exit %d, %s", code, out.String())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -72,6 +73,17 @@ type Config struct {
 	// SecretKeys seal receivers' signing secrets in Postgres
 	// (NOTIFYD_SECRET_KEYS; empty ring: stored in the clear).
 	SecretKeys *secretbox.Keyring
+
+	// OpsAddr serves /metrics and readiness detail, apart from the API port.
+	OpsAddr string
+	// Token buckets per principal (admin, one per producer, one per
+	// receiver) and per client IP for failed authentication.
+	RateLimitAdmin, RateLimitProducer, RateLimitReceiver, RateLimitAuthFailures RateLimit
+	// TrustedProxies may set X-Forwarded-For; anyone else's is ignored.
+	TrustedProxies   []netip.Prefix
+	RequestTimeout   time.Duration
+	StatementTimeout time.Duration
+	ListMaxBytes     int
 }
 
 // The values of NOTIFYD_ENV.
@@ -104,6 +116,7 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	raw.parseDelivery(&c, &errs)
 	raw.parseOperation(&c, &errs)
 	raw.parseSecurity(&c, &errs)
+	raw.limits.parse(&c, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -120,6 +133,7 @@ type rawSettings struct {
 	timeout, shutdown, maxPayload, noMigrate string
 	retention, relayAck, logLevel            string
 	taskKey, secretKeys                      string
+	limits                                   rawLimits
 }
 
 // define declares every setting as a flag whose default is its NOTIFYD_*
@@ -162,6 +176,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&raw.taskKey, "task-key", "NOTIFYD_TASK_KEY", "", "id:base64-secret[,id:base64-secret…] keys that sign (first) and verify (all) tasks in Redis")
 	str(&c.Env, "env", "NOTIFYD_ENV", EnvProduction, `"production" refuses to start with unsafe settings; "development" allows them with a warning`)
 	str(&raw.secretKeys, "secret-keys", "NOTIFYD_SECRET_KEYS", "", "keys sealing signing secrets at rest: id:base64(32 bytes),... (the first seals, all open)")
+	raw.limits.define(str, c)
 }
 
 // settingErrors collects every bad setting so one run reports them all,

@@ -76,12 +76,17 @@ func newCluster(t *testing.T, redisURL string, env map[string]string) *cluster {
 }
 
 // start runs "notifyd <command>" with the cluster's environment plus extra,
-// on a free ops/API port, and waits until it answers on it.
+// and waits until it answers. It returns the API's address for "api" and
+// the ops listener's for the others, which serve only that; an API's ops
+// listener gets a free port of its own, so processes never share one.
 func (c *cluster) start(command string, extra map[string]string) (*proc, string) {
 	c.t.Helper()
 	c.seq++
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(c.t))
-	vars := map[string]string{"NOTIFYD_HTTP_ADDR": addr}
+	vars := map[string]string{"NOTIFYD_HTTP_ADDR": addr, "NOTIFYD_OPS_ADDR": addr}
+	if command == "api" || command == "all" {
+		vars["NOTIFYD_OPS_ADDR"] = "127.0.0.1:" + strconv.Itoa(freePort(c.t))
+	}
 	for k, v := range c.env {
 		vars[k] = v
 	}

@@ -48,6 +48,9 @@ type ListFilter struct {
 	After *Position
 	// Limit is the page size, 1..MaxListLimit.
 	Limit int
+	// MaxBytes, if not zero, also ends the page once its payloads pass
+	// this many bytes (a page always holds at least one row).
+	MaxBytes int
 }
 
 // ListNotifications returns one page of notifications matching f, and
@@ -69,12 +72,12 @@ func (s *Store) ListNotifications(ctx context.Context, f ListFilter) ([]*Notific
 	if err != nil {
 		return nil, false, fmt.Errorf("list notifications: %w", err)
 	}
-	out, err := scanNotificationRows(rows, f.Limit+1)
+	out, cut, err := scanNotificationRows(rows, f.Limit+1, f.MaxBytes)
 	if err != nil {
 		return nil, false, fmt.Errorf("list notifications: %w", err)
 	}
-	more := len(out) > f.Limit
-	if more {
+	more := cut || len(out) > f.Limit
+	if len(out) > f.Limit {
 		out = out[:f.Limit]
 	}
 	return out, more, nil
@@ -201,24 +204,43 @@ func scanNotifications(rows pgx.Rows) ([]*Notification, error) {
 // is fixed, so the wire values are decoded here directly, into a few
 // allocations per page. Rows that arrive in any other form (another type
 // map, another format) go through scanNotifications.
-func scanNotificationRows(rows pgx.Rows, capacity int) ([]*Notification, error) {
+//
+// With maxBytes > 0 it stops before the row that would take the payloads
+// past maxBytes (keeping at least one row) and reports cut: the rest of the
+// result is read off the connection and dropped, not kept.
+func scanNotificationRows(rows pgx.Rows, capacity, maxBytes int) (out []*Notification, cut bool, err error) {
 	if !wireDecodable(rows.FieldDescriptions()) {
-		return scanNotifications(rows)
+		out, err = scanNotifications(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		size := 0
+		for i, n := range out {
+			if size += len(n.Payload); maxBytes > 0 && i > 0 && size > maxBytes {
+				return out[:i], true, nil
+			}
+		}
+		return out, false, nil
 	}
 	defer rows.Close()
 	d := pageDecoder{capacity: max(capacity, 1)}
-	out := make([]*Notification, 0, d.capacity)
+	out = make([]*Notification, 0, d.capacity)
+	size := 0
 	for rows.Next() {
-		n, err := d.decode(rows.RawValues())
+		v := rows.RawValues()
+		if size += len(v[5]); maxBytes > 0 && len(out) > 0 && size > maxBytes {
+			return out, true, nil
+		}
+		n, err := d.decode(v)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out = append(out, n)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // pageDecoder decodes the rows of one page. Rows, and what their pointer

@@ -74,7 +74,7 @@ func TestScanNotificationRowsMatchesScan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := scanNotificationRows(rows, capacity)
+		got, _, err := scanNotificationRows(rows, capacity, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

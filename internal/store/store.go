@@ -5,13 +5,15 @@
 // It must not reach Redis or the task queue, nor speak HTTP, nor decide
 // delivery policy (when to retry, what a receiver's answer means): callers pass the
 // outcome in and get rows out. It must not change a session's settings: the
-// pool may sit behind a transaction-mode PgBouncer.
+// pool may sit behind a transaction-mode PgBouncer (statement_timeout is a
+// startup parameter the operator can turn off; see Options).
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,15 +38,43 @@ type Store struct {
 	secrets *secretbox.Keyring
 }
 
-// Open connects to Postgres. The pool is sized for a worker's batching
-// recorder plus the API; override with pool_max_conns in the URL.
+// Options tune Open.
+type Options struct {
+	// StatementTimeout, if not zero, is sent as the statement_timeout
+	// startup parameter (unless the URL sets one), so Postgres itself ends
+	// any statement that runs longer, whoever is waiting for it.
+	//
+	// A startup parameter rather than a SET per transaction (a round trip
+	// on every statement) or per session (which a transaction-mode
+	// PgBouncer would leak to other clients). A transaction-mode PgBouncer
+	// refuses this parameter at connect unless it is listed in its
+	// ignore_startup_parameters; there, set 0 and put the timeout on the
+	// role instead (ALTER ROLE notifyd SET statement_timeout = '60s').
+	//
+	// Request deadlines (context) end the wait in notifyd, but pgx ends a
+	// cancelled query by closing its connection, which Postgres notices
+	// only when it next writes to it; this is what stops the work.
+	StatementTimeout time.Duration
+}
+
+// Open connects to Postgres with no statement_timeout of notifyd's own
+// (tests, tools); the service uses OpenWithOptions.
 func Open(ctx context.Context, databaseURL string) (*Store, error) {
+	return OpenWithOptions(ctx, databaseURL, Options{})
+}
+
+// OpenWithOptions connects to Postgres. The pool is sized for a worker's
+// batching recorder plus the API; override with pool_max_conns in the URL.
+func OpenWithOptions(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "notifyd"
+	}
+	if opts.StatementTimeout > 0 && cfg.ConnConfig.RuntimeParams["statement_timeout"] == "" {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
 	}
 	if !strings.Contains(databaseURL, "pool_max_conns") {
 		// pgxpool's default (max(4, cores)) starves a worker whose handlers
@@ -53,7 +83,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		// Postgres's default max_connections of 100.
 		cfg.MaxConns = 16
 	}
-	// No session settings (enable_seqscan, plan_cache_mode, ...): a
+	// No other session settings (enable_seqscan, plan_cache_mode, ...): a
 	// transaction-mode PgBouncer rejects them as startup parameters, and they
 	// would bend every statement's plan to suit one. See customPlan.
 	cfg.MaxConnIdleTime = 5 * time.Minute
