@@ -76,6 +76,7 @@ func TestProductionRefusesUnsafeSettings(t *testing.T) {
 	safe := map[string]string{
 		"NOTIFYD_ADMIN_TOKEN": strings.Repeat("a", 32),
 		"NOTIFYD_SECRET_KEYS": "k1:" + key,
+		"NOTIFYD_TASK_KEY":    "t1:" + key,
 		// Nothing listens there: a refusal must come before any connection.
 		"NOTIFYD_REDIS_URL":    "redis://notifyd:pw@127.0.0.1:1/0",
 		"NOTIFYD_DATABASE_URL": "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1",
@@ -87,6 +88,7 @@ func TestProductionRefusesUnsafeSettings(t *testing.T) {
 	}{
 		{"short admin token", map[string]string{"NOTIFYD_ADMIN_TOKEN": "short-admin-token"}, "NOTIFYD_ADMIN_TOKEN"},
 		{"no secret keys", map[string]string{"NOTIFYD_SECRET_KEYS": ""}, "NOTIFYD_SECRET_KEYS"},
+		{"no task key", map[string]string{"NOTIFYD_TASK_KEY": ""}, "NOTIFYD_TASK_KEY"},
 		{"private targets", map[string]string{"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true"}, "NOTIFYD_ALLOW_PRIVATE_TARGETS"},
 		{"redis without password", map[string]string{"NOTIFYD_REDIS_URL": "redis://127.0.0.1:1/0"}, "NOTIFYD_REDIS_URL"},
 		{"explicit production", map[string]string{"NOTIFYD_ENV": "production", "NOTIFYD_ALLOW_PRIVATE_TARGETS": "true"}, "NOTIFYD_ALLOW_PRIVATE_TARGETS"},

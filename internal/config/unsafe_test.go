@@ -15,6 +15,7 @@ func safeEnv() map[string]string {
 		"NOTIFYD_ADMIN_TOKEN":     strings.Repeat("a", 32),
 		"NOTIFYD_PRODUCER_TOKENS": strings.Repeat("p", 40),
 		"NOTIFYD_SECRET_KEYS":     "k1:" + key,
+		"NOTIFYD_TASK_KEY":        "t1:" + key,
 		"NOTIFYD_REDIS_URL":       "redis://notifyd:pw@127.0.0.1:6379/0",
 	}
 }
@@ -30,6 +31,7 @@ func TestUnsafe(t *testing.T) {
 		{"no admin token disables admin", map[string]string{"NOTIFYD_ADMIN_TOKEN": ""}, nil},
 		{"short admin token", map[string]string{"NOTIFYD_ADMIN_TOKEN": strings.Repeat("a", 31)}, []string{"NOTIFYD_ADMIN_TOKEN"}},
 		{"short producer token", map[string]string{"NOTIFYD_PRODUCER_TOKENS": strings.Repeat("p", 40) + ",short"}, []string{"NOTIFYD_PRODUCER_TOKENS"}},
+		{"no task key", map[string]string{"NOTIFYD_TASK_KEY": ""}, []string{"NOTIFYD_TASK_KEY"}},
 		{"no secret keys", map[string]string{"NOTIFYD_SECRET_KEYS": ""}, []string{"NOTIFYD_SECRET_KEYS"}},
 		{"private targets", map[string]string{"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true"}, []string{"NOTIFYD_ALLOW_PRIVATE_TARGETS"}},
 		{"private CIDR exception is deliberate", map[string]string{"NOTIFYD_ALLOW_PRIVATE_TARGETS": "10.1.0.0/16"}, nil},
@@ -38,9 +40,9 @@ func TestUnsafe(t *testing.T) {
 		{"redis password only", map[string]string{"NOTIFYD_REDIS_URL": "redis://:pw@127.0.0.1:6379/0"}, nil},
 		{"sentinel with password", map[string]string{"NOTIFYD_REDIS_URL": "redis://:pw@s1:26379/0?master_name=m"}, nil},
 		{"sentinel password parameter", map[string]string{"NOTIFYD_REDIS_URL": "redis://s1:26379/0?master_name=m&password=pw"}, nil},
-		{"everything", map[string]string{"NOTIFYD_ADMIN_TOKEN": "t", "NOTIFYD_SECRET_KEYS": "", "NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
+		{"everything", map[string]string{"NOTIFYD_ADMIN_TOKEN": "t", "NOTIFYD_TASK_KEY": "", "NOTIFYD_SECRET_KEYS": "", "NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
 			"NOTIFYD_REDIS_URL": "redis://127.0.0.1:6379/0"},
-			[]string{"NOTIFYD_ADMIN_TOKEN", "NOTIFYD_SECRET_KEYS", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "NOTIFYD_REDIS_URL"}},
+			[]string{"NOTIFYD_ADMIN_TOKEN", "NOTIFYD_TASK_KEY", "NOTIFYD_SECRET_KEYS", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "NOTIFYD_REDIS_URL"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
