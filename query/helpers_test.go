@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -69,6 +70,17 @@ func (a *testAPI) serve() *testAPI {
 	})
 	hs := httptest.NewServer(srv.Handler())
 	a.t.Cleanup(hs.Close)
+	// Subscribed to credential invalidations like a served API process;
+	// until then it would not use its credential cache.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Listen(ctx) }()
+	a.t.Cleanup(func() { stop(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); !srv.auth.creds.live.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			a.t.Fatal("the server did not subscribe to credential invalidations")
+		}
+	}
 	c := *a
 	c.api, c.srv = apitest.NewClient(a.t, hs.URL), srv
 	return &c

@@ -19,14 +19,18 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // TestAPIKeyCacheBound: whatever happens to a receiver or its key, an API
 // process that has the key cached stops accepting it within apiKeyCacheTTL
-// (the bound the README promises), and at once when the change went
-// through that process.
+// (the bound the README promises); a change made through the API reaches
+// every process within a second through the invalidation channel, and the
+// changing process at once.
 func TestAPIKeyCacheBound(t *testing.T) {
 	a := newTestAPI(t)
 	tests := []struct {
 		name string
 		// change is applied once the key is cached on both servers.
 		change func(a *testAPI, r testReceiver)
+		// viaAPI: the change is published, so the other process refuses
+		// within a second of real time without its cache expiring.
+		viaAPI bool
 		// wantSame: the answer of the server that made the change, at once;
 		// wantOther: the answer of another API process, once the bound has
 		// passed (until then it may still answer 200).
@@ -37,7 +41,16 @@ func TestAPIKeyCacheBound(t *testing.T) {
 			change: func(a *testAPI, r testReceiver) {
 				a.must(http.StatusOK, "PATCH", "/v1/receivers/"+r.ID.String(), testAdminToken, map[string]any{"active": false}, nil)
 			},
-			wantSame: http.StatusForbidden, wantOther: http.StatusForbidden,
+			viaAPI: true, wantSame: http.StatusForbidden, wantOther: http.StatusForbidden,
+		},
+		{
+			name: "key revoked through the API",
+			change: func(a *testAPI, r testReceiver) {
+				var keys struct{ Data []struct{ ID string } }
+				a.must(http.StatusOK, "GET", "/v1/receivers/"+r.ID.String()+"/api-keys", testAdminToken, nil, &keys)
+				a.must(http.StatusNoContent, "DELETE", "/v1/receivers/"+r.ID.String()+"/api-keys/"+keys.Data[0].ID, testAdminToken, nil, nil)
+			},
+			viaAPI: true, wantSame: http.StatusUnauthorized, wantOther: http.StatusUnauthorized,
 		},
 		{
 			name: "deactivated in the database",
@@ -49,7 +62,7 @@ func TestAPIKeyCacheBound(t *testing.T) {
 		{
 			name: "key replaced in the database",
 			change: func(a *testAPI, r testReceiver) {
-				a.exec(`UPDATE receivers SET api_key_hash = $2 WHERE id = $1`, r.ID, store.HashAPIKey(newAPIKey()))
+				a.exec(`UPDATE receiver_api_keys SET key_hash = $2 WHERE receiver_id = $1`, r.ID, store.HashAPIKey(newAPIKey()))
 			},
 			wantSame: http.StatusOK, wantOther: http.StatusUnauthorized,
 		},
@@ -69,7 +82,7 @@ func TestAPIKeyCacheBound(t *testing.T) {
 			clocks := map[*testAPI]*fakeClock{one: {}, other: {}}
 			for s, c := range clocks {
 				c.ns.Store(time.Now().UnixNano())
-				s.srv.auth.keys.SetClock(c.now)
+				s.srv.auth.creds.keys.SetClock(c.now)
 			}
 			r := one.receiver()
 			status := func(s *testAPI) int {
@@ -84,6 +97,17 @@ func TestAPIKeyCacheBound(t *testing.T) {
 			tc.change(one, r)
 			if code := status(one); code != tc.wantSame {
 				t.Errorf("the changing process at once: %d, want %d", code, tc.wantSame)
+			}
+			if tc.viaAPI {
+				// No clock moves: only the invalidation can end the cached entry.
+				start := time.Now()
+				for code := status(other); code != tc.wantOther; code = status(other) {
+					if time.Since(start) > time.Second {
+						t.Fatalf("another process after %s: %d, want %d", time.Since(start), code, tc.wantOther)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				return
 			}
 			// The other process still has the key cached: this is the
 			// staleness the bound is about.
