@@ -162,3 +162,36 @@ func apiErr(t *testing.T, raw []byte) APIError {
 	}
 	return *body.Error
 }
+
+type testProducer struct {
+	ID    uuid.UUID
+	Token string
+}
+
+// producerRecord creates a producer record for receivers (nil: all).
+func (a *testAPI) producerRecord(receivers []uuid.UUID) testProducer {
+	a.t.Helper()
+	var scope any = "all"
+	if receivers != nil {
+		scope = receivers
+	}
+	var out testProducer
+	a.must(http.StatusCreated, "POST", "/v1/producers", testAdminToken,
+		map[string]any{"name": "producer", "receivers": scope}, &out)
+	return out
+}
+
+// producer is producerRecord's token.
+func (a *testAPI) producer(receivers []uuid.UUID) string { return a.producerRecord(receivers).Token }
+
+// revokeKeysBut revokes every key of r but the one it was created with.
+func (a *testAPI) revokeKeysBut(r testReceiver) {
+	a.t.Helper()
+	var keys struct{ Data []struct{ ID, Name string } }
+	a.must(http.StatusOK, "GET", "/v1/receivers/"+r.ID.String()+"/api-keys", testAdminToken, nil, &keys)
+	for _, k := range keys.Data {
+		if k.Name != "default" {
+			a.must(http.StatusNoContent, "DELETE", "/v1/receivers/"+r.ID.String()+"/api-keys/"+k.ID, testAdminToken, nil, nil)
+		}
+	}
+}
