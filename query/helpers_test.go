@@ -41,17 +41,19 @@ type testAPI struct {
 	srv       *Server
 	rdb       *redis.Client
 	queue     *asynq.Client
+	dbURL     string
 }
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
-	st, err := store.Open(context.Background(), testenv.Database(t))
+	dbURL := testenv.Database(t)
+	st, err := store.Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(testenv.Redis(t))
 	queue := asynq.NewClientFromRedisClient(rdb)
-	a := &testAPI{t: t, store: st, inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, queue: queue}
+	a := &testAPI{t: t, store: st, inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, queue: queue, dbURL: dbURL}
 	t.Cleanup(func() {
 		queue.Close()
 		rdb.Close()
