@@ -7,8 +7,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/faults"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/testenv"
 )
 
 // fakeClock is shared by a server's key cache and the test.
@@ -138,5 +141,67 @@ func TestKeyCacheForget(t *testing.T) {
 		if _, ok := c.Get([32]byte{sum}); ok != want {
 			t.Errorf("key %d after forget: cached %v, want %v", sum, ok, want)
 		}
+	}
+}
+
+// TestCredentialCacheWithoutSubscription cuts a server's link to Redis:
+// while it cannot hear invalidations it does not serve from its cache (a key
+// deleted meanwhile is refused at once), and once subscribed again it starts
+// from an empty cache.
+func TestCredentialCacheWithoutSubscription(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t)
+	opt := testenv.Redis(t)
+	proxy, err := faults.NewProxy(opt.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	// A server of its own whose Redis is behind the proxy.
+	popt := *a.rdb.Options()
+	popt.Addr = proxy.Addr()
+	rdb := redis.NewClient(&popt)
+	defer rdb.Close()
+	b := *a
+	b.rdb = rdb
+	s := b.serve()
+	creds := s.srv.auth.creds
+	waitLive := func(want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); creds.live.Load() != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("subscribed never became %v", want)
+			}
+		}
+	}
+	r := s.receiver()
+	status := func() int {
+		code, _ := s.do("GET", "/v1/receivers/"+r.ID.String(), r.APIKey, nil)
+		return code
+	}
+	if code := status(); code != http.StatusOK || creds.keys.Len() == 0 {
+		t.Fatalf("before the cut: %d, %d keys cached", code, creds.keys.Len())
+	}
+
+	proxy.Cut()
+	waitLive(false)
+	if creds.keys.Len() != 0 {
+		t.Fatalf("%d keys still cached with the subscription lost", creds.keys.Len())
+	}
+	if code := status(); code != http.StatusOK {
+		t.Fatalf("during the cut, from the database: %d", code)
+	}
+	// Deleted behind the server's back, and no message can reach it: only
+	// not using the cache keeps the key from being accepted.
+	a.exec(`DELETE FROM receiver_api_keys WHERE receiver_id = $1`, r.ID)
+	if code := status(); code != http.StatusUnauthorized {
+		t.Fatalf("a deleted key during the cut: %d, want 401", code)
+	}
+
+	proxy.Restore()
+	waitLive(true)
+	r = s.receiver()
+	if code := status(); code != http.StatusOK || creds.keys.Len() != 1 {
+		t.Fatalf("after the restore: %d, %d keys cached, want the one just used", code, creds.keys.Len())
 	}
 }
