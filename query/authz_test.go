@@ -42,7 +42,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"by-key", "GET", func(_ *testAPI, _ uuid.UUID, key string) string {
 			return "/v1/notifications/by-key/" + key + "?receiver_id=" + rb.ID.String()
 		}, nil},
-		{"redeliver", "POST", func(_ *testAPI, n uuid.UUID, _ string) string { return "/v1/notifications/" + n.String() + "/redeliver" }, nil},
+		{"redeliver", "POST", func(_ *testAPI, n uuid.UUID, _ string) string {
+			return "/v1/notifications/" + n.String() + "/redeliver"
+		}, nil},
 		{"recover", "POST", onB("/recover"), func(uuid.UUID, string) any { return since }},
 		{"cancel", "POST", func(_ *testAPI, n uuid.UUID, _ string) string { return "/v1/notifications/" + n.String() + "/cancel" }, nil},
 		{"ingest for B", "POST", fixed("/v1/notifications"), func(_ uuid.UUID, key string) any {

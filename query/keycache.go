@@ -243,7 +243,8 @@ func (c *credentials) receive(ctx context.Context, ps *redis.PubSub) bool {
 				pinged = true
 				continue
 			}
-			if ctx.Err() == nil {
+			// Logged once per loss, not on every retry of an outage.
+			if ctx.Err() == nil && subscribed {
 				c.logger.Warn("credential invalidations: subscription lost; cache bypassed until it is back", "err", err)
 			}
 			return subscribed
@@ -257,6 +258,7 @@ func (c *credentials) receive(ctx context.Context, ps *redis.PubSub) bool {
 				c.drop()
 				subscribed = true
 				c.live.Store(true)
+				c.logger.Debug("credential invalidations: subscribed")
 			}
 		case *redis.Message:
 			c.apply(m.Payload)

@@ -1,8 +1,15 @@
 package query
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,4 +211,65 @@ func TestCredentialCacheWithoutSubscription(t *testing.T) {
 	if code := status(); code != http.StatusOK || creds.keys.Len() != 1 {
 		t.Fatalf("after the restore: %d, %d keys cached, want the one just used", code, creds.keys.Len())
 	}
+}
+
+// TestSilentRedisBypassesCache freezes a private redis-server (SIGSTOP: the
+// connection stays open and nothing answers, like a silent partition). The
+// subscription is declared down within two liveness periods and the cache
+// is bypassed; when the server runs again the process subscribes again.
+func TestSilentRedisBypassesCache(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, MaxRetries: -1})
+	defer rdb.Close()
+
+	c := newCredentials()
+	c.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.listen(ctx, rdb) }()
+	defer func() { cancel(); <-done }()
+	waitLive := func(want bool, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for c.live.Load() != want {
+			if time.Since(start) > within {
+				t.Fatalf("subscribed still %v after %s", !want, within)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	waitLive(true, 10*time.Second)
+	c.keys.Put([32]byte{1}, store.ReceiverKey{ReceiverID: uuid.New(), Active: true})
+
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	took := waitLive(false, 4*livenessPing)
+	t.Logf("a silent Redis was noticed after %s", took)
+	if _, ok := c.keys.Get([32]byte{1}); ok {
+		t.Fatal("the cache outlived the subscription")
+	}
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitLive(true, 10*time.Second)
 }
