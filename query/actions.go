@@ -161,6 +161,9 @@ func (s *Server) cancel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkCancelScope(c, id); err != nil {
+		return err
+	}
 	ctx := c.Request().Context()
 	n, err := s.store.CancelNotification(ctx, id)
 	if errors.Is(err, store.ErrNotPending) {

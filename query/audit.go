@@ -85,14 +85,14 @@ func auditTarget(c echo.Context) string {
 	return ""
 }
 
-// auditRef names the principal without any secret: its kind and, for a
-// receiver, its id (the admin and the static producer tokens have none).
+// auditRef names the principal without any secret: its kind and id (the
+// admin has none; a static producer token is static/<index>).
 func (p *principal) auditRef() (kind, id string) {
 	switch p.role {
 	case roleAdmin:
 		return "admin", ""
 	case roleProducer:
-		return "producer", ""
+		return "producer", p.producerID
 	case roleReceiver:
 		return "receiver", p.receiver.String()
 	}

@@ -21,7 +21,7 @@ type role int
 
 const (
 	roleReceiver role = iota + 1 // sees only its own notifications
-	roleProducer                 // may ingest and cancel
+	roleProducer                 // may ingest and cancel, for its receivers
 	roleAdmin                    // everything
 )
 
@@ -29,21 +29,71 @@ const (
 type principal struct {
 	role     role
 	receiver uuid.UUID // set for roleReceiver
-	producer string    // set for roleProducer: its id, for rate limits
+	// producer is the record of a roleProducer token; nil for a static
+	// NOTIFYD_PRODUCER_TOKENS token, which may send to every receiver.
+	producer *store.Producer
+	// producerID names a roleProducer without its secret, for rate limits
+	// and the audit: the record's id, or static/<index> for a static token.
+	producerID string
 }
 
 const principalKey = "notifyd.principal"
 
 func principalOf(c echo.Context) *principal { return c.Get(principalKey).(*principal) }
 
-// APIKeyPrefix marks receiver API keys, so a leaked key is recognisable
-// (secret scanners match on it).
-const APIKeyPrefix = "nfy_"
+// Token prefixes, so a leaked token is recognisable (secret scanners match
+// on them) and its kind is known before any look-up.
+const (
+	APIKeyPrefix        = "nfy_" // receiver API keys
+	ProducerTokenPrefix = "nfp_" // producer records' tokens
+)
 
-func newAPIKey() string {
+// tokenSecretLen is the length of a token after its prefix: 32 random bytes
+// in unpadded base64url.
+const tokenSecretLen = 43
+
+// shownPrefixLen is how much of a token listings show (the prefix and this
+// many characters of the secret): enough to tell keys apart, 36 of 256 bits.
+const shownPrefixLen = 6
+
+func newToken(prefix string) string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func newAPIKey() string        { return newToken(APIKeyPrefix) }
+func newProducerToken() string { return newToken(ProducerTokenPrefix) }
+
+// shownPrefix is the part of token a listing shows.
+func shownPrefix(token string) string {
+	i := strings.Index(token, "_") + 1
+	return token[:min(len(token), i+shownPrefixLen)]
+}
+
+// wellFormed reports whether token is prefix followed by a secret of the
+// shape newToken makes. Anything else cannot be a key we issued, so it is
+// refused without a cache or database look-up.
+func wellFormed(token, prefix string) bool {
+	if len(token) != len(prefix)+tokenSecretLen || !strings.HasPrefix(token, prefix) {
+		return false
+	}
+	for _, c := range []byte(token[len(prefix):]) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseID parses an id in a path: only the canonical 36-character form, so
+// one id has one spelling (uuid.Parse also takes braces, urn: and no dashes).
+func parseID(s string) (uuid.UUID, bool) {
+	if len(s) != 36 {
+		return uuid.Nil, false
+	}
+	id, err := uuid.Parse(s)
+	return id, err == nil
 }
 
 type authenticator struct {
@@ -51,11 +101,11 @@ type authenticator struct {
 	admin     [32]byte
 	hasAdmin  bool
 	producers [][32]byte
-	keys      *keyCache
+	creds     *credentials
 }
 
 func newAuthenticator(s *store.Store, admin string, producers []string) *authenticator {
-	a := &authenticator{store: s, keys: newKeyCache(apiKeyCacheTTL, apiKeyCacheSize)}
+	a := &authenticator{store: s, creds: newCredentials()}
 	if admin != "" {
 		a.admin, a.hasAdmin = sha256.Sum256([]byte(admin)), true
 	}
@@ -76,46 +126,46 @@ func (a *authenticator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return errUnauthorized
 		}
-		sum := sha256.Sum256([]byte(token))
-		switch {
-		case a.hasAdmin && subtle.ConstantTimeCompare(sum[:], a.admin[:]) == 1:
-			c.Set(principalKey, &principal{role: roleAdmin})
-			return next(c)
-		case a.isProducer(sum):
-			c.Set(principalKey, &principal{role: roleProducer, producer: "static/" + strconv.Itoa(a.producerIndex(sum))})
-			return next(c)
-		case strings.HasPrefix(token, APIKeyPrefix):
-			k, err := a.receiverKey(c.Request().Context(), sum)
-			if errors.Is(err, store.ErrNotFound) {
-				return errUnauthorized
-			}
-			if err != nil {
-				return err
-			}
-			if !k.Active {
-				return apiError(403, "receiver_inactive", "this receiver is deactivated")
-			}
-			c.Set(principalKey, &principal{role: roleReceiver, receiver: k.ReceiverID})
-			return next(c)
+		p, err := a.resolve(c.Request().Context(), token)
+		if err != nil {
+			return err
 		}
-		return errUnauthorized
+		c.Set(principalKey, p)
+		return next(c)
 	}
 }
 
-// receiverKey resolves an API key's hash through the cache. Unknown keys
-// are not cached: they would let anyone fill the cache with garbage, and a
-// key that is unknown now cannot become valid except by a new receiver,
-// which gets a fresh random key.
-func (a *authenticator) receiverKey(ctx context.Context, sum [32]byte) (store.ReceiverKey, error) {
-	if k, ok := a.keys.Get(sum); ok {
-		return k, nil
+// resolve maps a bearer token to its principal.
+func (a *authenticator) resolve(ctx context.Context, token string) (*principal, error) {
+	sum := sha256.Sum256([]byte(token))
+	switch {
+	case a.hasAdmin && subtle.ConstantTimeCompare(sum[:], a.admin[:]) == 1:
+		return &principal{role: roleAdmin}, nil
+	case a.isProducer(sum):
+		return &principal{role: roleProducer, producerID: "static/" + strconv.Itoa(a.producerIndex(sum))}, nil
+	case wellFormed(token, APIKeyPrefix):
+		k, err := a.creds.receiverKey(ctx, a.store, sum)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errUnauthorized
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !k.Active {
+			return nil, apiError(403, "receiver_inactive", "this receiver is deactivated")
+		}
+		return &principal{role: roleReceiver, receiver: k.ReceiverID}, nil
+	case wellFormed(token, ProducerTokenPrefix):
+		p, err := a.creds.producer(ctx, a.store, sum)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errUnauthorized
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &principal{role: roleProducer, producer: p, producerID: p.ID.String()}, nil
 	}
-	k, err := a.store.ReceiverByAPIKey(ctx, sum[:])
-	if err != nil {
-		return k, err
-	}
-	a.keys.Put(sum, k)
-	return k, nil
+	return nil, errUnauthorized
 }
 
 func (a *authenticator) isProducer(sum [32]byte) bool {
@@ -192,4 +242,24 @@ func (p *principal) readsNotifications() bool {
 // canSee reports whether p may see a notification of receiver.
 func (p *principal) canSee(receiver uuid.UUID) bool {
 	return p.role == roleAdmin || (p.role == roleReceiver && p.receiver == receiver)
+}
+
+// mayProduceFor reports whether p may ingest or cancel notifications of
+// receiver: the admin, static producer tokens and all-receivers records
+// always, other producer records for their listed receivers only.
+func (p *principal) mayProduceFor(receiver uuid.UUID) bool {
+	switch {
+	case p.role == roleAdmin:
+		return true
+	case p.role != roleProducer:
+		return false
+	case p.producer == nil || p.producer.AllReceivers:
+		return true
+	}
+	for _, r := range p.producer.Receivers {
+		if r == receiver {
+			return true
+		}
+	}
+	return false
 }

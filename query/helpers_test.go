@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -40,17 +41,19 @@ type testAPI struct {
 	srv       *Server
 	rdb       *redis.Client
 	queue     *asynq.Client
+	dbURL     string
 }
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
-	st, err := store.Open(context.Background(), testenv.Database(t))
+	dbURL := testenv.Database(t)
+	st, err := store.Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(testenv.Redis(t))
 	queue := asynq.NewClientFromRedisClient(rdb)
-	a := &testAPI{t: t, store: st, inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, queue: queue}
+	a := &testAPI{t: t, store: st, inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, queue: queue, dbURL: dbURL}
 	t.Cleanup(func() {
 		queue.Close()
 		rdb.Close()
@@ -69,6 +72,17 @@ func (a *testAPI) serve() *testAPI {
 	})
 	hs := httptest.NewServer(srv.Handler())
 	a.t.Cleanup(hs.Close)
+	// Subscribed to credential invalidations like a served API process;
+	// until then it would not use its credential cache.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Listen(ctx) }()
+	a.t.Cleanup(func() { stop(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); !srv.auth.creds.live.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			a.t.Fatal("the server did not subscribe to credential invalidations")
+		}
+	}
 	c := *a
 	c.api, c.srv = apitest.NewClient(a.t, hs.URL), srv
 	return &c
@@ -149,4 +163,37 @@ func apiErr(t *testing.T, raw []byte) APIError {
 		t.Fatalf("not an error body: %s (%v)", raw, err)
 	}
 	return *body.Error
+}
+
+type testProducer struct {
+	ID    uuid.UUID
+	Token string
+}
+
+// producerRecord creates a producer record for receivers (nil: all).
+func (a *testAPI) producerRecord(receivers []uuid.UUID) testProducer {
+	a.t.Helper()
+	var scope any = "all"
+	if receivers != nil {
+		scope = receivers
+	}
+	var out testProducer
+	a.must(http.StatusCreated, "POST", "/v1/producers", testAdminToken,
+		map[string]any{"name": "producer", "receivers": scope}, &out)
+	return out
+}
+
+// producer is producerRecord's token.
+func (a *testAPI) producer(receivers []uuid.UUID) string { return a.producerRecord(receivers).Token }
+
+// revokeKeysBut revokes every key of r but the one it was created with.
+func (a *testAPI) revokeKeysBut(r testReceiver) {
+	a.t.Helper()
+	var keys struct{ Data []struct{ ID, Name string } }
+	a.must(http.StatusOK, "GET", "/v1/receivers/"+r.ID.String()+"/api-keys", testAdminToken, nil, &keys)
+	for _, k := range keys.Data {
+		if k.Name != "default" {
+			a.must(http.StatusNoContent, "DELETE", "/v1/receivers/"+r.ID.String()+"/api-keys/"+k.ID, testAdminToken, nil, nil)
+		}
+	}
 }

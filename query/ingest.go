@@ -37,6 +37,9 @@ func (s *Server) ingest(c echo.Context) error {
 	if err != nil {
 		return fieldError("receiver_id", "must be a receiver id (UUID)")
 	}
+	if !principalOf(c).mayProduceFor(receiverID) {
+		return errReceiverNotAllowed
+	}
 	if err := s.rules.Validate(&ingest.Input{
 		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL, Payload: in.Payload,
 	}); err != nil {

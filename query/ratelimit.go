@@ -89,7 +89,7 @@ func (l *rateLimiter) perPrincipal(next echo.HandlerFunc) echo.HandlerFunc {
 		case roleAdmin:
 			b, key = l.admin, "admin"
 		case roleProducer:
-			b, key = l.producer, p.producer
+			b, key = l.producer, p.producerID
 		case roleReceiver:
 			b, key = l.receiver, p.receiver.String()
 		default:

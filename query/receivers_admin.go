@@ -183,7 +183,8 @@ func (s *Server) createReceiver(c echo.Context) error {
 	}
 	apiKey := newAPIKey()
 	ctx := c.Request().Context()
-	if err := s.store.CreateReceiver(ctx, r, store.HashAPIKey(apiKey)); err != nil {
+	key := &store.APIKey{ID: uuid.New(), Name: "default", Prefix: shownPrefix(apiKey)}
+	if err := s.store.CreateReceiverWithKey(ctx, r, key, store.HashAPIKey(apiKey)); err != nil {
 		return err
 	}
 	setAuditTarget(c, r.ID.String())
@@ -235,7 +236,7 @@ func (s *Server) updateReceiver(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.auth.keys.forget(r.ID)
+	s.auth.creds.invalidate(c.Request().Context(), s.rdb, invalidateReceiver, r.ID)
 	s.publish(c, r)
 	return c.JSON(http.StatusOK, s.view(r))
 }

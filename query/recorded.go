@@ -38,6 +38,9 @@ func (s *Server) recorded(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.recordedInScope(c, known); err != nil {
+		return err
+	}
 	out := make([]string, 0, len(known))
 	for _, id := range ids {
 		if known[id] {

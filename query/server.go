@@ -118,6 +118,7 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 		},
 	}))
 	e.Use(srv.deadline)
+	srv.auth.creds.logger = cfg.Logger
 	srv.echo = e
 	srv.routes()
 	return srv
@@ -150,7 +151,20 @@ func (s *Server) routes() {
 
 	// Audit (issue 11, part D).
 	v1.GET("/audit-events", s.listAuditEvents, requireAdmin)
+	// Credentials (issue 11, part B): receiver API keys and producer records.
+	v1.POST("/receivers/:id/api-keys", s.createAPIKey, requireAdmin)
+	v1.GET("/receivers/:id/api-keys", s.listAPIKeys, requireAdmin)
+	v1.DELETE("/receivers/:id/api-keys/:key_id", s.revokeAPIKey, requireAdmin)
+	v1.POST("/producers", s.createProducer, requireAdmin)
+	v1.GET("/producers", s.listProducers, requireAdmin)
+	v1.DELETE("/producers/:id", s.deleteProducer, requireAdmin)
 }
+
+// Listen keeps the server subscribed to credential invalidations (a key
+// revoked through another API process) until ctx ends. Serve runs it; a
+// caller that mounts Handler itself runs it alongside, or the server
+// authenticates every request against the database.
+func (s *Server) Listen(ctx context.Context) { s.auth.creds.listen(ctx, s.rdb) }
 
 // Handler returns the HTTP handler (tests mount it on httptest servers).
 func (s *Server) Handler() http.Handler { return s.echo }
@@ -180,6 +194,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:       slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	s.cfg.Logger.Info("api listening", "addr", ln.Addr().String())
+	listenCtx, stopListen := context.WithCancel(ctx)
+	defer stopListen()
+	go s.Listen(listenCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -90,7 +90,7 @@ func (b *bench) reuseQueryData(ctx context.Context, dbURL string) (*queryData, e
 	data := &queryData{rows: count, from: *from, to: *to}
 	for _, id := range recvIDs {
 		key := newAPIKey()
-		if _, err := conn.Exec(ctx, `UPDATE receivers SET api_key_hash = $2 WHERE id = $1`, id, store.HashAPIKey(key)); err != nil {
+		if _, err := conn.Exec(ctx, `UPDATE receiver_api_keys SET key_hash = $2 WHERE receiver_id = $1`, id, store.HashAPIKey(key)); err != nil {
 			return nil, err
 		}
 		data.receivers = append(data.receivers, benchReceiver{ID: id, APIKey: key})

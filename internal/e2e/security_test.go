@@ -144,15 +144,16 @@ func TestAPIKeyStoredHashed(t *testing.T) {
 	var row string
 	var hash []byte
 	err := s.store.Pool().QueryRow(context.Background(),
-		`SELECT rc::text, api_key_hash FROM receivers rc WHERE id = $1`, r.ID).Scan(&row, &hash)
+		`SELECT rc::text || k::text, k.key_hash FROM receivers rc JOIN receiver_api_keys k ON k.receiver_id = rc.id
+		 WHERE rc.id = $1`, r.ID).Scan(&row, &hash)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := sha256.Sum256([]byte(r.APIKey)); !bytes.Equal(hash, want[:]) {
-		t.Errorf("api_key_hash is %x, want the SHA-256 of the key", hash)
+		t.Errorf("key_hash is %x, want the SHA-256 of the key", hash)
 	}
 	if strings.Contains(row, r.APIKey) || strings.Contains(row, strings.TrimPrefix(r.APIKey, query.APIKeyPrefix)) {
-		t.Errorf("the receivers row holds the API key in clear: %s", row)
+		t.Errorf("the receiver's rows hold the API key in clear: %s", row)
 	}
 	if code, raw := s.call("GET", "/v1/receivers/"+r.ID, r.APIKey, nil, nil); code != http.StatusOK {
 		t.Fatalf("the key does not authenticate: %d %s", code, raw)

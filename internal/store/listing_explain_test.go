@@ -71,9 +71,9 @@ func fillMillion(t *testing.T, pool *pgxpool.Pool) {
 	stmts := []string{`BEGIN`, `SET LOCAL session_replication_role = replica`, `SET LOCAL synchronous_commit = off`}
 	stmts = append(stmts, drop...)
 	stmts = append(stmts,
-		`INSERT INTO receivers (id, name, callback_url, api_key_hash, signing_secret)
+		`INSERT INTO receivers (id, name, callback_url, signing_secret)
 		 SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(r), 12, '0'))::uuid, 'r' || r, 'https://example.com/cb',
-		        sha256(('key' || r)::bytea), 'whsec_x'
+		        'whsec_x'
 		 FROM generate_series(1, 100) r`,
 		`INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, payload, status, attempts, max_attempts,
 		                            created_at, next_attempt_at, last_attempt_at)

@@ -80,8 +80,14 @@ func timeoutMS(d time.Duration) *int {
 }
 
 // CreateReceiver inserts r (ID, Name, CallbackURL, SigningSecret, Retry,
-// SuccessBody, Timeout, CallbackHosts) with the hash of its API key, and fills in the times.
+// SuccessBody, Timeout, CallbackHosts) with its first API key, named
+// "default", and fills in the times. See CreateReceiverWithKey.
 func (s *Store) CreateReceiver(ctx context.Context, r *Receiver, apiKeyHash []byte) error {
+	return s.CreateReceiverWithKey(ctx, r, &APIKey{ID: uuid.New(), Name: "default", Prefix: ""}, apiKeyHash)
+}
+
+// insertReceiver inserts r in q (a transaction that also adds its first key).
+func (s *Store) insertReceiver(ctx context.Context, q pgx.Tx, r *Receiver) error {
 	policy, err := policyJSON(r.Retry)
 	if err != nil {
 		return err
@@ -90,11 +96,11 @@ func (s *Store) CreateReceiver(ctx context.Context, r *Receiver, apiKeyHash []by
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)
 	}
-	err = s.pool.QueryRow(ctx, `
-		INSERT INTO receivers (id, name, callback_url, api_key_hash, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
+	err = q.QueryRow(ctx, `
+		INSERT INTO receivers (id, name, callback_url, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)
 		RETURNING created_at, updated_at`,
-		r.ID, r.Name, r.CallbackURL, apiKeyHash, stored, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts,
+		r.ID, r.Name, r.CallbackURL, stored, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts,
 	).Scan(&r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)
@@ -110,25 +116,6 @@ func (s *Store) GetReceiver(ctx context.Context, id uuid.UUID) (*Receiver, error
 		return nil, fmt.Errorf("get receiver %s: %w", id, err)
 	}
 	return r, nil
-}
-
-// ReceiverKey is what an API key grants: the receiver it belongs to, and
-// whether that receiver may still use it.
-type ReceiverKey struct {
-	ReceiverID uuid.UUID
-	Active     bool
-}
-
-// ReceiverByAPIKey finds the receiver whose key hashes to hash. It reads
-// only what authentication needs, so callers may cache the answer without
-// holding the receiver's secrets.
-func (s *Store) ReceiverByAPIKey(ctx context.Context, hash []byte) (ReceiverKey, error) {
-	var k ReceiverKey
-	err := s.pool.QueryRow(ctx, `SELECT id, active FROM receivers WHERE api_key_hash = $1`, hash).Scan(scanID(&k.ReceiverID), &k.Active)
-	if err != nil {
-		return ReceiverKey{}, fmt.Errorf("receiver by api key: %w", notFound(err))
-	}
-	return k, nil
 }
 
 // ListReceiverStates returns every receiver id with its active flag, for the

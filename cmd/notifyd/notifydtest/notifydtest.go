@@ -106,7 +106,9 @@ func Start(t testing.TB, opts ...Option) *Stack {
 	}
 	go registry.Keep(ctx, st, rdb, 200*time.Millisecond, logger)
 	queue := asynq.NewClientFromRedisClient(rdb)
-	api := httptest.NewServer(query.New(st, rdb, queue, qcfg).Handler())
+	apiSrv := query.New(st, rdb, queue, qcfg)
+	go apiSrv.Listen(ctx) // credential invalidations, as Serve does
+	api := httptest.NewServer(apiSrv.Handler())
 	w := worker.New(st, rdb, wcfg)
 	done := make(chan struct{})
 	go func() {
