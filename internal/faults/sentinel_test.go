@@ -69,7 +69,7 @@ func sentinelFailover(t *testing.T, goOpts []notifier.Option) int {
 	_, a := c.startAPI()
 	receiverIDs := make([]string, receiverCount)
 	for i := range receiverIDs {
-		receiverIDs[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
+		receiverIDs[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.URL(i))
 	}
 	producerURL := testenv.Database(t)
 	outbox, err := pgxpool.New(context.Background(), producerURL)
@@ -114,11 +114,11 @@ func sentinelFailover(t *testing.T, goOpts []notifier.Option) int {
 		return id, tx.Commit(ctx)
 	})
 	waitFor(t, "a third of the load to be sent and deliveries under way", 60*time.Second, func() bool {
-		return p.sent.Load() >= sentinelLoad && rs.completed.Load() >= 50
+		return p.sent.Load() >= sentinelLoad && rs.Completed() >= 50
 	})
 	failover := ss.killMaster()
 	t.Logf("failover: master SIGKILLed, replica promoted and answering as master after %s (%d notifications sent, %d requests in flight)",
-		failover.Round(time.Millisecond), p.sent.Load(), rs.active.Load())
+		failover.Round(time.Millisecond), p.sent.Load(), rs.Active())
 	p.wg.Wait()
 	t.Logf("producers done %s after the start; retried calls: http %d, go %d, outbox %d",
 		time.Since(start).Round(time.Second), p.retries["http"].Load(), p.retries["go"].Load(), p.retries["outbox"].Load())
@@ -261,7 +261,7 @@ func TestAllWithSentinel(t *testing.T) {
 	// size parameter, which the migration driver does not take).
 	_, base := c.start("all", map[string]string{"NOTIFYD_DATABASE_URL": c.dbURL})
 	a := &api{Client: apitest.NewClient(t, base), t: t}
-	receiver := a.createReceiver("merchant", rs.url(0))
+	receiver := a.createReceiver("merchant", rs.URL(0))
 	ids := a.ingestAll([]string{receiver}, 1, 1)
 	client, err := notifier.NewFromURL(ss.url(), notifier.WithAllowPrivateTargets(true))
 	if err != nil {
