@@ -22,6 +22,16 @@ type nemesis struct {
 	mu     sync.Mutex
 	done   map[string]int // kind → faults performed
 	errors []string       // faults the harness could not perform or heal
+	loss   []Window       // Redis faults, from start to heal plus lossTail
+}
+
+// lossTail extends a Redis fault's window past its heal: deliveries whose
+// slots Redis lost run for up to the delivery timeout (2 s) after it.
+const lossTail = 5 * time.Second
+
+// losesRedisData is whether a fault kind can lose Redis's data.
+func losesRedisData(kind string) bool {
+	return kind == FRedisEmpty || kind == FRedisAOF || kind == FRedisKill || kind == FRedisFailover
 }
 
 // run performs plan's faults at their offsets from start until ctx ends.
@@ -36,6 +46,9 @@ func (n *nemesis) run(ctx context.Context, start time.Time, plan []Fault) {
 		detail, err := n.perform(f)
 		n.mu.Lock()
 		n.done[f.Kind]++
+		if losesRedisData(f.Kind) {
+			n.loss = append(n.loss, Window{From: began, To: time.Now().Add(lossTail)})
+		}
 		if err != nil {
 			n.errors = append(n.errors, fmt.Sprintf("%s: %v", f, err))
 		}

@@ -301,7 +301,11 @@ func audit(ctx context.Context, e *env, p *producers, n *nemesis, logDir string)
 	}
 	accepted, abandoned := p.snapshot()
 	seen := e.rs.Snapshot()
-	rep := Check(&History{Accepted: accepted, Abandoned: abandoned, Seen: seen, Notes: notes, Twice: twice, Cap: receiverCap})
+	n.mu.Lock()
+	loss := append([]Window(nil), n.loss...)
+	n.mu.Unlock()
+	rep := Check(&History{Accepted: accepted, Abandoned: abandoned, Seen: seen, Notes: notes, Twice: twice,
+		Cap: receiverCap, RedisLoss: loss})
 	res := &result{Report: rep, Accepted: make(map[string]int), Seen: len(seen), Abandoned: len(abandoned), Logs: logDir}
 	for _, s := range accepted {
 		res.Accepted[s.Path]++
