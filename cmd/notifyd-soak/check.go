@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/notifyd/notifyd/internal/fleet"
@@ -240,14 +241,19 @@ func checkCap(h *History, r *Report, add addFunc) {
 		var peakAt time.Time
 		for _, e := range evs {
 			in += e.delta
-			if e.delta > 0 && in > h.Cap && inAny(h.RedisLoss, e.at) {
+			switch {
+			case e.delta < 0:
+				// An end never raises the peak (and must not count an
+				// overshoot inside a Redis-loss window as one outside).
+			case in > h.Cap && inAny(h.RedisLoss, e.at):
 				lossPeak = max(lossPeak, in)
-			} else if in > peak {
+			case in > peak:
 				peak, peakAt = in, e.at
 			}
 		}
 		if h.Cap > 0 && peak > h.Cap {
-			add(VOverCap, fmt.Sprintf("receiver-%d", idx), "%d in flight at %s, cap %d", peak, peakAt.Format("15:04:05.000"), h.Cap)
+			add(VOverCap, fmt.Sprintf("receiver-%d", idx), "%d in flight at %s, cap %d; Redis lost data %s",
+				peak, peakAt.Format("15:04:05.000"), h.Cap, windowsText(h.RedisLoss))
 		}
 		if lossPeak > 0 {
 			r.CapAfterRedisLoss++
@@ -256,4 +262,18 @@ func checkCap(h *History, r *Report, add addFunc) {
 			r.PeakInCap++
 		}
 	}
+}
+
+func windowsText(ws []Window) string {
+	if len(ws) == 0 {
+		return "never"
+	}
+	var b strings.Builder
+	for i, w := range ws {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s–%s", w.From.Format("15:04:05.000"), w.To.Format("15:04:05.000"))
+	}
+	return b.String()
 }
