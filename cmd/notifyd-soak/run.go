@@ -230,7 +230,10 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	go func() { defer wg.Done(); p.run(loadCtx) }()
 	go func() { defer wg.Done(); n.run(loadCtx, start, plan) }()
 	stopProgress := make(chan struct{})
+	var progressDone sync.WaitGroup
+	progressDone.Add(1)
 	go func() {
+		defer progressDone.Done()
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
@@ -249,6 +252,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	logf("load and faults stopped after %s; draining (at most %s)", time.Since(start).Round(time.Second), cfg.Drain)
 	drain(ctx, e, p, cfg.Drain, logf)
 	close(stopProgress)
+	progressDone.Wait()
 	return audit(ctx, e, p, n, logDir)
 }
 
