@@ -16,7 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/notifyd/notifyd/internal/faults"
+	"github.com/notifyd/notifyd/internal/fleet"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
@@ -159,7 +159,7 @@ func TestCredentialCacheWithoutSubscription(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t)
 	opt := testenv.Redis(t)
-	proxy, err := faults.NewProxy(opt.Addr)
+	proxy, err := fleet.NewProxy(opt.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,14 +5,17 @@
 #   ./scripts/test.sh -run TestX -v   extra arguments go to `go test`
 #
 # Stages: services (scripts/services.sh), gofmt, go vet, staticcheck,
-# go test, fuzz (every func FuzzXxx in *_test.go for 10 s each).
+# go test, fuzz (every func FuzzXxx in *_test.go for 10 s each), soak (a
+# 2-minute nemesis soak with a fresh random seed: scripts/soak.sh).
 #
 # Environment:
 #   NOTIFYD_SKIP_FUZZ=1      skip the fuzz stage
 #   NOTIFYD_FUZZTIME=10s     time per fuzz target
+#   NOTIFYD_SKIP_SOAK=1      skip the soak stage (and the soak's go test)
+#   NOTIFYD_SOAK_MINUTES=2   length of the soak stage's load
 #   NOTIFYD_TEST_PKGS=...    packages for go test (default ./...)
 #   NOTIFYD_STAGES=a,b       run only these stages (services,gofmt,vet,
-#                            staticcheck,test,fuzz); `make lint` uses
+#                            staticcheck,test,fuzz,soak); `make lint` uses
 #                            NOTIFYD_STAGES=gofmt,vet,staticcheck
 #   NOTIFYD_TEST_DATABASE_URL / NOTIFYD_TEST_REDIS_ADDR: see scripts/services.sh
 #
@@ -37,7 +40,7 @@ CURRENT=""
 RESULTS=()
 FAILED=()
 
-STAGES=",${NOTIFYD_STAGES:-services,gofmt,vet,staticcheck,test,fuzz},"
+STAGES=",${NOTIFYD_STAGES:-services,gofmt,vet,staticcheck,test,fuzz,soak},"
 want() { [[ "$STAGES" == *",$1,"* ]]; }
 
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
@@ -182,6 +185,26 @@ if want fuzz; then
 				done_stage ok "$n targets"
 			fi
 		fi
+	fi
+fi
+
+# ------------------------------------------------------------------ soak
+if want soak; then
+	minutes="${NOTIFYD_SOAK_MINUTES:-2}"
+	stage soak "(scripts/soak.sh --minutes $minutes, fresh random seed)"
+	if [[ "${NOTIFYD_SKIP_SOAK:-}" == 1 ]]; then
+		done_stage skipped "NOTIFYD_SKIP_SOAK=1"
+	else
+		# The soak prints its seed first and the replay command on failure.
+		log="$(mktemp "${TMPDIR:-/tmp}/notifyd-soak.XXXXXX")"
+		if ./scripts/soak.sh --minutes "$minutes" 2>&1 | tee "$log"; then
+			status=ok
+		else
+			status=FAIL
+		fi
+		seed="$(sed -nE 's/^soak: seed ([0-9]+).*/\1/p' "$log" | head -1)"
+		rm -f "$log"
+		done_stage "$status" "seed ${seed:-?}"
 	fi
 fi
 

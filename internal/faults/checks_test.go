@@ -129,21 +129,21 @@ func checkRecords(t *testing.T, c *cluster, rs *receivers, ids []string) *audit 
 	}
 	answered := make(map[string]map[int]int)  // id → attempt → code answered (completed requests)
 	timedOut := make(map[string]map[int]bool) // id → attempt → the sender gave up waiting
-	for _, r := range rs.snapshot() {
-		if r.attempt > 0 && r.aborted {
-			if timedOut[r.id] == nil {
-				timedOut[r.id] = make(map[int]bool)
+	for _, r := range rs.Snapshot() {
+		if r.Attempt > 0 && r.Aborted {
+			if timedOut[r.ID] == nil {
+				timedOut[r.ID] = make(map[int]bool)
 			}
-			timedOut[r.id][r.attempt] = true
+			timedOut[r.ID][r.Attempt] = true
 		}
-		if r.attempt > 0 && !r.aborted && r.code != 0 {
-			if answered[r.id] == nil {
-				answered[r.id] = make(map[int]int)
+		if r.Attempt > 0 && !r.Aborted && r.Code != 0 {
+			if answered[r.ID] == nil {
+				answered[r.ID] = make(map[int]int)
 			}
-			answered[r.id][r.attempt] = r.code
+			answered[r.ID][r.Attempt] = r.Code
 		}
 	}
-	seen := rs.seenAttempts()
+	seen := rs.SeenAttempts()
 	var problems []string
 	bad := func(id, format string, args ...any) {
 		problems = append(problems, id+": "+fmt.Sprintf(format, args...))

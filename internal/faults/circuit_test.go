@@ -40,7 +40,7 @@ func TestRecoveredReceiverGetsItsNotificationsWithinFiveSeconds(t *testing.T) {
 	})
 	rdb := c.redis(t)
 	_, a := c.startAPI()
-	rid := a.createReceiver("healing", rs.url(0))
+	rid := a.createReceiver("healing", rs.URL(0))
 	receiver := uuid.MustParse(rid)
 	c.start("worker", nil)
 	c.start("worker", nil)
@@ -57,7 +57,7 @@ func TestRecoveredReceiverGetsItsNotificationsWithinFiveSeconds(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	for _, id := range held {
-		if n := len(rs.seenAttempts()[id]); n != 0 {
+		if n := len(rs.SeenAttempts()[id]); n != 0 {
 			t.Fatalf("notification %s sent %d times while the circuit was open", id, n)
 		}
 	}
@@ -88,7 +88,7 @@ func TestRecoveredReceiverGetsItsNotificationsWithinFiveSeconds(t *testing.T) {
 		return c.countStatus(t, failed, "delivered") == len(failed)
 	})
 	took := time.Since(recovered)
-	seen := rs.seenAttempts()
+	seen := rs.SeenAttempts()
 	for _, id := range failed[1:] {
 		if seen[id][3] != 1 {
 			t.Errorf("%s: the receiver got its recovered attempt 3 %d times, want once", id, seen[id][3])
@@ -99,8 +99,8 @@ func TestRecoveredReceiverGetsItsNotificationsWithinFiveSeconds(t *testing.T) {
 
 // manualAnswered reports whether a manual redelivery of id was answered 200.
 func manualAnswered(rs *receivers, id string) bool {
-	for _, r := range rs.snapshot() {
-		if r.id == id && r.attempt <= 0 && r.code == http.StatusOK {
+	for _, r := range rs.Snapshot() {
+		if r.ID == id && r.Attempt <= 0 && r.Code == http.StatusOK {
 			return true
 		}
 	}

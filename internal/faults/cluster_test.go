@@ -133,12 +133,12 @@ func (a *api) createReceiver(name, callbackURL string) string {
 }
 
 // createReceivers registers one receiver per endpoint of rs, "merchant-i"
-// at rs.url(i), and returns their ids in that order.
+// at rs.URL(i), and returns their ids in that order.
 func (a *api) createReceivers(rs *receivers) []string {
 	a.t.Helper()
-	ids := make([]string, len(rs.servers))
+	ids := make([]string, rs.Len())
 	for i := range ids {
-		ids[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
+		ids[i] = a.createReceiver("merchant-"+strconv.Itoa(i), rs.URL(i))
 	}
 	return ids
 }

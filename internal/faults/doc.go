@@ -7,7 +7,8 @@
 // recorded twice and nothing stays pending.
 //
 // The tests take a few minutes in all; NOTIFYD_SKIP_FAULT_TESTS=1 skips them.
-// Proxy, the TCP proxy that cuts the database off, is the only non-test code.
+// The processes, private Redis and Sentinel, proxy and receivers they use
+// come from internal/fleet, shared with the soak (cmd/notifyd-soak).
 //
 // No production code depends on this package.
 package faults

@@ -74,7 +74,7 @@ func TestFleetAgrees(t *testing.T) {
 	_, api2 := c.startAPI()
 	var even, odd []string
 	for i := range receiverCount {
-		id := api1.createReceiver("merchant-"+strconv.Itoa(i), rs.url(i))
+		id := api1.createReceiver("merchant-"+strconv.Itoa(i), rs.URL(i))
 		if i%2 == 0 {
 			even = append(even, id)
 		} else {
@@ -90,18 +90,18 @@ func TestFleetAgrees(t *testing.T) {
 	w1, _ := c.start("worker", nil)
 	w2, _ := c.start("worker", nil)
 	c.start("worker", nil)
-	waitFor(t, "the fleet to be busy", 90*time.Second, func() bool { return rs.completed.Load() >= 400 })
+	waitFor(t, "the fleet to be busy", 90*time.Second, func() bool { return rs.Completed() >= 400 })
 	w1.signal(t, syscall.SIGKILL)
-	if !w1.wait(10*time.Second) || !exitedBySignal(w1, syscall.SIGKILL) {
-		t.Fatalf("worker 1 did not die of SIGKILL: %v", w1.waitErr)
+	if !w1.Wait(10*time.Second) || !exitedBySignal(w1, syscall.SIGKILL) {
+		t.Fatalf("worker 1 did not die of SIGKILL: %v", w1.WaitErr())
 	}
-	t.Logf("SIGKILL worker 1 after %d answers, %d requests in flight", rs.completed.Load(), rs.active.Load())
-	waitFor(t, "more progress", 90*time.Second, func() bool { return rs.completed.Load() >= 900 })
+	t.Logf("SIGKILL worker 1 after %d answers, %d requests in flight", rs.Completed(), rs.Active())
+	waitFor(t, "more progress", 90*time.Second, func() bool { return rs.Completed() >= 900 })
 	w2.signal(t, syscall.SIGTERM)
-	if !w2.wait(30*time.Second) || w2.exitCode() != 0 {
-		t.Fatalf("worker 2 did not stop cleanly on SIGTERM: %v", w2.waitErr)
+	if !w2.Wait(30*time.Second) || w2.ExitCode() != 0 {
+		t.Fatalf("worker 2 did not stop cleanly on SIGTERM: %v", w2.WaitErr())
 	}
-	t.Logf("SIGTERM worker 2 after %d answers", rs.completed.Load())
+	t.Logf("SIGTERM worker 2 after %d answers", rs.Completed())
 	c.start("worker", nil) // its replacement, as a supervisor would start
 
 	c.waitTerminal(t, notifications, 3*time.Minute)
@@ -117,7 +117,7 @@ func TestFleetAgrees(t *testing.T) {
 	}
 	c.checkNoDuplicateAttempts(t)
 	checkReceiverCap(t, rs, receiverCap)
-	logs := sched1.log() + sched2.log()
+	logs := sched1.Log() + sched2.Log()
 	checkOncePerTick(t, logs, "redrive", 2*time.Second, schedulersUp, schedulersEnd)
 	checkOncePerTick(t, logs, "retention", 3*time.Second, schedulersUp, schedulersEnd)
 	t.Logf("test took %s", time.Since(start).Round(time.Second))
@@ -147,12 +147,12 @@ func checkReceiverCap(t *testing.T, rs *receivers, limit int) {
 		delta int
 	}
 	byReceiver := make(map[int][]event)
-	for _, r := range rs.snapshot() {
-		end := r.end
+	for _, r := range rs.Snapshot() {
+		end := r.End
 		if end.IsZero() {
 			end = time.Now().Add(time.Hour) // still in flight
 		}
-		byReceiver[r.receiver] = append(byReceiver[r.receiver], event{r.start, 1}, event{end, -1})
+		byReceiver[r.Receiver] = append(byReceiver[r.Receiver], event{r.Start, 1}, event{end, -1})
 	}
 	reached := 0
 	for idx, evs := range byReceiver {

@@ -3,6 +3,8 @@ package faults
 import (
 	"testing"
 	"time"
+
+	"github.com/notifyd/notifyd/internal/fleet"
 )
 
 // TestPostgresUnavailable30s cuts the worker off from Postgres for 30 s while
@@ -33,7 +35,7 @@ func TestPostgresUnavailable30s(t *testing.T) {
 		"NOTIFYD_WORKER_CONCURRENCY": "50",
 		"NOTIFYD_RETRY_MAX_ATTEMPTS": "5",
 	})
-	proxy, err := NewProxy(dbHostPort(t, c.dbURL))
+	proxy, err := fleet.NewProxy(dbHostPort(t, c.dbURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,14 +48,14 @@ func TestPostgresUnavailable30s(t *testing.T) {
 
 	w, _ := c.start("worker", map[string]string{"NOTIFYD_DATABASE_URL": withHost(t, c.dbURL, proxy.Addr())})
 	waitFor(t, "the worker to be busy", 60*time.Second, func() bool {
-		return rs.completed.Load() >= 150 && rs.active.Load() >= 20
+		return rs.Completed() >= 150 && rs.Active() >= 20
 	})
 	proxy.Cut()
 	cutAt := time.Now()
-	t.Logf("Postgres cut off with %d requests in flight, %d answered before", rs.active.Load(), rs.completed.Load())
+	t.Logf("Postgres cut off with %d requests in flight, %d answered before", rs.Active(), rs.Completed())
 	for time.Since(cutAt) < outage {
-		if !w.running() {
-			t.Fatalf("worker exited during the database outage: %v", w.waitErr)
+		if !w.Running() {
+			t.Fatalf("worker exited during the database outage: %v", w.WaitErr())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -62,8 +64,8 @@ func TestPostgresUnavailable30s(t *testing.T) {
 	t.Logf("Postgres back after %s; %d connections refused meanwhile", restoredAt.Sub(cutAt).Round(time.Millisecond), proxy.Refused())
 
 	c.waitTerminal(t, notifications, 2*time.Minute)
-	if !w.running() {
-		t.Fatalf("worker exited: %v", w.waitErr)
+	if !w.Running() {
+		t.Fatalf("worker exited: %v", w.WaitErr())
 	}
 
 	aud := checkRecords(t, c, rs, ids)
@@ -84,8 +86,8 @@ func TestPostgresUnavailable30s(t *testing.T) {
 		t.Error("the worker never tried to reach Postgres during the outage")
 	}
 	during := 0
-	for _, r := range rs.snapshot() {
-		if !r.end.IsZero() && r.end.After(cutAt) && r.end.Before(restoredAt) && !r.aborted {
+	for _, r := range rs.Snapshot() {
+		if !r.End.IsZero() && r.End.After(cutAt) && r.End.Before(restoredAt) && !r.Aborted {
 			during++
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/notifyd/notifyd/internal/fleet"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestProxyCutAndRestore(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.Database(t)
-	p, err := NewProxy(dbHostPort(t, dbURL))
+	p, err := fleet.NewProxy(dbHostPort(t, dbURL))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	sched, _ := c.start("scheduler", nil)
 
 	waitFor(t, "deliveries to be under way", 60*time.Second, func() bool {
-		return rs.completed.Load() >= 100 && rs.active.Load() >= 10
+		return rs.Completed() >= 100 && rs.Active() >= 10
 	})
 	queued := redisKeys(t, rds.addr())
 	rds.restartEmpty(t)
@@ -57,7 +57,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Redis restarted empty (it held %d keys) with %d notifications pending and %d requests in flight",
-		queued, pendingAtRestart, rs.active.Load())
+		queued, pendingAtRestart, rs.Active())
 	if pendingAtRestart < 100 {
 		t.Fatalf("only %d notifications pending at the restart; the fault would prove little", pendingAtRestart)
 	}
@@ -65,8 +65,8 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	c.waitTerminal(t, notifications, 2*time.Minute)
 	t.Logf("all terminal %s after the restart", time.Since(restarted).Round(time.Second))
 	for _, p := range []*proc{w, sched} {
-		if !p.running() {
-			t.Errorf("%s exited: %v", p.name, p.waitErr)
+		if !p.Running() {
+			t.Errorf("%s exited: %v", p.Name, p.WaitErr())
 		}
 	}
 

@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -12,12 +11,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifyd/notifyd/internal/apitest"
-	"github.com/notifyd/notifyd/internal/redisurl"
-	"github.com/notifyd/notifyd/internal/tasks"
+	"github.com/notifyd/notifyd/internal/fleet"
 	"github.com/notifyd/notifyd/internal/testenv"
 	"github.com/notifyd/notifyd/notifier"
 )
@@ -111,11 +108,11 @@ func sentinelFailover(t *testing.T, goOpts []notifier.Option) int {
 		return id, tx.Commit(ctx)
 	})
 	waitFor(t, "a third of the load to be sent and deliveries under way", 60*time.Second, func() bool {
-		return p.sent.Load() >= sentinelLoad && rs.completed.Load() >= 50
+		return p.sent.Load() >= sentinelLoad && rs.Completed() >= 50
 	})
 	failover := ss.killMaster()
 	t.Logf("failover: master SIGKILLed, replica promoted and answering as master after %s (%d notifications sent, %d requests in flight)",
-		failover.Round(time.Millisecond), p.sent.Load(), rs.active.Load())
+		failover.Round(time.Millisecond), p.sent.Load(), rs.Active())
 	p.wg.Wait()
 	t.Logf("producers done %s after the start; retried calls: http %d, go %d, outbox %d",
 		time.Since(start).Round(time.Second), p.retries["http"].Load(), p.retries["go"].Load(), p.retries["outbox"].Load())
@@ -197,53 +194,15 @@ func (p *producers) ok(source string) []string {
 	return append([]string(nil), p.accepted[source]...)
 }
 
-// waitQueuesEmpty waits until notifyd's Asynq queues have held no waiting
-// task (pending, scheduled, retry) for 2 s: every notification still in
-// Redis has been taken by a worker. Active entries are not waited for: the
-// new master may hold the active-list entries of tasks whose completion the
-// old master had not yet replicated, which Asynq recovers only after their
-// lease (30 s) and whose notifications are terminal in Postgres already.
+// waitQueuesEmpty waits until notifyd's Asynq queues are idle
+// (fleet.WaitQueuesIdle).
 func waitQueuesEmpty(t *testing.T, url string, timeout time.Duration) {
 	t.Helper()
-	rc, err := redisurl.Parse(url)
+	last, err := fleet.WaitQueuesIdle(url, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	insp := asynq.NewInspector(rc.AsynqOpt())
-	defer insp.Close()
-	var last string
-	var idleSince time.Time
-	deadline := time.Now().Add(timeout)
-	for {
-		busy := false
-		last = ""
-		for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
-			info, err := insp.GetQueueInfo(q)
-			if errors.Is(err, asynq.ErrQueueNotFound) {
-				continue
-			}
-			if err != nil {
-				busy, last = true, last+q+": "+err.Error()+"; "
-				continue
-			}
-			last += fmt.Sprintf("%s: pending %d active %d scheduled %d retry %d archived %d; ",
-				q, info.Pending, info.Active, info.Scheduled, info.Retry, info.Archived)
-			busy = busy || info.Pending+info.Scheduled+info.Retry > 0
-		}
-		if !busy && idleSince.IsZero() {
-			idleSince = time.Now()
-		} else if busy {
-			idleSince = time.Time{}
-		}
-		if !idleSince.IsZero() && time.Since(idleSince) > 2*time.Second {
-			t.Logf("Asynq queues idle: %s", last)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Asynq queues not empty after %s: %s", timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	t.Logf("Asynq queues idle: %s", last)
 }
 
 // TestAllWithSentinel runs `notifyd all`, the demo's one-process set-up,
@@ -258,7 +217,7 @@ func TestAllWithSentinel(t *testing.T) {
 	// size parameter, which the migration driver does not take).
 	_, base := c.start("all", map[string]string{"NOTIFYD_DATABASE_URL": c.dbURL})
 	a := &api{Client: apitest.NewClient(t, base), t: t}
-	receiver := a.createReceiver("merchant", rs.url(0))
+	receiver := a.createReceiver("merchant", rs.URL(0))
 	ids := a.ingestAll([]string{receiver}, 1, 1)
 	client, err := notifier.NewFromURL(ss.url(), notifier.WithAllowPrivateTargets(true))
 	if err != nil {

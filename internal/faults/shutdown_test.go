@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/fleet"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -48,10 +49,10 @@ func TestGracefulShutdown(t *testing.T) {
 	ids := a.ingestAll(receiverIDs, notifications, 16)
 
 	w1, _ := c.start("worker", nil)
-	inFlight := func() []request {
-		var out []request
-		for _, r := range rs.snapshot() {
-			if r.end.IsZero() {
+	inFlight := func() []fleet.Request {
+		var out []fleet.Request
+		for _, r := range rs.Snapshot() {
+			if r.End.IsZero() {
 				out = append(out, r)
 			}
 		}
@@ -60,22 +61,22 @@ func TestGracefulShutdown(t *testing.T) {
 	waitFor(t, "the worker to be busy with slow and fast deliveries", 60*time.Second, func() bool {
 		slow := 0
 		for _, r := range inFlight() {
-			if r.receiver == slowReceiver {
+			if r.Receiver == slowReceiver {
 				slow++
 			}
 		}
-		return rs.completed.Load() >= 40 && rs.active.Load() >= 30 && slow >= 2
+		return rs.Completed() >= 40 && rs.Active() >= 30 && slow >= 2
 	})
 	atTerm := inFlight()
 	w1.signal(t, syscall.SIGTERM)
 	termAt := time.Now()
-	if !w1.wait(shutdownTimeout + 10*time.Second) {
+	if !w1.Wait(shutdownTimeout + 10*time.Second) {
 		t.Fatalf("worker still running %s after SIGTERM (shutdown timeout %s)", time.Since(termAt).Round(time.Millisecond), shutdownTimeout)
 	}
 	t.Logf("worker exited %s after SIGTERM with %d deliveries in flight (exit code %d)",
-		time.Since(termAt).Round(time.Millisecond), len(atTerm), w1.exitCode())
-	if w1.exitCode() != 0 {
-		t.Errorf("worker exit code %d after SIGTERM, want 0", w1.exitCode())
+		time.Since(termAt).Round(time.Millisecond), len(atTerm), w1.ExitCode())
+	if w1.ExitCode() != 0 {
+		t.Errorf("worker exit code %d after SIGTERM, want 0", w1.ExitCode())
 	}
 
 	opt, err := redis.ParseURL(c.redisURL)
@@ -103,13 +104,13 @@ func TestGracefulShutdown(t *testing.T) {
 	notes := c.load(t)
 	recorded, handedBack := 0, 0
 	for _, r := range atTerm {
-		n := notes[r.id]
+		n := notes[r.ID]
 		if n == nil {
-			t.Errorf("%s: in flight at SIGTERM but not in Postgres", r.id)
+			t.Errorf("%s: in flight at SIGTERM but not in Postgres", r.ID)
 			continue
 		}
-		_, isRecorded := n.rows[r.attempt]
-		isQueued := queued(r.id, r.attempt)
+		_, isRecorded := n.rows[r.Attempt]
+		isQueued := queued(r.ID, r.Attempt)
 		switch {
 		case isRecorded:
 			// A copy of the task still queued would be harmless: the
@@ -118,7 +119,7 @@ func TestGracefulShutdown(t *testing.T) {
 		case isQueued:
 			handedBack++
 		default:
-			t.Errorf("%s attempt %d: in flight at SIGTERM, neither recorded nor back in the queue", r.id, r.attempt)
+			t.Errorf("%s attempt %d: in flight at SIGTERM, neither recorded nor back in the queue", r.ID, r.Attempt)
 		}
 	}
 	t.Logf("of %d deliveries in flight at SIGTERM: %d finished and recorded, %d handed back", len(atTerm), recorded, handedBack)
@@ -174,14 +175,14 @@ func TestGracefulShutdown(t *testing.T) {
 	waitFor(t, "the manual redeliveries to be in flight", 30*time.Second, func() bool {
 		n := 0
 		for _, r := range inFlight() {
-			if r.attempt == 0 {
+			if r.Attempt == 0 {
 				n++
 			}
 		}
 		return n == len(manual)
 	})
 	w2.signal(t, syscall.SIGTERM)
-	if !w2.wait(shutdownTimeout + 10*time.Second) {
+	if !w2.Wait(shutdownTimeout + 10*time.Second) {
 		t.Fatal("second worker did not exit after SIGTERM")
 	}
 	c.start("worker", nil)
@@ -192,9 +193,9 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	waitFor(t, "the manual redeliveries to be answered and recorded", 60*time.Second, func() bool {
 		answered := make(map[string]bool)
-		for _, r := range rs.snapshot() {
-			if r.attempt == 0 && r.code == 200 {
-				answered[r.id] = true
+		for _, r := range rs.Snapshot() {
+			if r.Attempt == 0 && r.Code == 200 {
+				answered[r.ID] = true
 			}
 		}
 		for _, id := range manual {

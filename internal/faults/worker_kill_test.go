@@ -48,15 +48,15 @@ func TestWorkerKilledUnderLoad(t *testing.T) {
 
 	w1, _ := c.start("worker", nil)
 	waitFor(t, "the first worker to be busy", 90*time.Second, func() bool {
-		return rs.completed.Load() >= 400 && rs.active.Load() >= concurrency/2
+		return rs.Completed() >= 400 && rs.Active() >= concurrency/2
 	})
-	inFlight := rs.active.Load()
+	inFlight := rs.Active()
 	w1.signal(t, syscall.SIGKILL)
-	if !w1.wait(10*time.Second) || !exitedBySignal(w1, syscall.SIGKILL) {
-		t.Fatalf("worker did not die of SIGKILL: %v", w1.waitErr)
+	if !w1.Wait(10*time.Second) || !exitedBySignal(w1, syscall.SIGKILL) {
+		t.Fatalf("worker did not die of SIGKILL: %v", w1.WaitErr())
 	}
 	killed := time.Now()
-	t.Logf("SIGKILL with %d requests in flight at the receivers, %d answered before", inFlight, rs.completed.Load())
+	t.Logf("SIGKILL with %d requests in flight at the receivers, %d answered before", inFlight, rs.Completed())
 
 	c.start("worker", nil)
 	c.waitTerminal(t, notifications, 3*time.Minute)
@@ -72,8 +72,8 @@ func TestWorkerKilledUnderLoad(t *testing.T) {
 		t.Errorf("receivers got %d duplicate requests; at most %d (the worker's concurrency) were in flight", aud.extraTotal, concurrency)
 	}
 	aborted := 0
-	for _, r := range rs.snapshot() {
-		if r.aborted {
+	for _, r := range rs.Snapshot() {
+		if r.Aborted {
 			aborted++
 		}
 	}
