@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
 	"github.com/notifyd/notifyd/internal/callbackhosts"
@@ -28,10 +29,16 @@ type handler struct {
 	latency        *latencies
 	breakers       *fleetBreakers // fleet-wide circuit (circuitstate.go)
 	queue          tasks.Enqueuer
+	failer         pendingFailer
 	keys           *taskauth.Keyring // verifies tasks, seals retries; nil: unsigned
 	logger         *slog.Logger
 	defaultTimeout time.Duration
 	maxTimeout     time.Duration
+}
+
+// pendingFailer ends a pending notification that must not be attempted.
+type pendingFailer interface {
+	FailPending(ctx context.Context, id uuid.UUID, reason string) (bool, error)
 }
 
 // delivery is one task on its way through the handler's steps.
@@ -83,7 +90,7 @@ func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 		return nil, h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
 	}
 	if err := callbackhosts.Allowed(rc.CallbackHosts, d.CallbackURL); err != nil {
-		return nil, h.refuse("callback_host", d, err)
+		return nil, h.refuseCallbackHost(ctx, d, err)
 	}
 	// An open circuit defers before anything else: during an outage every
 	// task of the receiver comes through here, and a deferral should cost
@@ -129,6 +136,23 @@ func (h *handler) refuse(reason string, d *tasks.Deliver, err error) error {
 	}
 	h.logger.Warn("dropping refused task", attrs...)
 	return fmt.Errorf("refused task: %w: %w", err, asynq.SkipRetry)
+}
+
+// refuseCallbackHost drops a task whose callback override the receiver's
+// callback_hosts do not allow. A notification on record with that override
+// (the receiver restricted its hosts after it was accepted) is failed with
+// last error callback_host_not_allowed, so that it ends instead of staying
+// pending; the receiver still finds it through the query API.
+func (h *handler) refuseCallbackHost(ctx context.Context, d *tasks.Deliver, err error) error {
+	failed, ferr := h.failer.FailPending(ctx, d.ID, "callback_host_not_allowed")
+	if ferr != nil {
+		return h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, ferr))
+	}
+	if failed {
+		h.logger.Warn("notification failed: its callback override is outside the receiver's callback_hosts",
+			"notification_id", d.ID, "receiver_id", d.ReceiverID)
+	}
+	return h.refuse("callback_host", d, err)
 }
 
 // load reads the notification's state and decides whether the task's

@@ -105,6 +105,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		latency:        &latencies{},
 		breakers:       newFleetBreakers(newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger), rdb, logger),
 		queue:          w.client,
+		failer:         s,
 		keys:           cfg.TaskKeys,
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,

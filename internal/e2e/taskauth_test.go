@@ -244,3 +244,38 @@ func TestCallbackHosts(t *testing.T) {
 		t.Fatalf("unrestricted override: %d %s", code, raw)
 	}
 }
+
+// TestRestrictedCallbackHostFailsPendingNotification: a notification
+// accepted with a callback override, still pending when its receiver then
+// restricts callback_hosts, ends failed with last error
+// callback_host_not_allowed at its next attempt instead of staying pending
+// (and being re-driven) for ever; the refused attempt is never sent.
+func TestRestrictedCallbackHostFailsPendingNotification(t *testing.T) {
+	s := newStack(t)
+	rcv := newReceiverServer(t, statusResponder(http.StatusInternalServerError))
+	// The retry comes after the worker's receiver cache (10 s) expired.
+	r := s.receiver(rcv.URL, map[string]any{"retry": map[string]any{"intervals": []string{"11s", "11s"}}})
+	override := strings.Replace(rcv.URL, "127.0.0.1", "localhost", 1) + "/other"
+	var accepted struct{ ID string }
+	if code, raw := s.call("POST", "/v1/notifications", producerToken, map[string]any{"receiver_id": r.ID,
+		"event_type": "t", "idempotency_key": "k-1", "callback_url": override, "payload": map[string]any{}}, &accepted); code != http.StatusAccepted {
+		t.Fatalf("ingest: %d %s", code, raw)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.attempts(accepted.ID)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no first attempt")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, raw := s.call("PATCH", "/v1/receivers/"+r.ID, adminToken, map[string]any{"callback_hosts": []string{}}, nil); code != http.StatusOK {
+		t.Fatalf("restrict: %d %s", code, raw)
+	}
+	n := s.waitStatus(accepted.ID, "failed", 30*time.Second)
+	if n.LastError == nil || *n.LastError != "callback_host_not_allowed" || n.Attempts != 1 {
+		t.Fatalf("failed with last_error %v after %d attempts, want callback_host_not_allowed after 1", n.LastError, n.Attempts)
+	}
+	if got := len(rcv.Hits()); got != 1 {
+		t.Fatalf("receiver got %d requests, want only the first attempt", got)
+	}
+}

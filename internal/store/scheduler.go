@@ -115,6 +115,20 @@ func (s *Store) FailExhausted(ctx context.Context, ids []uuid.UUID, reason strin
 	return tag.RowsAffected(), nil
 }
 
+// FailPending marks the notification failed with last_error reason if it is
+// still pending, and reports whether it did: for a notification that must
+// not be attempted any more (its callback override is no longer allowed)
+// and would otherwise stay pending, re-driven for ever.
+func (s *Store) FailPending(ctx context.Context, id uuid.UUID, reason string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error = $2
+		WHERE id = $1 AND status = 'pending'`, id, reason)
+	if err != nil {
+		return false, fmt.Errorf("fail notification %s: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // DeleteExpired deletes up to limit terminal (delivered, failed, cancelled)
 // notifications created before cutoff, with their attempts, and returns how
 // many of each it deleted. It is one short statement so that it never holds
