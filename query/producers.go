@@ -92,6 +92,7 @@ func (s *Server) createProducer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	setAuditTarget(c, p.ID.String())
 	return c.JSON(http.StatusCreated, producerView{Producer: p, Token: token})
 }
 
