@@ -79,7 +79,7 @@ func TestAuditRecordsMutatingRequests(t *testing.T) {
 		status                           int
 	}
 	wants := []want{ // newest first
-		{"producer", "", "POST", "/v1/notifications/:id/cancel", n.String(), 200},
+		{"producer", "static/0", "POST", "/v1/notifications/:id/cancel", n.String(), 200},
 		{"receiver", r.ID.String(), "POST", "/v1/notifications/:id/redeliver", n.String(), 202},
 		{"receiver", r.ID.String(), "PATCH", "/v1/receivers/:id", r.ID.String(), 403},
 		{"admin", "", "PATCH", "/v1/receivers/:id", r.ID.String(), 200},
