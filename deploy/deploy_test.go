@@ -1,7 +1,8 @@
 // Package deploy holds the files for running notifyd outside this repository
 // (Dockerfile, docker-compose.yml, redis.conf, Kubernetes manifests). Nothing
 // here can be run without Docker or a cluster, so this test parses them and
-// checks what would otherwise only fail at deploy time.
+// checks what would otherwise only fail at deploy time. Nothing here may
+// hold a real secret: every one comes from the environment or a Secret.
 package deploy
 
 import (

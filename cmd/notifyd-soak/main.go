@@ -16,6 +16,10 @@
 //
 // Usage: notifyd-soak -notifyd ./notifyd [-minutes 2] [-seed S] [-rate 30]
 // (scripts/soak.sh builds notifyd and runs this).
+//
+// It must not reach into notifyd's internals to judge it: the checker reads
+// only what producers were told, what receivers saw and what Postgres holds,
+// as an outside auditor would.
 package main
 
 import (

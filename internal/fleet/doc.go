@@ -4,6 +4,6 @@
 // (Redis, Sentinel), a TCP proxy that cuts Postgres off (Proxy) and HTTP
 // receivers that record every request (Receivers).
 //
-// It is test tooling: no production code imports it, and it imports nothing
-// of notifyd above internal/.
+// It is test tooling: production code must not import it, and it imports
+// nothing of notifyd above internal/.
 package fleet
