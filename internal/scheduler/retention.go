@@ -48,44 +48,45 @@ func (s *Scheduler) retention(ctx context.Context, res *RetentionResult) error {
 		return err
 	}
 	res.Cutoff = now.Add(-s.cfg.Retention)
-	pause := time.NewTimer(0)
-	defer pause.Stop()
-	for {
+	return s.inBatches(ctx, func() (int64, error) {
 		n, a, err := s.store.DeleteExpired(ctx, res.Cutoff, s.cfg.RetentionBatch)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		res.Batches++
 		res.Notifications += n
 		res.Attempts += a
 		metrics.RetentionDeleted.WithLabelValues("notifications").Add(float64(n))
 		metrics.RetentionDeleted.WithLabelValues("attempts").Add(float64(a))
-		// A short batch means nothing is left but rows locked by someone
-		// else, which the next run will get.
-		if n < int64(s.cfg.RetentionBatch) {
-			return nil
-		}
-		pause.Reset(s.cfg.RetentionPause)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-pause.C:
-		}
-	}
+		return n, nil
+	})
 }
 
 // auditRetention deletes audit events older than res.Cutoff in batches, like
 // retention does notifications.
 func (s *Scheduler) auditRetention(ctx context.Context, res *RetentionResult) error {
-	pause := time.NewTimer(0)
-	defer pause.Stop()
-	for {
+	return s.inBatches(ctx, func() (int64, error) {
 		n, err := s.store.DeleteAuditEventsBefore(ctx, res.Cutoff, s.cfg.RetentionBatch)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		res.AuditEvents += n
 		metrics.RetentionDeleted.WithLabelValues("audit_events").Add(float64(n))
+		return n, nil
+	})
+}
+
+// inBatches runs one deleting batch after another, a pause apart, until a
+// batch deletes fewer rows than a full one: then nothing is left but rows
+// locked by someone else, which the next run will get.
+func (s *Scheduler) inBatches(ctx context.Context, batch func() (int64, error)) error {
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		n, err := batch()
+		if err != nil {
+			return err
+		}
 		if n < int64(s.cfg.RetentionBatch) {
 			return nil
 		}

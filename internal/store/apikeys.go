@@ -168,11 +168,17 @@ func (s *Store) ReceiverByAPIKey(ctx context.Context, hash []byte) (ReceiverKey,
 // once a minute whatever the callers do, so a busy key costs no write per
 // request.
 func (s *Store) TouchAPIKey(ctx context.Context, keyID uuid.UUID) error {
+	return s.touch(ctx, "receiver_api_keys", keyID)
+}
+
+// touch sets last_used_at of the row id of table (a constant of ours) to
+// now, unless it was set less than a minute ago.
+func (s *Store) touch(ctx context.Context, table string, id uuid.UUID) error {
 	_, err := s.pool.Exec(ctx, `
-		UPDATE receiver_api_keys SET last_used_at = now()
-		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, pgID(keyID))
+		UPDATE `+table+` SET last_used_at = now()
+		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, pgID(id))
 	if err != nil {
-		return fmt.Errorf("touch api key %s: %w", keyID, err)
+		return fmt.Errorf("touch %s %s: %w", table, id, err)
 	}
 	return nil
 }

@@ -113,13 +113,7 @@ func (s *Store) ProducerByToken(ctx context.Context, hash []byte) (*Producer, er
 // TouchProducer records that a producer's token was used now, writing the
 // row at most once a minute (see TouchAPIKey).
 func (s *Store) TouchProducer(ctx context.Context, id uuid.UUID) error {
-	_, err := s.pool.Exec(ctx, `
-		UPDATE producers SET last_used_at = now()
-		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, pgID(id))
-	if err != nil {
-		return fmt.Errorf("touch producer %s: %w", id, err)
-	}
-	return nil
+	return s.touch(ctx, "producers", id)
 }
 
 // NotificationReceivers maps each of ids that notifyd has on record to its
