@@ -74,6 +74,11 @@ func TestRecoveredReceiverGetsItsNotificationsWithinFiveSeconds(t *testing.T) {
 		return err == nil && !open
 	})
 	t.Logf("circuit closed %s after the manual redelivery's answer", time.Since(answered).Round(time.Millisecond))
+	// The receiver's answer comes before the attempt's record: recover
+	// must find the redelivered notification delivered, not failed.
+	waitFor(t, "the manual redelivery to be recorded", 5*time.Second, func() bool {
+		return c.countStatus(t, failed[:1], "delivered") == 1
+	})
 
 	var rec struct{ Recovered int }
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
