@@ -87,7 +87,12 @@ type Report struct {
 	Violations []Violation
 	// GoLost are Go-client notifications acknowledged by Notify that never
 	// reached Postgres: the documented loss window, counted apart.
-	GoLost      []string
+	GoLost []string
+	// GoLostSeen counts those of GoLost a receiver got an attempt of before
+	// Redis lost the task (the worker was stopped, or Postgres was cut,
+	// before it recorded the attempt): lost from notifyd's record all the
+	// same, and inside the same documented window.
+	GoLostSeen  int
 	Delivered   int
 	Failed      int
 	Unconfirmed int // abandoned sends that exist anyway
@@ -160,6 +165,7 @@ func checkAccepted(h *History, r *Report, add addFunc) map[string]Sent {
 // to an accepted notification and is on record.
 func checkSeen(h *History, accepted map[string]Sent, r *Report, add addFunc) {
 	unconfirmed := make(map[string]bool)
+	goSeen := make(map[string]bool)
 	for _, q := range h.Seen {
 		if q.SigErr != "" {
 			add(VBadSignature, q.ID, "receiver %d, attempt %d: %s", q.Receiver, q.Attempt, q.SigErr)
@@ -176,13 +182,19 @@ func checkSeen(h *History, accepted map[string]Sent, r *Report, add addFunc) {
 		if q.Attempt <= 0 {
 			continue // a manual redelivery: not an automatic attempt
 		}
-		if n == nil {
+		switch {
+		case n == nil && accepted[q.ID].Path == "go":
+			goSeen[q.ID] = true // in r.GoLost already: the loss window
+		case n == nil:
 			add(VSeenNotRecorded, q.ID, "attempt %d seen by receiver %d; notification not in Postgres", q.Attempt, q.Receiver)
-		} else if _, ok := n.Rows[q.Attempt]; !ok {
-			add(VSeenNotRecorded, q.ID, "attempt %d seen by receiver %d; attempts on record %d", q.Attempt, q.Receiver, n.Attempts)
+		default:
+			if _, ok := n.Rows[q.Attempt]; !ok {
+				add(VSeenNotRecorded, q.ID, "attempt %d seen by receiver %d; attempts on record %d", q.Attempt, q.Receiver, n.Attempts)
+			}
 		}
 	}
 	r.Unconfirmed = len(unconfirmed)
+	r.GoLostSeen = len(goSeen)
 }
 
 // checkRecorded: a delivered notification's successful attempt was seen

@@ -112,7 +112,7 @@ func printSummary(w io.Writer, res *result, seed uint64, minutes float64, replay
 	fmt.Fprintf(w, "receivers:     %d requests seen; %d of %d receivers reached the cap of %d\n", res.Seen, rep.PeakInCap, len(receiverKinds), receiverCap)
 	fmt.Fprintf(w, "faults:        %d (%s)\n", faults, strings.Join(kinds, ", "))
 	fmt.Fprintf(w, "cap overshoot while Redis had lost the slots (not a violation): %d receivers\n", rep.CapAfterRedisLoss)
-	fmt.Fprintf(w, "go client loss window (no WithReplicaAck; not a violation): %d of %d acknowledged Notify calls lost\n", len(rep.GoLost), res.Accepted["go"])
+	fmt.Fprintf(w, "go client loss window (no WithReplicaAck; not a violation): %d of %d acknowledged Notify calls lost (%d of them after a receiver got an attempt)\n", len(rep.GoLost), res.Accepted["go"], rep.GoLostSeen)
 	for _, h := range res.Harness {
 		fmt.Fprintf(w, "harness error: %s\n", h)
 	}
