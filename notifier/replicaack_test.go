@@ -77,6 +77,9 @@ func TestReplicaAck(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: replica})
 	defer rc.Close()
 
+	// A refusal takes the whole WAIT (300 ms); an acknowledgement gets a
+	// generous one, so that a loaded machine does not make it a refusal.
+	const refuse, ack = 300 * time.Millisecond, 5 * time.Second
 	tests := []struct {
 		name    string
 		key     string
@@ -89,7 +92,11 @@ func TestReplicaAck(t *testing.T) {
 		{name: "retry of an existing task with one replica", key: "order-2", wanted: 1},
 	}
 	for _, tt := range tests {
-		c, err := NewFromURL("redis://"+master+"/0", WithReplicaAck(tt.wanted, 300*time.Millisecond))
+		timeout := ack
+		if tt.wantErr {
+			timeout = refuse
+		}
+		c, err := NewFromURL("redis://"+master+"/0", WithReplicaAck(tt.wanted, timeout))
 		if err != nil {
 			t.Fatal(err)
 		}
