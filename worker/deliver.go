@@ -85,9 +85,11 @@ type attemptResult struct {
 }
 
 func (d *deliverer) attempt(ctx context.Context, r *attemptRequest) attemptResult {
+	// Started is taken before the deadline is set, so a timed-out attempt
+	// never records less than its timeout.
+	res := attemptResult{Started: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	res := attemptResult{Started: time.Now()}
 	finish := func(outcome, msg string) attemptResult {
 		res.Duration = time.Since(res.Started)
 		// Transport errors quote what the receiver sent (a malformed status
