@@ -4,14 +4,22 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // loadRecords reads every notification and automatic attempt from notifyd's
-// Postgres, and the (id, attempt) pairs held more than once.
+// Postgres, and the (id, attempt) pairs held more than once. Both reads see
+// one snapshot: a notification recorded between two separate reads would
+// look like an attempt of no notification.
 func loadRecords(ctx context.Context, db *pgxpool.Pool) (map[string]*Record, []string, error) {
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, fmt.Errorf("load records: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only
 	notes := make(map[string]*Record)
-	rows, err := db.Query(ctx, `SELECT id::text, status::text, attempts, idempotency_key FROM notifications`)
+	rows, err := tx.Query(ctx, `SELECT id::text, status::text, attempts, idempotency_key FROM notifications`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load notifications: %w", err)
 	}
@@ -26,7 +34,7 @@ func loadRecords(ctx context.Context, db *pgxpool.Pool) (map[string]*Record, []s
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("load notifications: %w", err)
 	}
-	rows, err = db.Query(ctx, `SELECT notification_id::text, attempt_no, outcome::text, coalesce(status_code, 0)
+	rows, err = tx.Query(ctx, `SELECT notification_id::text, attempt_no, outcome::text, coalesce(status_code, 0)
 		FROM delivery_attempts WHERE attempt_no > 0`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load attempts: %w", err)
