@@ -1,6 +1,7 @@
 // Package client is a small typed Go client for notifyd's HTTP API: look up
 // and list notifications, read their delivery attempts, redeliver, recover a
-// time range, cancel, and send (ingest) notifications.
+// time range, cancel, and send (ingest) notifications; and, with the admin
+// token, manage receivers, their API keys and producer records (admin.go).
 //
 // One token serves every call: a receiver API key ("nfy_…") sees only that
 // receiver's notifications, the admin token sees everything, a producer
