@@ -17,7 +17,9 @@ func TestOperatorCommands(t *testing.T) {
 	t.Parallel()
 	s := notifydtest.Start(t)
 	cb := apitest.NewCallbackServer(t, 200)
-	admin := func(args ...string) []string { return append([]string{"--url", s.URL, "--token", apitest.AdminToken}, args...) }
+	admin := func(args ...string) []string {
+		return append([]string{"--url", s.URL, "--token", apitest.AdminToken}, args...)
+	}
 	must := func(args []string, want ...string) string {
 		t.Helper()
 		code, out, errOut := ctl(t, args...)
