@@ -143,28 +143,30 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// command is one command, or a group of subcommands (receivers create …).
 type command struct {
 	summary string
 	run     func(ctx context.Context, e *env, args []string) error
-	sub     map[string]command
+}
+
+// groups are the commands made of subcommands: "receivers create …".
+var groups = map[string]map[string]command{
+	"receivers": receiverCommands,
+	"api-keys":  apiKeyCommands,
+	"producers": producerCommands,
 }
 
 var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"get":       {summary: getSynopsis, run: runGet},
-		"list":      {summary: "list [filters]", run: runList},
-		"attempts":  {summary: "attempts <id> | attempts --key KEY [--receiver ID]", run: runAttempts},
-		"redeliver": {summary: "redeliver <id> | redeliver --key KEY [--receiver ID]", run: runRedeliver},
-		"recover":   {summary: "recover --since T [--until T] [--receiver ID]", run: runRecover},
-		"cancel":    {summary: "cancel <id> | cancel --key KEY --receiver ID", run: runCancel},
-		"send":      {summary: "send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", run: runSend},
-		"reconcile": {summary: "reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", run: runReconcile},
-		"receivers": {summary: "receivers create|get|list|update|rotate-secret|deactivate|activate", sub: receiverCommands},
-		"api-keys":  {summary: "api-keys create|list|revoke", sub: apiKeyCommands},
-		"producers": {summary: "producers create|list|delete", sub: producerCommands},
+		"get":       {getSynopsis, runGet},
+		"list":      {"list [filters]", runList},
+		"attempts":  {"attempts <id> | attempts --key KEY [--receiver ID]", runAttempts},
+		"redeliver": {"redeliver <id> | redeliver --key KEY [--receiver ID]", runRedeliver},
+		"recover":   {"recover --since T [--until T] [--receiver ID]", runRecover},
+		"cancel":    {"cancel <id> | cancel --key KEY --receiver ID", runCancel},
+		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
+		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
 	}
 }
 
@@ -207,16 +209,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	cmd, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(stderr, "notifyctl: unknown command %q\n\n%s", name, usage)
-		return exitUsage
-	}
-	if cmd.sub != nil {
-		if name, cmd, args, ok = subcommand(name, cmd, args, stdout, stderr); !ok {
+	if group, isGroup := groups[name]; isGroup {
+		if name, cmd, args, ok = subcommand(name, group, args, stdout, stderr); !ok {
 			return exitUsage
 		} else if cmd.run == nil {
 			return exitOK // the group's help
 		}
+	}
+	if !ok {
+		fmt.Fprintf(stderr, "notifyctl: unknown command %q\n\n%s", name, usage)
+		return exitUsage
 	}
 	err := cmd.run(ctx, e, args)
 	var ue *usageError
@@ -255,11 +257,11 @@ func describe(err error) string {
 // subcommand picks a group's subcommand from args: "receivers create …"
 // runs as the command "receivers create". Without one, or with -h, it
 // prints the group's subcommands (ok with a nil run: help, exit 0).
-func subcommand(name string, group command, args []string, stdout, stderr io.Writer) (string, command, []string, bool) {
+func subcommand(name string, group map[string]command, args []string, stdout, stderr io.Writer) (string, command, []string, bool) {
 	list := func(w io.Writer) {
 		fmt.Fprintf(w, "usage: notifyctl %s <subcommand> [flags] [args]\n\nSubcommands:\n", name)
-		for _, n := range slices.Sorted(maps.Keys(group.sub)) {
-			fmt.Fprintf(w, "  notifyctl %s\n", group.sub[n].summary)
+		for _, n := range slices.Sorted(maps.Keys(group)) {
+			fmt.Fprintf(w, "  notifyctl %s\n", group[n].summary)
 		}
 		fmt.Fprintf(w, "\nEach subcommand's flags: notifyctl %s <subcommand> -h\n", name)
 	}
@@ -273,7 +275,7 @@ func subcommand(name string, group command, args []string, stdout, stderr io.Wri
 		list(stdout)
 		return name, command{}, nil, true
 	}
-	sub, ok := group.sub[args[0]]
+	sub, ok := group[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "notifyctl %s: unknown subcommand %q\n", name, args[0])
 		list(stderr)

@@ -255,20 +255,24 @@ func TestCommandsAgainstServer(t *testing.T) {
 // with its own flags only (no flag of its own clashes with a global one).
 func TestEveryCommandHelp(t *testing.T) {
 	t.Parallel()
-	for name, cmd := range commands {
-		invocations := [][]string{{name, "-h"}}
-		for sub := range cmd.sub {
+	var invocations [][]string
+	for name := range commands {
+		invocations = append(invocations, []string{name, "-h"})
+	}
+	for name, group := range groups {
+		invocations = append(invocations, []string{name, "-h"})
+		for sub := range group {
 			invocations = append(invocations, []string{name, sub, "-h"})
 		}
-		for _, args := range invocations {
-			code, out, errOut := ctl(t, args...)
-			if code != exitOK || errOut != "" || !strings.HasPrefix(out, "usage: notifyctl "+name) {
-				t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
-			}
-			for _, global := range []string{"  -url", "  -token", "  -json", "  -o ", "  -timeout"} {
-				if strings.Contains(out, global+" ") || strings.Contains(out, global+"\n") {
-					t.Errorf("%v: help lists the global flag %s:\n%s", args, strings.TrimSpace(global), out)
-				}
+	}
+	for _, args := range invocations {
+		code, out, errOut := ctl(t, args...)
+		if code != exitOK || errOut != "" || !strings.HasPrefix(out, "usage: notifyctl "+args[0]) {
+			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+		}
+		for _, global := range []string{"  -url", "  -token", "  -json", "  -o ", "  -timeout"} {
+			if strings.Contains(out, global+" ") || strings.Contains(out, global+"\n") {
+				t.Errorf("%v: help lists the global flag %s:\n%s", args, strings.TrimSpace(global), out)
 			}
 		}
 	}
