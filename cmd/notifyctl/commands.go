@@ -171,12 +171,7 @@ func runAttempts(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if e.json {
-		for i := range as {
-			if err := writeJSON(e.stdout, &as[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(e.stdout, as)
 	}
 	if len(as) == 0 {
 		_, err := fmt.Fprintln(e.stdout, "no attempts yet")

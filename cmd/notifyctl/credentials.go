@@ -63,12 +63,7 @@ func runAPIKeyList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if e.json {
-		for i := range keys {
-			if err := writeJSON(e.stdout, &keys[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(e.stdout, keys)
 	}
 	t := newTable(e.stdout, "ID", "NAME", "PREFIX", "CREATED", "LAST USED")
 	for _, k := range keys {
@@ -133,12 +128,7 @@ func runProducerList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if e.json {
-		for i := range ps {
-			if err := writeJSON(e.stdout, &ps[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(e.stdout, ps)
 	}
 	if len(ps) == 0 {
 		_, err := fmt.Fprintln(e.stdout, "no producer records (static NOTIFYD_PRODUCER_TOKENS are not listed)")

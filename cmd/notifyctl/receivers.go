@@ -154,14 +154,7 @@ func runReceiverGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := e.client().GetReceiver(ctx, id)
-	if err != nil {
-		return err
-	}
-	if e.json {
-		return writeJSON(e.stdout, r)
-	}
-	return printReceiver(e.stdout, r)
+	return e.showReceiver(e.client().GetReceiver(ctx, id))
 }
 
 func runReceiverList(ctx context.Context, e *env, args []string) error {
@@ -227,7 +220,11 @@ func runReceiverActive(active bool) func(context.Context, *env, []string) error 
 }
 
 func updated(ctx context.Context, e *env, id string, s client.ReceiverSettings) error {
-	r, err := e.client().UpdateReceiver(ctx, id, s)
+	return e.showReceiver(e.client().UpdateReceiver(ctx, id, s))
+}
+
+// showReceiver prints the receiver a call answered with, or returns its error.
+func (e *env) showReceiver(r *client.Receiver, err error) error {
 	if err != nil {
 		return err
 	}

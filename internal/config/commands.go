@@ -119,19 +119,11 @@ func LoadCommand(command string, args []string, env func(string) string, help io
 	// The flag package would print the error and the whole usage; the
 	// caller prints the error once, and -h prints the usage below.
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printCommandHelp(help, command, fs)
-		}
-		return nil, err
+	cfg, err := raw.load(fs, args, &c)
+	if errors.Is(err, flag.ErrHelp) {
+		printCommandHelp(help, command, fs)
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if err := raw.parse(&c); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return cfg, err
 }
 
 // builtinDefaults are the defaults with no NOTIFYD_* variable set: -h shows

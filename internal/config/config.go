@@ -104,16 +104,22 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	var c Config
 	var raw rawSettings
 	define(fs, env, &c, &raw)
+	return raw.load(fs, args, &c)
+}
+
+// load parses args with fs, whose flags write into raw and c, then checks
+// every setting into c.
+func (raw *rawSettings) load(fs *flag.FlagSet, args []string, c *Config) (*Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if err := raw.parse(&c); err != nil {
+	if err := raw.parse(c); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return c, nil
 }
 
 // parse checks every setting given as a string into c, reporting each bad

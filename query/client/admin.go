@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
@@ -106,29 +105,13 @@ func (c *Client) ListReceivers(ctx context.Context, limit int, cursor string) (*
 
 // AllReceivers iterates over every receiver, page after page, like All.
 func (c *Client) AllReceivers(ctx context.Context, pageSize int) iter.Seq2[*Receiver, error] {
-	return func(yield func(*Receiver, error) bool) {
-		cursor := ""
-		for {
-			page, err := c.ListReceivers(ctx, pageSize, cursor)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			for _, r := range page.Data {
-				if !yield(r, nil) {
-					return
-				}
-			}
-			if !page.HasMore {
-				return
-			}
-			if page.NextCursor == "" || page.NextCursor == cursor {
-				yield(nil, fmt.Errorf("notifyd: list receivers: has_more without a new next_cursor"))
-				return
-			}
-			cursor = page.NextCursor
+	return paged("", "list receivers", func(cursor string) ([]*Receiver, string, bool, error) {
+		page, err := c.ListReceivers(ctx, pageSize, cursor)
+		if err != nil {
+			return nil, "", false, err
 		}
-	}
+		return page.Data, page.NextCursor, page.HasMore, nil
+	})
 }
 
 // APIKey is one of a receiver's API keys. Key is set only in the answer to
