@@ -120,7 +120,8 @@ func TestCommandLine(t *testing.T) {
 		{nil, nil, 2, "Usage"},
 		{[]string{"version"}, nil, 0, "notifyd"},
 		{[]string{"bogus"}, nil, 2, "unknown command"},
-		{[]string{"migrate", "-retry-base", "soon"}, nil, 2, "NOTIFYD_RETRY_BASE"},
+		{[]string{"worker", "-retry-base", "soon"}, nil, 2, "NOTIFYD_RETRY_BASE"},
+		{[]string{"migrate", "-retry-base", "1s"}, nil, 2, "notifyd migrate: flag provided but not defined: -retry-base"},
 		{[]string{"worker"}, map[string]string{"NOTIFYD_ALLOW_PRIVATE_TARGETS": "10.0.0.0/33"}, 2, "NOTIFYD_ALLOW_PRIVATE_TARGETS"},
 	}
 	for _, tc := range cases {
