@@ -92,14 +92,14 @@ func (s *Server) recoverFailed(c echo.Context) error {
 	if in.Since == nil {
 		return fieldError("since", "is required")
 	}
-	since, err := time.Parse(time.RFC3339Nano, *in.Since)
+	since, err := parseTime("since", *in.Since)
 	if err != nil {
-		return fieldError("since", "must be an RFC 3339 time, like 2006-01-02T15:04:05Z")
+		return err
 	}
 	until := time.Now()
 	if in.Until != nil {
-		if until, err = time.Parse(time.RFC3339Nano, *in.Until); err != nil {
-			return fieldError("until", "must be an RFC 3339 time, like 2006-01-02T15:04:05Z")
+		if until, err = parseTime("until", *in.Until); err != nil {
+			return err
 		}
 	}
 	if !since.Before(until) {

@@ -70,6 +70,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return map[string]any{"name": "billing", "receivers": []uuid.UUID{rb.ID}}
 		}},
 		{"list producers", "GET", fixed("/v1/producers"), nil},
+		{"list receivers", "GET", fixed("/v1/receivers"), nil},
 		{"delete producer", "DELETE", func(a *testAPI, _ uuid.UUID, _ string) string {
 			return "/v1/producers/" + a.producerRecord([]uuid.UUID{rb.ID}).ID.String()
 		}, nil},
@@ -123,6 +124,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"revoke key of B": adminOnly(204),
 		"create producer": adminOnly(201),
 		"list producers":  adminOnly(200),
+		"list receivers":  adminOnly(200),
 		"delete producer": adminOnly(204),
 		// The audit trail is the admin's alone, even for a receiver's own id.
 		"audit events": adminOnly(200),

@@ -186,22 +186,37 @@ func parseStatuses(values []string) ([]string, error) {
 	return out, nil
 }
 
-// timeParam reads an RFC 3339 time parameter. An unescaped "+" in a query
-// string arrives as a space ("…T10:00:00 08:00"); that is read as the "+"
-// it was meant to be rather than refused.
+// timeParam reads a time parameter (see parseTime). An unescaped "+" in a
+// query string arrives as a space ("…T10:00:00 08:00"); that is read as the
+// "+" it was meant to be rather than refused.
 func timeParam(q url.Values, name string) (*time.Time, error) {
 	if !q.Has(name) {
 		return nil, nil
 	}
 	raw := q.Get(name)
-	t, err := time.Parse(time.RFC3339Nano, raw)
-	if err != nil && strings.Count(raw, " ") == 1 {
-		t, err = time.Parse(time.RFC3339Nano, strings.Replace(raw, " ", "+", 1))
+	if strings.Count(raw, " ") == 1 {
+		raw = strings.Replace(raw, " ", "+", 1)
 	}
+	t, err := parseTime(name, raw)
 	if err != nil {
-		return nil, fieldError(name, "must be an RFC 3339 time, like 2006-01-02T15:04:05Z")
+		return nil, err
 	}
 	return &t, nil
+}
+
+// timeForms says which times the API reads, in every error about one.
+const timeForms = "must be an RFC 3339 time, like 2006-01-02T15:04:05Z, or a date, like 2006-01-02 (midnight UTC)"
+
+// parseTime reads an RFC 3339 time or a date (midnight UTC), the same forms
+// notifyctl takes, so a time typed for one works for the other.
+func parseTime(field, raw string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, raw); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, raw); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fieldError(field, timeForms)
 }
 
 // Cursors are opaque to clients: base64url (unpadded) of

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -25,6 +28,8 @@ const (
 	minTimeout        = 100 * time.Millisecond
 	maxTimeout        = 30 * time.Second
 	maxSecretGrace    = 7 * 24 * time.Hour
+	// defaultReceiverLimit is the receiver listing's page size.
+	defaultReceiverLimit = 100
 )
 
 // receiverView is a receiver as the API shows it. Secrets appear only in the
@@ -217,6 +222,60 @@ func (s *Server) getReceiver(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, s.view(r))
+}
+
+// receiverPage is the body of GET /v1/receivers.
+type receiverPage struct {
+	Data       []*receiverView `json:"data"`
+	NextCursor *string         `json:"next_cursor"`
+	HasMore    bool            `json:"has_more"`
+}
+
+// receiverListParams are the query parameters GET /v1/receivers accepts.
+var receiverListParams = []string{"limit", "cursor"}
+
+// listReceivers serves GET /v1/receivers (admin): every receiver, active or
+// not, oldest first, paged with the listings' cursor (ascending).
+func (s *Server) listReceivers(c echo.Context) error {
+	q := c.QueryParams()
+	for name := range q {
+		if !slices.Contains(receiverListParams, name) {
+			return fieldError(name, fmt.Sprintf("%s is not a known query parameter (known: %s)", name, strings.Join(receiverListParams, ", ")))
+		}
+	}
+	limit := defaultReceiverLimit
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > maxListLimit {
+			return fieldError("limit", fmt.Sprintf("must be an integer from 1 to %d", maxListLimit))
+		}
+		limit = n
+	}
+	var after *store.Position
+	if q.Has("cursor") {
+		var err error
+		if after, err = decodeCursor(q.Get("cursor"), false); err != nil {
+			return err
+		}
+	}
+	// One more than the page tells whether another page follows.
+	rows, err := s.store.ListReceivers(c.Request().Context(), after, limit+1)
+	if err != nil {
+		return err
+	}
+	page := receiverPage{Data: []*receiverView{}, HasMore: len(rows) > limit}
+	for i, r := range rows {
+		if i == limit {
+			break
+		}
+		page.Data = append(page.Data, s.view(r))
+	}
+	if page.HasMore {
+		last := rows[limit-1]
+		cur := encodeCursor(store.Position{CreatedAt: last.CreatedAt, ID: last.ID}, false)
+		page.NextCursor = &cur
+	}
+	return c.JSON(http.StatusOK, page)
 }
 
 func (s *Server) updateReceiver(c echo.Context) error {

@@ -133,6 +133,7 @@ func (s *Server) routes() {
 
 	v1 := e.Group("/v1", s.limit.authFailures, s.auth.middleware, s.limit.perPrincipal, s.audit)
 	v1.POST("/receivers", s.createReceiver, requireAdmin)
+	v1.GET("/receivers", s.listReceivers, requireAdmin)
 	v1.GET("/receivers/:id", s.getReceiver, requireAdminOrSelf)
 	v1.PATCH("/receivers/:id", s.updateReceiver, requireAdmin)
 	v1.POST("/receivers/:id/rotate-secret", s.rotateSecret, requireAdmin)

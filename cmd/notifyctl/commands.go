@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,19 +14,51 @@ import (
 	"github.com/notifyd/notifyd/query/client"
 )
 
+const getSynopsis = "get <id> | get --key KEY [--receiver ID]"
+
+// byKey lets a command that names one notification name it by its
+// idempotency key instead of its id, as get does.
+type byKey struct{ key, receiver string }
+
+func (b *byKey) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.key, "key", "", "name the notification by its idempotency `key` instead of its id")
+	fs.StringVar(&b.receiver, "receiver", "", "receiver `id` for --key (admin token only; a receiver key implies its own)")
+}
+
+// id parses fs and returns the notification's id: the one argument, or the
+// id of the notification --key names, looked up through the API (which
+// takes a receiver's API key, or the admin token with --receiver).
+func (b *byKey) id(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case b.key == "" && len(pos) == 1 && pos[0] != "":
+		return pos[0], nil
+	case b.key != "" && len(pos) == 0:
+		n, err := e.client().GetByKey(ctx, b.key, &client.GetByKeyOptions{ReceiverID: b.receiver})
+		if err != nil {
+			return "", err
+		}
+		return n.ID, nil
+	}
+	return "", usagef("want one notification id, or --key, got %d arguments", len(pos))
+}
+
 func runGet(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("get", "get <id> | get --key KEY [--receiver ID]")
-	key := fs.String("key", "", "look up by idempotency `key` instead of id")
-	receiver := fs.String("receiver", "", "receiver `id` for --key (admin token only)")
+	fs := e.flags("get", getSynopsis)
+	var b byKey
+	b.register(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	var n *client.Notification
 	switch {
-	case *key != "" && len(pos) == 0:
-		n, err = e.client().GetByKey(ctx, *key, &client.GetByKeyOptions{ReceiverID: *receiver})
-	case *key == "" && len(pos) == 1:
+	case b.key != "" && len(pos) == 0:
+		n, err = e.client().GetByKey(ctx, b.key, &client.GetByKeyOptions{ReceiverID: b.receiver})
+	case b.key == "" && len(pos) == 1:
 		n, err = e.client().Get(ctx, pos[0])
 	default:
 		return usagef("want one notification id, or --key")
@@ -65,20 +98,30 @@ func runList(ctx context.Context, e *env, args []string) error {
 	}
 	p.CreatedAfter, p.CreatedBefore = since.t, until.t
 	c := e.client()
+	// The table (and its header) starts with the first row, so that an
+	// empty listing says so instead of printing a bare header.
 	var t *table
-	if !e.json {
-		t = newTable(e.stdout, "ID", "STATUS", "EVENT TYPE", "KEY", "ATTEMPTS", "CREATED", "LAST ERROR")
-	}
+	rows := 0
 	emit := func(n *client.Notification) error {
+		rows++
 		if e.json {
 			return writeJSON(e.stdout, n)
+		}
+		if t == nil {
+			t = newTable(e.stdout, "ID", "STATUS", "EVENT TYPE", "KEY", "ATTEMPTS", "CREATED", "LAST ERROR")
 		}
 		t.row(n.ID, n.Status, n.EventType, n.IdempotencyKey, fmt.Sprintf("%d/%d", n.Attempts, n.MaxAttempts),
 			fmtTime(n.CreatedAt), truncate(n.LastError, 60))
 		return nil
 	}
+	done := func() error {
+		if rows == 0 && !e.json {
+			_, err := fmt.Fprintln(e.stdout, "no notifications match")
+			return err
+		}
+		return t.flush()
+	}
 	if *all {
-		rows := 0
 		for n, err := range c.All(ctx, p) {
 			if err != nil {
 				t.flush()
@@ -89,13 +132,13 @@ func runList(ctx context.Context, e *env, args []string) error {
 			}
 			// The table buffers until flushed: flush now and then so a long
 			// listing streams (columns may widen from one block to the next).
-			if rows++; rows%500 == 0 {
+			if rows%500 == 0 {
 				if err := t.flush(); err != nil {
 					return err
 				}
 			}
 		}
-		return t.flush()
+		return done()
 	}
 	page, err := c.List(ctx, p)
 	if err != nil {
@@ -106,7 +149,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	if err := t.flush(); err != nil {
+	if err := done(); err != nil {
 		return err
 	}
 	if page.HasMore {
@@ -116,7 +159,10 @@ func runList(ctx context.Context, e *env, args []string) error {
 }
 
 func runAttempts(ctx context.Context, e *env, args []string) error {
-	id, err := oneID(e.flags("attempts", "attempts <id>"), args)
+	fs := e.flags("attempts", "attempts <id> | attempts --key KEY [--receiver ID]")
+	var b byKey
+	b.register(fs)
+	id, err := b.id(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -125,12 +171,7 @@ func runAttempts(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if e.json {
-		for i := range as {
-			if err := writeJSON(e.stdout, &as[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(e.stdout, as)
 	}
 	if len(as) == 0 {
 		_, err := fmt.Fprintln(e.stdout, "no attempts yet")
@@ -140,7 +181,10 @@ func runAttempts(ctx context.Context, e *env, args []string) error {
 }
 
 func runRedeliver(ctx context.Context, e *env, args []string) error {
-	id, err := oneID(e.flags("redeliver", "redeliver <id>"), args)
+	fs := e.flags("redeliver", "redeliver <id> | redeliver --key KEY [--receiver ID]")
+	var b byKey
+	b.register(fs)
+	id, err := b.id(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -211,7 +255,12 @@ func ownReceiver(ctx context.Context, c *client.Client, token string) (string, e
 }
 
 func runCancel(ctx context.Context, e *env, args []string) error {
-	id, err := oneID(e.flags("cancel", "cancel <id>"), args)
+	// --key looks the notification up, which producer tokens may not do:
+	// with one, cancel by id (send printed it).
+	fs := e.flags("cancel", "cancel <id> | cancel --key KEY --receiver ID (admin token)")
+	var b byKey
+	b.register(fs)
+	id, err := b.id(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}

@@ -12,9 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,22 +29,34 @@ const usage = `notifyctl: command-line client for the notifyd API
 
 Usage: notifyctl [global flags] <command> [flags] [args]
 
-Commands:
+Notifications (a receiver's API key, or the admin token):
   get <id>          a notification with its delivery attempts (or --key KEY)
   list              notifications, newest first (filters: notifyctl list -h)
-  attempts <id>     a notification's delivery attempts
-  redeliver <id>    send a notification once more, whatever its status
+  attempts <id>     a notification's delivery attempts (or --key KEY)
+  redeliver <id>    send a notification once more, whatever its status (or --key KEY)
   recover           give failed notifications of a time range one more attempt
-  cancel <id>       stop delivering a pending notification
-  send              hand in a notification (producer token)
   reconcile         page through all notifications into a handler, with a checkpoint
-  version           print the version
+Producers (a producer token, or the admin token):
+  send              hand in a notification
+  cancel <id>       stop delivering a pending notification (or --key KEY with the admin token)
+Operators (the admin token):
+  receivers         create | get | list | update | rotate-secret | deactivate | activate
+  api-keys          create | list | revoke: a receiver's API keys
+  producers         create | list | delete: producer records and their tokens
+Other:
+  version           print the version (also --version)
+
+Each command's own flags: notifyctl <command> -h.
 
 Global flags (also accepted after the command):
   --url URL         API base URL (env NOTIFYD_URL, default http://127.0.0.1:8080)
   --token TOKEN     receiver API key, admin or producer token (env NOTIFYD_TOKEN)
-  --json            print JSON lines instead of aligned text
+  -o json|table     output format: JSON lines, or aligned text (the default)
+  --json            the same as -o json
   --timeout D       per-request timeout (default 30s)
+
+Times (--since, --until) are RFC 3339 (2026-12-02T10:00:00Z), a date
+(2026-12-02, midnight UTC; the API takes both too) or a duration ago (2h).
 
 Exit status: 0 success, 1 the API or a handler refused or failed, 2 usage error.
 `
@@ -73,7 +87,34 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.url, "url", g.url, "API base `URL` (env NOTIFYD_URL)")
 	fs.Var((*secret)(&g.token), "token", "bearer `token` (env NOTIFYD_TOKEN)")
 	fs.BoolVar(&g.json, "json", g.json, "print JSON lines")
+	fs.Var((*outputFlag)(&g.json), "o", "output `format`: json or table")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "per-request `timeout`")
+}
+
+// globalFlags are the names register defines: a command's -h leaves them
+// out and points to notifyctl -h instead.
+var globalFlags = []string{"url", "token", "json", "o", "timeout"}
+
+// outputFlag is -o: "json" is --json, "table" the aligned text.
+type outputFlag bool
+
+func (o *outputFlag) String() string {
+	if o != nil && *o {
+		return "json"
+	}
+	return "table"
+}
+
+func (o *outputFlag) Set(v string) error {
+	switch v {
+	case "json":
+		*o = true
+	case "table":
+		*o = false
+	default:
+		return fmt.Errorf("must be json or table")
+	}
+	return nil
 }
 
 // secret is a string flag whose value never appears in -h output, where
@@ -107,16 +148,23 @@ type command struct {
 	run     func(ctx context.Context, e *env, args []string) error
 }
 
+// groups are the commands made of subcommands: "receivers create …".
+var groups = map[string]map[string]command{
+	"receivers": receiverCommands,
+	"api-keys":  apiKeyCommands,
+	"producers": producerCommands,
+}
+
 var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"get":       {"get <id> | get --key KEY [--receiver ID]", runGet},
+		"get":       {getSynopsis, runGet},
 		"list":      {"list [filters]", runList},
-		"attempts":  {"attempts <id>", runAttempts},
-		"redeliver": {"redeliver <id>", runRedeliver},
+		"attempts":  {"attempts <id> | attempts --key KEY [--receiver ID]", runAttempts},
+		"redeliver": {"redeliver <id> | redeliver --key KEY [--receiver ID]", runRedeliver},
 		"recover":   {"recover --since T [--until T] [--receiver ID]", runRecover},
-		"cancel":    {"cancel <id>", runCancel},
+		"cancel":    {"cancel <id> | cancel --key KEY --receiver ID", runCancel},
 		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
 		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
 	}
@@ -133,6 +181,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	top := flag.NewFlagSet("notifyctl", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
 	e.register(top)
+	version := top.Bool("version", false, "print the version")
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -142,6 +191,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	args = top.Args()
+	if *version {
+		fmt.Fprintln(stdout, "notifyctl", buildinfo.Version)
+		return exitOK
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -156,6 +209,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	cmd, ok := commands[name]
+	if group, isGroup := groups[name]; isGroup {
+		if name, cmd, args, ok = subcommand(name, group, args, stdout, stderr); !ok {
+			return exitUsage
+		} else if cmd.run == nil {
+			return exitOK // the group's help
+		}
+	}
 	if !ok {
 		fmt.Fprintf(stderr, "notifyctl: unknown command %q\n\n%s", name, usage)
 		return exitUsage
@@ -194,25 +254,91 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// flags builds a subcommand's flag set with the global flags included.
+// subcommand picks a group's subcommand from args: "receivers create …"
+// runs as the command "receivers create". Without one, or with -h, it
+// prints the group's subcommands (ok with a nil run: help, exit 0).
+func subcommand(name string, group map[string]command, args []string, stdout, stderr io.Writer) (string, command, []string, bool) {
+	list := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: notifyctl %s <subcommand> [flags] [args]\n\nSubcommands:\n", name)
+		for _, n := range slices.Sorted(maps.Keys(group)) {
+			fmt.Fprintf(w, "  notifyctl %s\n", group[n].summary)
+		}
+		fmt.Fprintf(w, "\nEach subcommand's flags: notifyctl %s <subcommand> -h\n", name)
+	}
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "notifyctl %s: want a subcommand\n", name)
+		list(stderr)
+		return "", command{}, nil, false
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		list(stdout)
+		return name, command{}, nil, true
+	}
+	sub, ok := group[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "notifyctl %s: unknown subcommand %q\n", name, args[0])
+		list(stderr)
+		return "", command{}, nil, false
+	}
+	return name + " " + args[0], sub, args[1:], true
+}
+
+// flags builds a command's flag set. It accepts the global flags too, but
+// its -h lists only the command's own (on stdout, exit 0).
 func (e *env) flags(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("notifyctl "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(e.stdout)
 	e.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: notifyctl %s\n\n", synopsis)
-		fs.PrintDefaults()
+		if hasOwnFlags(fs) {
+			fmt.Fprintln(fs.Output(), "Flags:")
+		}
+		printFlags(fs)
 	}
 	return fs
 }
 
+func hasOwnFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(globalFlags, f.Name) {
+			n++
+		}
+	})
+	return n > 0
+}
+
+// printFlags prints a command's own flags, leaving out the global ones.
+func printFlags(fs *flag.FlagSet) {
+	own := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	own.SetOutput(fs.Output())
+	fs.VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(globalFlags, f.Name) {
+			own.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	if hasOwnFlags(fs) {
+		own.PrintDefaults()
+		fmt.Fprintln(fs.Output())
+	}
+	fmt.Fprintln(fs.Output(), "Global flags (--url, --token, -o json|table, --json, --timeout) are accepted too: notifyctl -h")
+}
+
 // parse parses flags and positional arguments in any order ("get ID --json"
-// as well as "get --json ID").
+// as well as "get --json ID"). A mistake is returned, not printed: run
+// prints it once, with the synopsis; -h prints the usage.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				fs.Usage()
 				return nil, err
 			}
 			return nil, usagef("%v", err)
@@ -224,18 +350,6 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
-}
-
-// oneID parses a command that takes exactly one notification id.
-func oneID(fs *flag.FlagSet, args []string) (string, error) {
-	pos, err := parse(fs, args)
-	if err != nil {
-		return "", err
-	}
-	if len(pos) != 1 || pos[0] == "" {
-		return "", usagef("want exactly one notification id, got %d arguments", len(pos))
-	}
-	return pos[0], nil
 }
 
 // parseTime reads RFC 3339 ("2026-03-01T10:00:00Z"), a date ("2026-03-01",

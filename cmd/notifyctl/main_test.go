@@ -40,15 +40,36 @@ func TestUsage(t *testing.T) {
 		noServer bool
 	}{
 		{"no command", nil, 2, "", "Usage: notifyctl", true},
-		{"help", []string{"help"}, 0, "Commands:", "", true},
-		{"-h", []string{"-h"}, 0, "Commands:", "", true},
+		{"help", []string{"help"}, 0, "Operators (the admin token):", "", true},
+		{"-h", []string{"-h"}, 0, "Operators (the admin token):", "", true},
 		{"version", []string{"version"}, 0, "notifyctl ", "", true},
+		{"--version", []string{"--version"}, 0, "notifyctl ", "", true},
+		{"bad output format", []string{"-o", "yaml", "list"}, 2, "", "invalid value \"yaml\" for flag -o: must be json or table", true},
+		{"bad output format after command", []string{"list", "-o", "yaml"}, 2, "", "must be json or table", true},
+		{"unknown command flag", []string{"get", "--frob", "x"}, 2, "", "flag provided but not defined: -frob", true},
 		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`, true},
 		{"unknown global flag", []string{"--frob", "list"}, 2, "", "flag provided but not defined", true},
 		{"get without id", []string{"get"}, 2, "", "want one notification id", true},
 		{"get with two ids", []string{"get", "a", "b"}, 2, "", "want one notification id", true},
-		{"attempts without id", []string{"attempts"}, 2, "", "want exactly one notification id", true},
-		{"command help", []string{"get", "-h"}, 0, "", "usage: notifyctl get", true},
+		{"attempts without id", []string{"attempts"}, 2, "", "want one notification id, or --key", true},
+		{"redeliver with id and key", []string{"redeliver", "a", "--key", "k"}, 2, "", "want one notification id, or --key", true},
+		{"command help", []string{"get", "-h"}, 0, "usage: notifyctl get", "", true},
+		{"receivers without subcommand", []string{"receivers"}, 2, "", "notifyctl receivers: want a subcommand", true},
+		{"receivers help", []string{"receivers", "-h"}, 0, "notifyctl receivers rotate-secret <receiver-id> [--grace D]", "", true},
+		{"receivers unknown subcommand", []string{"receivers", "delete", "x"}, 2, "", `unknown subcommand "delete"`, true},
+		{"receivers create help", []string{"receivers", "create", "-h"}, 0, "-callback-url URL", "", true},
+		{"receivers create without url", []string{"receivers", "create", "--name", "shop"}, 2, "", "--name and --callback-url are required", true},
+		{"receivers create bad timeout", []string{"receivers", "create", "--name", "s", "--callback-url", "http://x", "--delivery-timeout", "5"}, 2, "", `--delivery-timeout: "5" is not a duration`, true},
+		{"receivers create bad retry", []string{"receivers", "create", "--name", "s", "--callback-url", "http://x", "--retry", "{max: 1}"}, 2, "", "--retry is not valid JSON", true},
+		{"receivers get without id", []string{"receivers", "get"}, 2, "", "want exactly one receiver id", true},
+		{"receivers update nothing", []string{"receivers", "update", "r"}, 2, "", "nothing to change", true},
+		{"receivers update contradiction", []string{"receivers", "update", "r", "--delivery-timeout", "5s", "--reset", "delivery-timeout"}, 2, "", "--delivery-timeout and --reset delivery-timeout contradict", true},
+		{"receivers update bad reset", []string{"receivers", "update", "r", "--reset", "colour"}, 2, "", `"colour" is not one of delivery-timeout, success-body, retry, callback-hosts`, true},
+		{"api-keys create without name", []string{"api-keys", "create", "r"}, 2, "", "--name is required", true},
+		{"api-keys revoke one id", []string{"api-keys", "revoke", "r"}, 2, "", "want a receiver id and a key id", true},
+		{"producers create without scope", []string{"producers", "create", "--name", "p"}, 2, "", "give either --receivers or --all-receivers", true},
+		{"producers create both scopes", []string{"producers", "create", "--name", "p", "--receivers", "a", "--all-receivers"}, 2, "", "give either --receivers or --all-receivers", true},
+		{"producers delete without id", []string{"producers", "delete"}, 2, "", "want exactly one producer id", true},
 		{"list bad limit", []string{"list", "--limit", "0"}, 2, "", "--limit must be 1..500", true},
 		{"list bad time", []string{"list", "--since", "last tuesday"}, 2, "", "not an RFC 3339 time", true},
 		{"list stray argument", []string{"list", "failed"}, 2, "", `unexpected argument "failed"`, true},
@@ -63,7 +84,7 @@ func TestUsage(t *testing.T) {
 		{"reconcile admin without receiver", []string{"reconcile", "--token", "admin", "--checkpoint", filepath.Join(dir, "c")}, 2, "", "--receiver with an admin token", true},
 		{"reconcile bad status", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--status", "failed,lost"}, 2, "", `"lost" is not one of`, true},
 		{"reconcile bad handler url", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--handler-url", "localhost:9000"}, 2, "", "--handler-url must be an http(s) URL", true},
-		{"reconcile help has crontab line", []string{"reconcile", "-h"}, 0, "", "*/5 * * * * notifyctl reconcile --checkpoint /var/lib/merchant/notifyd.ckpt --handler-url http://127.0.0.1:9000/notifyd", true},
+		{"reconcile help has crontab line", []string{"reconcile", "-h"}, 0, "*/5 * * * * notifyctl reconcile --checkpoint /var/lib/merchant/notifyd.ckpt --handler-url http://127.0.0.1:9000/notifyd", "", true},
 		{"unreachable API", []string{"--url", "http://127.0.0.1:1", "--token", "t", "get", "x"}, 1, "", "connection refused", true},
 	}
 	for _, tt := range tests {
@@ -75,6 +96,14 @@ func TestUsage(t *testing.T) {
 			}
 			if !strings.Contains(out, tt.wantOut) || !strings.Contains(errOut, tt.wantErr) {
 				t.Errorf("stdout %q (want %q)\nstderr %q (want %q)", out, tt.wantOut, errOut, tt.wantErr)
+			}
+			// A usage error is said once, with one pointer to the help.
+			if tt.code == exitUsage && tt.wantErr != "" && (strings.Count(errOut, tt.wantErr) != 1 || strings.Count(errOut, "usage:") > 1) {
+				t.Errorf("usage error not printed exactly once:\n%s", errOut)
+			}
+			// A command's help lists its own flags, not the global ones.
+			if tt.code == exitOK && strings.HasPrefix(out, "usage: notifyctl ") && (strings.Contains(out, "  -token") || strings.Contains(out, "  -timeout")) {
+				t.Errorf("command help lists the global flags:\n%s", out)
 			}
 		})
 	}
@@ -143,6 +172,15 @@ func TestCommandsAgainstServer(t *testing.T) {
 		{"get without token", []string{"--url", s.URL, "get", id1}, 1, nil, []string{"unauthorized (HTTP 401)", "hint: pass --token"}, 0},
 		{"list", with(recv, "list"), 0, []string{"ID", "STATUS", "EVENT TYPE", id1, id2, "delivered", "1/3"}, nil, 3},
 		{"list json", with(recv, "--json", "list", "--order", "asc"), 0, []string{`"idempotency_key":"order-1"`}, nil, 2},
+		{"list -o json", with(recv, "list", "-o", "json"), 0, []string{`"idempotency_key":"order-1"`}, nil, 2},
+		{"list -o table", with(recv, "-o", "table", "list"), 0, []string{"ID", "STATUS", id1}, nil, 3},
+		{"list since a date", with(recv, "list", "--since", time.Now().UTC().Format(time.DateOnly)), 0, []string{id1, id2}, nil, 3},
+		{"list nothing matches", with(recv, "list", "--key", "no-such-order"), 0, []string{"no notifications match"}, nil, 1},
+		{"list all, nothing matches", with(recv, "list", "--status", "failed", "--all"), 0, []string{"no notifications match"}, nil, 1},
+		{"attempts by key", with(recv, "attempts", "--key", "order-1"), 0, []string{"ATTEMPT", "success", "200"}, nil, 2},
+		{"attempts by unknown key", with(recv, "attempts", "--key", "no-such-order"), 1, nil, []string{"not_found (HTTP 404)"}, 0},
+		{"cancel by key (admin)", []string{"--url", s.URL, "--token", apitest.AdminToken, "cancel", "--key", "order-1", "--receiver", r.ID}, 1,
+			nil, []string{"(HTTP 409)"}, 0},
 		{"list one page", with(recv, "list", "--limit", "1"), 0, []string{id2}, []string{"more: notifyctl list --cursor "}, 2},
 		{"list all pages", with(recv, "list", "--limit", "1", "--all", "--json"), 0, []string{id1, id2}, nil, 2},
 		{"list filtered", with(recv, "list", "--key", "order-2", "--json"), 0, []string{id2}, nil, 1},
@@ -209,6 +247,33 @@ func TestCommandsAgainstServer(t *testing.T) {
 				t.Fatalf("%s: no manual attempt after redeliver: %+v", id, n.DeliveryAttempts)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// TestEveryCommandHelp: each command and subcommand answers -h on stdout
+// with its own flags only (no flag of its own clashes with a global one).
+func TestEveryCommandHelp(t *testing.T) {
+	t.Parallel()
+	var invocations [][]string
+	for name := range commands {
+		invocations = append(invocations, []string{name, "-h"})
+	}
+	for name, group := range groups {
+		invocations = append(invocations, []string{name, "-h"})
+		for sub := range group {
+			invocations = append(invocations, []string{name, sub, "-h"})
+		}
+	}
+	for _, args := range invocations {
+		code, out, errOut := ctl(t, args...)
+		if code != exitOK || errOut != "" || !strings.HasPrefix(out, "usage: notifyctl "+args[0]) {
+			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+		}
+		for _, global := range []string{"  -url", "  -token", "  -json", "  -o ", "  -timeout"} {
+			if strings.Contains(out, global+" ") || strings.Contains(out, global+"\n") {
+				t.Errorf("%v: help lists the global flag %s:\n%s", args, strings.TrimSpace(global), out)
+			}
 		}
 	}
 }

@@ -88,3 +88,13 @@ func writeJSON(w io.Writer, v any) error {
 	_, err = w.Write(append(b, '\n'))
 	return err
 }
+
+// writeJSONLines writes each item as one JSON line.
+func writeJSONLines[T any](w io.Writer, items []T) error {
+	for i := range items {
+		if err := writeJSON(w, &items[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -79,7 +79,7 @@ func runReconcile(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("reconcile", "")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), reconcileHelp)
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	var o reconcileOptions
 	var since timeFlag

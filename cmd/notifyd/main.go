@@ -51,7 +51,8 @@ Commands:
              (plaintext ones too); safe to run while notifyd runs, and to run again
   version    print the version
 
-Every flag also reads a NOTIFYD_* environment variable; see "notifyd <command> -h".
+Each command takes its own flags, each also read from a NOTIFYD_* environment
+variable: "notifyd <command> -h" lists them with their types and defaults.
 `
 
 func main() {
@@ -78,12 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "notifyd: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	cfg, err := config.Load("notifyd "+cmd, args, os.Getenv, stderr)
+	cfg, err := config.LoadCommand(cmd, args, os.Getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "notifyd: configuration: %v\n", err)
+		fmt.Fprintf(stderr, "notifyd %s: %v\n(notifyd %s -h lists its flags)\n", cmd, err, cmd)
 		return 2
 	}
 	logger := cfg.Logger(stderr).With("process", cmd)

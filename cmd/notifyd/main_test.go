@@ -120,7 +120,8 @@ func TestCommandLine(t *testing.T) {
 		{nil, nil, 2, "Usage"},
 		{[]string{"version"}, nil, 0, "notifyd"},
 		{[]string{"bogus"}, nil, 2, "unknown command"},
-		{[]string{"migrate", "-retry-base", "soon"}, nil, 2, "NOTIFYD_RETRY_BASE"},
+		{[]string{"worker", "-retry-base", "soon"}, nil, 2, "NOTIFYD_RETRY_BASE"},
+		{[]string{"migrate", "-retry-base", "1s"}, nil, 2, "notifyd migrate: flag provided but not defined: -retry-base"},
 		{[]string{"worker"}, map[string]string{"NOTIFYD_ALLOW_PRIVATE_TARGETS": "10.0.0.0/33"}, 2, "NOTIFYD_ALLOW_PRIVATE_TARGETS"},
 	}
 	for _, tc := range cases {
@@ -143,4 +144,46 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestCommandFlags: each command's -h (on stdout, exit 0) lists its own
+// flags with their types; a flag of another command is a usage error,
+// printed once with where to look.
+func TestCommandFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args      []string
+		code      int
+		stdout    []string
+		stderr    string
+		notStdout []string
+	}{
+		{[]string{"worker", "-h"}, 0, []string{"usage: notifyd worker [flags]", "-worker-concurrency int", "-delivery-timeout duration"},
+			"", []string{"-http-addr", "-no-migrate"}},
+		{[]string{"all", "-h"}, 0, []string{"-no-migrate\n", "-http-addr address", "-worker-concurrency int"}, "", []string{"-no-migrate all"}},
+		{[]string{"relay", "-h"}, 0, []string{"-outbox-database-url URL", "-ops-addr address"}, "", []string{"-http-addr"}},
+		// The relay has no API port: only its ops listener (TestRelayCommand).
+		{[]string{"relay", "-http-addr", ":8080"}, 2, nil, "notifyd relay: flag provided but not defined: -http-addr\n(notifyd relay -h lists its flags)\n", nil},
+		{[]string{"migrate", "-worker-concurrency", "5"}, 2, nil, "notifyd migrate: flag provided but not defined: -worker-concurrency\n", nil},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, &stdout, &stderr)
+		if code != tt.code {
+			t.Errorf("%v: exit %d, want %d\n%s%s", tt.args, code, tt.code, stdout.String(), stderr.String())
+		}
+		for _, w := range tt.stdout {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%v: stdout lacks %q:\n%s", tt.args, w, stdout.String())
+			}
+		}
+		for _, n := range tt.notStdout {
+			if strings.Contains(stdout.String(), n) {
+				t.Errorf("%v: stdout has %q:\n%s", tt.args, n, stdout.String())
+			}
+		}
+		if tt.stderr != "" && !strings.HasPrefix(stderr.String(), tt.stderr) || strings.Count(stderr.String(), "flag provided") > 1 {
+			t.Errorf("%v: stderr %q, want it to start with %q, once", tt.args, stderr.String(), tt.stderr)
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -86,10 +88,11 @@ func TestRelayCommand(t *testing.T) {
 	defer cancel()
 	var logs bytes.Buffer
 	done := make(chan int, 1)
+	opsAddr := freeAddr(t)
 	go func() {
 		done <- run(rctx, []string{"relay", "-env", "development", "-outbox-database-url", url, "-database-url", notifydURL,
 			"-redis-url", fmt.Sprintf("redis://%s/%d", ropt.Addr, ropt.DB),
-			"-ops-addr", freeAddr(t), "-log-format", "text"}, &logs, &logs)
+			"-ops-addr", opsAddr, "-log-format", "text"}, &logs, &logs)
 	}()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	deadline := time.Now().Add(15 * time.Second)
@@ -103,6 +106,19 @@ func TestRelayCommand(t *testing.T) {
 			t.Fatalf("task %s:1 not queued within 15 s; relay output:\n%s", id, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// Like every process, the relay serves its probes and metrics on the
+	// ops address only (README, Operating it); it has no API port.
+	for path, want := range map[string]string{"/healthz": `"status":"ok"`, "/readyz": `"ready":true`, "/metrics": "notifyd_outbox_"} {
+		resp, err := http.Get("http://" + opsAddr + path)
+		if err != nil {
+			t.Fatalf("relay ops %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("relay ops %s: %d, want 200 with %q", path, resp.StatusCode, want)
+		}
 	}
 	cancel()
 	select {

@@ -42,6 +42,24 @@ func main() {
 	}
 }
 
+// The progress line is rewritten in place (\r), which only a terminal
+// shows as one line: piped into a file or another program it would run into
+// the merchants' lines, so it is printed only to a terminal, and only then
+// do the merchants' lines start on a fresh line of their own.
+var terminal, breakLine = isTerminal(os.Stdout), ""
+
+func init() {
+	if terminal {
+		breakLine = "\n"
+	}
+}
+
+// isTerminal reports whether f is a character device, as a terminal is.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 // verifier checks the healthy receiver's signatures once its secret is known.
 var verifier atomic.Pointer[webhook.Verifier]
 
@@ -55,15 +73,15 @@ func startReceivers() (goodURL, badURL string, err error) {
 		}
 		e, err := v.Verify(r)
 		if err != nil {
-			fmt.Printf("\n  healthy merchant: REJECTED a request: %v\n", err)
+			fmt.Printf("%s  healthy merchant: REJECTED a request: %v\n", breakLine, err)
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		fmt.Printf("\n  healthy merchant: got %s for %s (attempt %d), signature valid\n", e.Type, e.IdempotencyKey, e.Attempt)
+		fmt.Printf("%s  healthy merchant: got %s for %s (attempt %d), signature valid\n", breakLine, e.Type, e.IdempotencyKey, e.Attempt)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	bad := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Printf("\n  broken merchant: answering 500 to attempt %s of %s\n", r.Header.Get(webhook.HeaderAttempt), r.Header.Get("webhook-id"))
+		fmt.Printf("%s  broken merchant: answering 500 to attempt %s of %s\n", breakLine, r.Header.Get(webhook.HeaderAttempt), r.Header.Get("webhook-id"))
 		http.Error(w, "database down", http.StatusInternalServerError)
 	})
 	serve := func(h http.Handler) (string, error) {
@@ -185,9 +203,15 @@ func run(c *client, goodURL, badURL string, wait time.Duration) error {
 				done++
 			}
 		}
-		fmt.Printf("\r%s  %d/%d notifications finished", time.Now().Format("15:04:05"), done, len(all))
+		if terminal {
+			fmt.Printf("\r%s  %d/%d notifications finished", time.Now().Format("15:04:05"), done, len(all))
+		}
 		if done == len(all) || time.Now().After(deadline) {
-			fmt.Print("\n\n")
+			if terminal {
+				fmt.Print("\n\n") // end the progress line
+			} else {
+				fmt.Printf("%d/%d notifications finished\n\n", done, len(all))
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "RECEIVER\tKEY\tSTATUS\tATTEMPTS\tHISTORY")
 			for i, s := range all {

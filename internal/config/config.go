@@ -104,23 +104,35 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	var c Config
 	var raw rawSettings
 	define(fs, env, &c, &raw)
+	return raw.load(fs, args, &c)
+}
+
+// load parses args with fs, whose flags write into raw and c, then checks
+// every setting into c.
+func (raw *rawSettings) load(fs *flag.FlagSet, args []string, c *Config) (*Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var errs settingErrors
-	raw.parseAccess(&c, &errs)
-	raw.parseRetry(&c, &errs)
-	raw.parseDelivery(&c, &errs)
-	raw.parseOperation(&c, &errs)
-	raw.parseSecurity(&c, &errs)
-	raw.limits.parse(&c, &errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := raw.parse(c); err != nil {
+		return nil, err
 	}
-	return &c, nil
+	return c, nil
+}
+
+// parse checks every setting given as a string into c, reporting each bad
+// one under its variable's name.
+func (raw *rawSettings) parse(c *Config) error {
+	var errs settingErrors
+	raw.parseAccess(c, &errs)
+	raw.parseRetry(c, &errs)
+	raw.parseDelivery(c, &errs)
+	raw.parseOperation(c, &errs)
+	raw.parseSecurity(c, &errs)
+	raw.limits.parse(c, &errs)
+	return errors.Join(errs...)
 }
 
 // rawSettings holds, as given, the settings that need parsing or checking
@@ -163,7 +175,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&raw.timeout, "delivery-timeout", "NOTIFYD_DELIVERY_TIMEOUT", "10s", "default timeout of one delivery attempt (receivers may set up to 30s)")
 	str(&raw.shutdown, "shutdown-timeout", "NOTIFYD_SHUTDOWN_TIMEOUT", "30s", "time in-flight deliveries get to finish on SIGTERM")
 	str(&raw.maxPayload, "max-payload-bytes", "NOTIFYD_MAX_PAYLOAD_BYTES", strconv.Itoa(ingest.DefaultMaxPayload), "largest notification payload")
-	str(&raw.noMigrate, "no-migrate", "NOTIFYD_NO_MIGRATE", "false", "`all` does not apply migrations on start")
+	str(&raw.noMigrate, "no-migrate", "NOTIFYD_NO_MIGRATE", "false", "notifyd all does not apply migrations on start")
 	str(&c.RedriveSchedule, "redrive-schedule", "NOTIFYD_REDRIVE_SCHEDULE", "@every 1m", "cron schedule of the re-drive job")
 	str(&c.RetentionSchedule, "retention-schedule", "NOTIFYD_RETENTION_SCHEDULE", "@every 1h", "cron schedule of the retention job")
 	str(&c.SummarySchedule, "summary-schedule", "NOTIFYD_SUMMARY_SCHEDULE", "0 0 * * *", "cron schedule of the daily receiver summary")

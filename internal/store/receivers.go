@@ -231,3 +231,34 @@ func (s *Store) RotateSecret(ctx context.Context, id uuid.UUID, secret string, g
 	}
 	return r, nil
 }
+
+// ListReceivers returns up to limit receivers in creation order (created_at,
+// id), starting after the position after (nil: from the first), for the
+// admin's receiver listing. Receivers are few (one per merchant), so the
+// table is read without an index of its own.
+func (s *Store) ListReceivers(ctx context.Context, after *Position, limit int) ([]*Receiver, error) {
+	var at *time.Time
+	var id uuid.UUID
+	if after != nil {
+		at, id = &after.CreatedAt, after.ID
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+receiverColumns+` FROM receivers
+		WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
+		ORDER BY created_at, id LIMIT $3`, at, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list receivers: %w", err)
+	}
+	defer rows.Close()
+	var out []*Receiver
+	for rows.Next() {
+		r, err := s.scanReceiver(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list receivers: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list receivers: %w", err)
+	}
+	return out, nil
+}

@@ -1,6 +1,7 @@
 // Package client is a small typed Go client for notifyd's HTTP API: look up
 // and list notifications, read their delivery attempts, redeliver, recover a
-// time range, cancel, and send (ingest) notifications.
+// time range, cancel, and send (ingest) notifications; and, with the admin
+// token, manage receivers, their API keys and producer records (admin.go).
 //
 // One token serves every call: a receiver API key ("nfy_…") sees only that
 // receiver's notifications, the admin token sees everything, a producer
@@ -186,27 +187,41 @@ func (p *ListParams) values() url.Values {
 //		…
 //	}
 func (c *Client) All(ctx context.Context, p ListParams) iter.Seq2[*Notification, error] {
-	return func(yield func(*Notification, error) bool) {
+	return paged(p.Cursor, "list", func(cursor string) ([]*Notification, string, bool, error) {
+		p.Cursor = cursor
+		page, err := c.List(ctx, p)
+		if err != nil {
+			return nil, "", false, err
+		}
+		return page.Data, page.NextCursor, page.HasMore, nil
+	})
+}
+
+// paged iterates over a listing page after page from cursor on: fetch
+// returns one page, the next cursor and whether more follow.
+func paged[T any](cursor, what string, fetch func(cursor string) ([]T, string, bool, error)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
 		for {
-			page, err := c.List(ctx, p)
+			items, next, more, err := fetch(cursor)
 			if err != nil {
-				yield(nil, err)
+				yield(zero, err)
 				return
 			}
-			for _, n := range page.Data {
-				if !yield(n, nil) {
+			for _, it := range items {
+				if !yield(it, nil) {
 					return
 				}
 			}
-			if !page.HasMore {
+			if !more {
 				return
 			}
-			if page.NextCursor == "" || page.NextCursor == p.Cursor {
+			if next == "" || next == cursor {
 				// A server that says "more" without a new cursor would loop forever.
-				yield(nil, fmt.Errorf("notifyd: list: has_more without a new next_cursor"))
+				yield(zero, fmt.Errorf("notifyd: %s: has_more without a new next_cursor", what))
 				return
 			}
-			p.Cursor = page.NextCursor
+			cursor = next
 		}
 	}
 }

@@ -135,14 +135,17 @@ type Redelivery struct {
 
 // Receiver is a receiver as the API shows it (secrets are never included).
 type Receiver struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	CallbackURL string    `json:"callback_url"`
-	Active      bool      `json:"active"`
-	Timeout     string    `json:"timeout,omitempty"`
-	SuccessBody *string   `json:"success_body"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID          string  `json:"id"`
+	Name        string  `json:"name"`
+	CallbackURL string  `json:"callback_url"`
+	Active      bool    `json:"active"`
+	Timeout     string  `json:"timeout,omitempty"`
+	SuccessBody *string `json:"success_body"`
+	// CallbackHosts limits per-notification callback URL overrides; nil:
+	// no limit, empty: no override allowed.
+	CallbackHosts []string  `json:"callback_hosts"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 	// Retry and EffectiveRetry are the receiver's retry policy override and
 	// the policy in force, as the server reports them.
 	Retry          json.RawMessage `json:"retry,omitempty"`
