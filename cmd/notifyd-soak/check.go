@@ -55,6 +55,13 @@ type History struct {
 	// Twice lists (id, attempt) pairs Postgres holds more than once.
 	Twice []string
 	Cap   int
+	// Timeout is the workers' delivery timeout. A receiver learns that the
+	// sender gave up only when its server notices the closed connection,
+	// which a loaded machine can delay past the moment the worker freed the
+	// slot; the worker had closed it by Start+Timeout at the latest (its
+	// clock started before the receiver's), so an aborted request counts
+	// as in flight until then, no longer.
+	Timeout time.Duration
 	// RedisLoss are the spans in which Redis lost data (restarted empty or
 	// failed over): the receivers' slots live in Redis, so the cap cannot
 	// hold there; an overshoot inside one is counted apart.
@@ -229,43 +236,22 @@ func checkRecorded(h *History, accepted map[string]Sent, r *Report, add addFunc)
 // checkCap: no receiver had more requests in flight at once than the cap,
 // from the start and end times the receivers measured.
 func checkCap(h *History, r *Report, add addFunc) {
-	type event struct {
-		at    time.Time
-		delta int
-	}
-	byReceiver := make(map[int][]event)
-	for _, q := range h.Seen {
+	byReceiver := make(map[int][]capEvent)
+	for i, q := range h.Seen {
 		end := q.End
-		if end.IsZero() {
+		switch {
+		case end.IsZero():
 			end = time.Now().Add(time.Hour) // still in flight
+		case q.Aborted && h.Timeout > 0 && end.After(q.Start.Add(h.Timeout)):
+			end = q.Start.Add(h.Timeout)
 		}
-		byReceiver[q.Receiver] = append(byReceiver[q.Receiver], event{q.Start, 1}, event{end, -1})
+		byReceiver[q.Receiver] = append(byReceiver[q.Receiver], capEvent{q.Start, 1, i}, capEvent{end, -1, i})
 	}
 	for idx, evs := range byReceiver {
-		// At equal times an end comes first: the slot was free.
-		sort.Slice(evs, func(i, j int) bool {
-			if evs[i].at.Equal(evs[j].at) {
-				return evs[i].delta < evs[j].delta
-			}
-			return evs[i].at.Before(evs[j].at)
-		})
-		in, peak, lossPeak := 0, 0, 0
-		var peakAt time.Time
-		for _, e := range evs {
-			in += e.delta
-			switch {
-			case e.delta < 0:
-				// An end never raises the peak (and must not count an
-				// overshoot inside a Redis-loss window as one outside).
-			case in > h.Cap && inAny(h.RedisLoss, e.at):
-				lossPeak = max(lossPeak, in)
-			case in > peak:
-				peak, peakAt = in, e.at
-			}
-		}
+		peak, peakAt, inPeak, lossPeak := inFlightPeak(evs, h)
 		if h.Cap > 0 && peak > h.Cap {
-			add(VOverCap, fmt.Sprintf("receiver-%d", idx), "%d in flight at %s, cap %d; Redis lost data %s",
-				peak, peakAt.Format("15:04:05.000"), h.Cap, windowsText(h.RedisLoss))
+			add(VOverCap, fmt.Sprintf("receiver-%d", idx), "%d in flight at %s, cap %d: %s; Redis lost data %s",
+				peak, peakAt.Format("15:04:05.000"), h.Cap, requestsText(h.Seen, inPeak), windowsText(h.RedisLoss))
 		}
 		if lossPeak > 0 {
 			r.CapAfterRedisLoss++
@@ -274,6 +260,67 @@ func checkCap(h *History, r *Report, add addFunc) {
 			r.PeakInCap++
 		}
 	}
+}
+
+// capEvent is a request (index into History.Seen) starting (+1) or ending (-1).
+type capEvent struct {
+	at    time.Time
+	delta int
+	req   int
+}
+
+// inFlightPeak walks one receiver's events in time order. It returns the
+// highest number in flight outside the Redis-loss windows, when it was
+// reached and which requests made it, and the highest above the cap inside
+// those windows.
+func inFlightPeak(evs []capEvent, h *History) (peak int, peakAt time.Time, inPeak []int, lossPeak int) {
+	// At equal times an end comes first: the slot was free.
+	sort.Slice(evs, func(i, j int) bool {
+		if evs[i].at.Equal(evs[j].at) {
+			return evs[i].delta < evs[j].delta
+		}
+		return evs[i].at.Before(evs[j].at)
+	})
+	open := make(map[int]bool)
+	for _, e := range evs {
+		if e.delta < 0 {
+			// An end never raises the peak (and must not count an overshoot
+			// inside a Redis-loss window as one outside).
+			delete(open, e.req)
+			continue
+		}
+		open[e.req] = true
+		switch in := len(open); {
+		case in > h.Cap && inAny(h.RedisLoss, e.at):
+			lossPeak = max(lossPeak, in)
+		case in > peak:
+			peak, peakAt = in, e.at
+			inPeak = inPeak[:0]
+			for i := range open {
+				inPeak = append(inPeak, i)
+			}
+		}
+	}
+	sort.Ints(inPeak)
+	return peak, peakAt, inPeak, lossPeak
+}
+
+// requestsText names the requests at reqs (indexes into seen) for a report.
+func requestsText(seen []fleet.Request, reqs []int) string {
+	parts := make([]string, 0, len(reqs))
+	for _, i := range reqs {
+		q := seen[i]
+		end := "still open"
+		if !q.End.IsZero() {
+			end = q.End.Format("15:04:05.000")
+		}
+		note := ""
+		if q.Aborted {
+			note = " aborted"
+		}
+		parts = append(parts, fmt.Sprintf("%s#%d %s–%s%s", q.ID, q.Attempt, q.Start.Format("15:04:05.000"), end, note))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func windowsText(ws []Window) string {

@@ -58,6 +58,13 @@ func TestCheckFindsEachViolation(t *testing.T) {
 		{"over the cap", func(h *History) {
 			h.Seen = append(h.Seen, fleet.Request{Receiver: 0, ID: "n-go", Attempt: 1, Code: 200, Start: t0.Add(50 * time.Millisecond), End: t0.Add(time.Second)})
 		}, VOverCap, "receiver-0"},
+		// The worker gave up 2 s after the receiver's start; the next request
+		// began before that, so the two overlapped.
+		{"over the cap beside an aborted request", func(h *History) {
+			h.Timeout = 2 * time.Second
+			h.Seen[0].End, h.Seen[0].Aborted, h.Seen[0].Code = t0.Add(5*time.Second), true, 0
+			h.Seen[1].Start = t0.Add(1900 * time.Millisecond)
+		}, VOverCap, "receiver-0"},
 		{"bad signature", func(h *History) { h.Seen[3].SigErr = "webhook: invalid signature" }, VBadSignature, "n-out"},
 		{"seen but never accepted", func(h *History) {
 			h.Seen = append(h.Seen, fleet.Request{Receiver: 2, ID: "n-ghost", Attempt: 1, Code: 200, Start: t0, End: t0.Add(time.Millisecond)})
@@ -111,6 +118,13 @@ func TestCheckCleanHistoryAndWhatIsCountedApart(t *testing.T) {
 			}
 			h.RedisLoss = []Window{{From: t0, To: t0.Add(2 * time.Second)}}
 		}, 0, 1, 0, 3, 0},
+		// The receiver noticed the closed connection late (a loaded machine);
+		// the worker had closed it by 2 s, and only then sent the next.
+		{"aborted request noticed late", func(h *History) {
+			h.Timeout = 2 * time.Second
+			h.Seen = append(h.Seen, fleet.Request{Receiver: 0, ID: "n-go", Attempt: 1, Start: t0.Add(10 * time.Second), End: t0.Add(12100 * time.Millisecond), Aborted: true})
+			h.Seen = append(h.Seen, fleet.Request{Receiver: 0, ID: "n-http", Attempt: 2, Code: 200, Start: t0.Add(12050 * time.Millisecond), End: t0.Add(12200 * time.Millisecond)})
+		}, 0, 0, 0, 3, 0},
 		{"abandoned send that exists", func(h *History) {
 			h.Abandoned["http-2"] = true
 			h.Notes["n-late"] = &Record{Status: "failed", Attempts: 1, Key: "http-2", Rows: map[int]Row{1: {"gone", 410}}}

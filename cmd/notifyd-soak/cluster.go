@@ -20,6 +20,9 @@ const (
 	adminToken    = "soak-admin-token"
 	producerToken = "soak-producer-token"
 	receiverCap   = 4
+	// deliveryTimeout is NOTIFYD_DELIVERY_TIMEOUT: a worker closes an
+	// attempt's connection by then.
+	deliveryTimeout = 2 * time.Second
 )
 
 // member is one notifyd process of the fleet; a restart keeps its address.
@@ -57,7 +60,7 @@ func clusterEnv(dbURL, redisURL string) map[string]string {
 		"NOTIFYD_ENV":                  "development",
 		"NOTIFYD_WORKER_CONCURRENCY":   "20",
 		"NOTIFYD_RECEIVER_CONCURRENCY": strconv.Itoa(receiverCap),
-		"NOTIFYD_DELIVERY_TIMEOUT":     "2s",
+		"NOTIFYD_DELIVERY_TIMEOUT":     deliveryTimeout.String(),
 		"NOTIFYD_SHUTDOWN_TIMEOUT":     "5s",
 		"NOTIFYD_RETRY_MAX_ATTEMPTS":   "4",
 		"NOTIFYD_RETRY_BASE":           "500ms",

@@ -52,7 +52,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	minutes := fs.Float64("minutes", 2, "length of the load and faults, in minutes")
 	seed := fs.Uint64("seed", 0, "fault schedule seed (0: a fresh random one)")
 	rate := fs.Int("rate", 30, "notifications per second, all three paths together (at most 50)")
-	drainFor := fs.Duration("drain", 3*time.Minute, "longest wait, after the load, for everything to be terminal")
+	drainFor := fs.Duration("drain", 5*time.Minute, "longest wait, after the load, for everything to be terminal")
 	bin := fs.String("notifyd", "", "path of the notifyd binary to run (required)")
 	planOnly := fs.Bool("plan", false, "print the fault schedule of the seed and exit")
 	if err := fs.Parse(args); err != nil {

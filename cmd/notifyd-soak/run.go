@@ -265,36 +265,47 @@ func errText(err error) string {
 
 // drain waits, at most limit, until every accepted HTTP and outbox
 // notification is in Postgres, nothing is pending and the queues are idle.
+// If they never are, it says what was still open and the checker reports
+// what that leaves.
 func drain(ctx context.Context, e *env, p *producers, limit time.Duration, logf func(string, ...any)) {
 	deadline := time.Now().Add(limit)
 	accepted, _ := p.snapshot()
-	settled := func() bool {
+	unsettled := func() string {
 		notes, _, err := loadRecords(ctx, e.db)
 		if err != nil {
-			return false
+			return err.Error()
 		}
+		missing, pending := 0, 0
 		for _, s := range accepted {
-			if n := notes[s.ID]; (n == nil && s.Path != "go") || (n != nil && n.Status == "pending") {
-				return false
+			if notes[s.ID] == nil && s.Path != "go" {
+				missing++
 			}
 		}
 		for _, n := range notes {
 			if n.Status == "pending" {
-				return false
+				pending++
 			}
 		}
-		return true
+		if missing+pending == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%d accepted HTTP/outbox notifications not in Postgres, %d pending", missing, pending)
 	}
+	why := "not checked"
 	for time.Now().Before(deadline) {
-		if settled() {
-			if _, err := fleet.WaitQueuesIdle(e.sentinel.URL(), time.Until(deadline)); err == nil && settled() {
+		if why = unsettled(); why == "" {
+			queues, err := fleet.WaitQueuesIdle(e.sentinel.URL(), time.Until(deadline))
+			if why = unsettled(); err == nil && why == "" {
 				logf("drained")
 				return
+			}
+			if err != nil {
+				why = queues
 			}
 		}
 		time.Sleep(time.Second)
 	}
-	logf("drain: not settled after %s; checking anyway", limit)
+	logf("drain: not settled after %s (%s); checking anyway", limit, why)
 }
 
 // audit loads the three records and checks them.
@@ -309,7 +320,7 @@ func audit(ctx context.Context, e *env, p *producers, n *nemesis, logDir string)
 	loss := append([]Window(nil), n.loss...)
 	n.mu.Unlock()
 	rep := Check(&History{Accepted: accepted, Abandoned: abandoned, Seen: seen, Notes: notes, Twice: twice,
-		Cap: receiverCap, RedisLoss: loss})
+		Cap: receiverCap, Timeout: deliveryTimeout, RedisLoss: loss})
 	res := &result{Report: rep, Accepted: make(map[string]int), Seen: len(seen), Abandoned: len(abandoned), Logs: logDir}
 	for _, s := range accepted {
 		res.Accepted[s.Path]++

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -153,14 +154,26 @@ func (s *Sentinel) KillMaster() (time.Duration, error) {
 
 // Failover asks the sentinels for a coordinated failover (SENTINEL
 // FAILOVER: the replica is caught up before it is promoted) and waits until
-// the replica answers as master and the old master replicates it.
+// the replica answers as master and the old master replicates it. Sentinels
+// refuse while they do not yet count the replica as good (it reconnected
+// less than a refresh ago, after a restart of the master) or while an
+// earlier failover is still in progress; Failover asks again until they
+// accept, for at most failoverPatience.
 func (s *Sentinel) Failover() (time.Duration, error) {
 	_, promoted := s.roles()
 	start := time.Now()
 	c := redis.NewSentinelClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.Ports[0])})
 	defer c.Close()
-	if err := c.Failover(context.Background(), SentinelMaster).Err(); err != nil {
-		return 0, fmt.Errorf("sentinel failover: %w", err)
+	for {
+		err := c.Failover(context.Background(), SentinelMaster).Err()
+		if err == nil {
+			break
+		}
+		refused := strings.Contains(err.Error(), "NOGOODSLAVE") || strings.Contains(err.Error(), "INPROG")
+		if !refused || time.Since(start) > failoverPatience {
+			return 0, fmt.Errorf("sentinel failover (asked for %s): %w", time.Since(start).Round(time.Millisecond), err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	if err := s.waitMaster(promoted); err != nil {
 		return 0, err
@@ -168,10 +181,15 @@ func (s *Sentinel) Failover() (time.Duration, error) {
 	return time.Since(start), s.waitReplicated(promoted)
 }
 
+// failoverPatience bounds how long Failover asks again, and how long the
+// waits for a promotion and a replica last: three of the sentinels' 10 s
+// replica refreshes, and a loaded machine's slower elections.
+const failoverPatience = 30 * time.Second
+
 func (s *Sentinel) waitMaster(n *Redis) error {
 	pc := redis.NewClient(&redis.Options{Addr: n.Addr()})
 	defer pc.Close()
-	return WaitFor("the sentinels to promote "+n.Addr(), 30*time.Second, func() bool {
+	return WaitFor("the sentinels to promote "+n.Addr(), 2*failoverPatience, func() bool {
 		role, err := pc.Do(context.Background(), "role").Slice()
 		return s.MasterAddr() == n.Addr() && err == nil && len(role) > 0 && role[0] == "master"
 	})
