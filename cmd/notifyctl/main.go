@@ -36,6 +36,7 @@ Commands:
   cancel <id>       stop delivering a pending notification
   send              hand in a notification (producer token)
   reconcile         page through all notifications into a handler, with a checkpoint
+  receiver-schema   print the DDL of the receiver's de-duplication table
   version           print the version
 
 Global flags (also accepted after the command):
@@ -111,14 +112,15 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"get":       {"get <id> | get --key KEY [--receiver ID]", runGet},
-		"list":      {"list [filters]", runList},
-		"attempts":  {"attempts <id>", runAttempts},
-		"redeliver": {"redeliver <id>", runRedeliver},
-		"recover":   {"recover --since T [--until T] [--receiver ID]", runRecover},
-		"cancel":    {"cancel <id>", runCancel},
-		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
-		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
+		"get":             {"get <id> | get --key KEY [--receiver ID]", runGet},
+		"list":            {"list [filters]", runList},
+		"attempts":        {"attempts <id>", runAttempts},
+		"redeliver":       {"redeliver <id>", runRedeliver},
+		"recover":         {"recover --since T [--until T] [--receiver ID]", runRecover},
+		"cancel":          {"cancel <id>", runCancel},
+		"send":            {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
+		"reconcile":       {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
+		"receiver-schema": {"receiver-schema [--table NAME]", runReceiverSchema},
 	}
 }
 
