@@ -446,3 +446,32 @@ func TestCheckpointPrune(t *testing.T) {
 		t.Errorf("position %s, want n9", c.ID)
 	}
 }
+
+// --unsigned posts the API's JSON, for a handler written for the listing's
+// shape; no signing secret is needed.
+func TestReconcileUnsigned(t *testing.T) {
+	t.Parallel()
+	s, r, ids, ckpt := reconcileSetup(t, 2)
+	var mu sync.Mutex
+	var got []client.Notification
+	h := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var n client.Notification
+		if err := json.NewDecoder(req.Body).Decode(&n); err != nil || req.Header.Get("Notifyd-Notification-Id") != n.ID ||
+			req.Header.Get("webhook-signature") != "" || req.Header.Get("Notifyd-Reconcile") != "1" {
+			t.Errorf("unsigned request: %v %v", req.Header, err)
+		}
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	}))
+	t.Cleanup(h.Close)
+	code, _, errOut := ctl(t, "--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt, "--handler-url", h.URL, "--unsigned")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[1] || got[0].EventType != "trade.paid" || len(got[0].Payload) == 0 {
+		t.Errorf("handler got %+v, want the API's JSON of %v", got, ids)
+	}
+}
