@@ -1,4 +1,4 @@
-// Package receivers_test runs the example receivers (Go, Node.js, Python)
+// Package receivers_test runs the example receivers (Go, Node.js, Python, PHP)
 // against a real notifyd: each must verify the signature, process a
 // notification once although it is delivered twice with a restart in
 // between (so the record is in its database, not in memory), take what it
@@ -31,11 +31,13 @@ import (
 )
 
 // program is one example receiver: prepare builds or installs it and
-// returns its command line; storage says where it keeps its records.
+// returns its command line ("{port}" stands for the port it must listen
+// on; it gets it in PORT too).
 type program struct {
 	name     string
 	prepare  func(t *testing.T) []string
-	postgres bool // DATABASE_URL (else RECEIVER_DB, a SQLite file)
+	ready    string // what it prints once it listens
+	postgres bool   // DATABASE_URL (else RECEIVER_DB, a SQLite file)
 	// logsDuplicates: the program prints "duplicate <id>" for a repeated
 	// delivery (Go's once.PgxHandler answers them without a word).
 	logsDuplicates bool
@@ -45,9 +47,10 @@ func TestExampleReceivers(t *testing.T) {
 	t.Parallel()
 	ctl := buildNotifyctl(t)
 	for _, p := range []program{
-		{name: "go", prepare: prepareGo, postgres: true},
-		{name: "node", prepare: prepareNode, postgres: true, logsDuplicates: true},
-		{name: "python", prepare: preparePython, logsDuplicates: true},
+		{name: "go", prepare: prepareGo, ready: "listening on", postgres: true},
+		{name: "node", prepare: prepareNode, ready: "listening on", postgres: true, logsDuplicates: true},
+		{name: "python", prepare: preparePython, ready: "listening on", logsDuplicates: true},
+		{name: "php", prepare: preparePHP, ready: "Development Server", logsDuplicates: true},
 	} {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
@@ -57,9 +60,12 @@ func TestExampleReceivers(t *testing.T) {
 }
 
 func runReceiver(t *testing.T, p program, ctl string) {
-	argv := p.prepare(t)
 	s := notifydtest.Start(t)
 	port := freePort(t)
+	var argv []string
+	for _, a := range p.prepare(t) {
+		argv = append(argv, strings.ReplaceAll(a, "{port}", strconv.Itoa(port)))
+	}
 	r := s.CreateReceiver(fmt.Sprintf("http://127.0.0.1:%d/notifyd", port), nil)
 	env := []string{"NOTIFYD_SIGNING_SECRET=" + r.SigningSecret, "PORT=" + strconv.Itoa(port)}
 	var dbURL string
@@ -70,7 +76,7 @@ func runReceiver(t *testing.T, p program, ctl string) {
 		env = append(env, "RECEIVER_DB="+filepath.Join(t.TempDir(), "receiver.db"))
 	}
 	out := &syncBuffer{}
-	stop := start(t, argv, env, out)
+	stop := start(t, argv, env, out, p.ready)
 
 	sent := send(t, s, r.ID, "order-1042")
 	s.WaitStatus(60*time.Second, "delivered", sent)
@@ -81,7 +87,7 @@ func runReceiver(t *testing.T, p program, ctl string) {
 	stop()
 	missed := send(t, s, r.ID, "order-1043")
 	s.WaitStatus(60*time.Second, "failed", missed)
-	start(t, argv, env, out)
+	start(t, argv, env, out, p.ready)
 	s.Call(http.MethodPost, "/v1/notifications/"+sent+"/redeliver", r.APIKey, nil, http.StatusAccepted, nil)
 	waitAttempts(t, s, sent, 2)
 
@@ -202,8 +208,8 @@ func forged(t *testing.T, port int, id string) {
 }
 
 // start runs argv until the test ends or stop is called, and waits until
-// it listens.
-func start(t *testing.T, argv, env []string, out *syncBuffer) (stop func()) {
+// it prints ready.
+func start(t *testing.T, argv, env []string, out *syncBuffer, ready string) (stop func()) {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
@@ -221,7 +227,7 @@ func start(t *testing.T, argv, env []string, out *syncBuffer) (stop func()) {
 	}
 	t.Cleanup(stop)
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String()[mark:], "listening on") {
+	for !strings.Contains(out.String()[mark:], ready) {
 		if time.Now().After(deadline) || cmd.ProcessState != nil {
 			stop()
 			t.Fatalf("%s did not start listening within 60 s; output:\n%s", argv[0], out.String())
@@ -264,6 +270,21 @@ func preparePython(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	return []string{py, abs}
+}
+
+func preparePHP(t *testing.T) []string {
+	php, err := exec.LookPath("php")
+	if err != nil {
+		t.Skip("php is not installed (Debian: apt-get install php-cli php-sqlite3; scripts/services.sh does): the PHP example is not run")
+	}
+	if out, err := exec.Command(php, "-m").Output(); err != nil || !strings.Contains(string(out), "pdo_sqlite") {
+		t.Skip("php lacks pdo_sqlite (Debian: apt-get install php-sqlite3; scripts/services.sh does): the PHP example is not run")
+	}
+	abs, err := filepath.Abs(filepath.Join("php", "receiver.php"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{php, "-S", "127.0.0.1:{port}", abs}
 }
 
 func run(t *testing.T, dir string, timeout time.Duration, name string, args ...string) {
