@@ -97,10 +97,14 @@ func TestUsage(t *testing.T) {
 
 func TestTokenNeverPrinted(t *testing.T) {
 	t.Setenv("NOTIFYD_TOKEN", "nfy_very_secret")
-	for _, args := range [][]string{{"list", "-h"}, {"reconcile", "-h"}, {"--url", "http://127.0.0.1:1", "get", "x"}} {
+	// Not base64: refused, and the refusal must not quote it.
+	t.Setenv("NOTIFYD_SIGNING_SECRET", "whsec_very_secret!")
+	ckpt := filepath.Join(t.TempDir(), "c")
+	for _, args := range [][]string{{"list", "-h"}, {"reconcile", "-h"}, {"--url", "http://127.0.0.1:1", "get", "x"},
+		{"--url", "http://127.0.0.1:1", "reconcile", "--checkpoint", ckpt, "--handler-url", "http://127.0.0.1:1/n"}} {
 		_, out, errOut := ctl(t, args...)
 		if strings.Contains(out+errOut, "very_secret") {
-			t.Errorf("%v printed the token:\n%s%s", args, out, errOut)
+			t.Errorf("%v printed the token or the signing secret:\n%s%s", args, out, errOut)
 		}
 	}
 }

@@ -32,8 +32,8 @@ func NewSigner(secret string) (*Signer, error) {
 	return &Signer{s: signing.NewSigner(key)}, nil
 }
 
-// Body is e as the JSON envelope a callback carries.
-func (s *Signer) Body(e *Event) ([]byte, error) {
+// body is e as the JSON envelope a callback carries.
+func (s *Signer) body(e *Event) ([]byte, error) {
 	b, err := json.Marshal(envelope{
 		ID: e.ID, Type: e.Type, ReceiverID: e.ReceiverID, IdempotencyKey: e.IdempotencyKey,
 		CreatedAt: e.CreatedAt.UTC(), Data: e.Data,
@@ -48,7 +48,7 @@ func (s *Signer) Body(e *Event) ([]byte, error) {
 // notification id, as the worker signs it), carrying e.Attempt in
 // Notifyd-Attempt and, if e.Reconciled, Notifyd-Reconcile: 1.
 func (s *Signer) Request(ctx context.Context, url string, e *Event, now time.Time) (*http.Request, error) {
-	body, err := s.Body(e)
+	body, err := s.body(e)
 	if err != nil {
 		return nil, err
 	}

@@ -96,8 +96,8 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 );
 CREATE INDEX IF NOT EXISTS %[2]s_received_at ON %[1]s (received_at);
 -- Cleanup, daily (Go receivers: once.CleanupPgx / CleanupSQL do it in batches):
---   DELETE FROM %[1]s WHERE received_at < now() - interval '35 days';
-`, name, base)
+--   DELETE FROM %[1]s WHERE received_at < now() - interval '%[3]d days';
+`, name, base, int(DefaultKeep/(24*time.Hour)))
 }
 
 func (t Table) insertSQL() string {
