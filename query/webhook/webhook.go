@@ -86,8 +86,9 @@ type Event struct {
 	// Data is the producer's payload, as JSON.
 	Data json.RawMessage
 	// Attempt is the automatic attempt number (1, 2, …), or 0 for a manual
-	// redelivery or a reconciliation. It comes from the Notifyd-Attempt header, which is not
-	// covered by the signature: use it for logging, not for decisions.
+	// redelivery or a reconciliation. It comes from the Notifyd-Attempt
+	// header, which is not covered by the signature: use it for logging,
+	// not for decisions.
 	Attempt int
 	// Reconciled is true when `notifyctl reconcile` handed the notification
 	// over (the Notifyd-Reconcile header, not signed either: for logging).
