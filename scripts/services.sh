@@ -4,6 +4,7 @@
 #   PostgreSQL  NOTIFYD_TEST_DATABASE_URL  (default postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
 #   Redis       NOTIFYD_TEST_REDIS_ADDR    (default 127.0.0.1:6379)
 #   Go          `go version` must work (the one prerequisite installed by hand)
+#   Runtimes of examples/receivers: python3, node and npm, php with pdo_sqlite
 #
 # For each service: if it answers, nothing is done. If it is the local default
 # (127.0.0.1 / localhost on the standard port) and not running, it is started;
@@ -258,6 +259,22 @@ _svc_main() {
 		sentinel_mode_works || die "redis-server --sentinel does not run (needed by internal/faults' Sentinel tests)"
 	fi
 	say "sentinel: redis-server --sentinel available"
+
+	# examples/receivers' test runs the example receivers in their own
+	# languages; it skips a language whose runtime is missing, so install
+	# them here (Node.js's packages come from the npm registry in the test).
+	local missing=()
+	have python3 || missing+=(python3)
+	have node || missing+=(nodejs)
+	have npm || missing+=(npm)
+	have php || missing+=(php-cli)
+	if ! have php || ! php -m 2>/dev/null | grep -qx pdo_sqlite; then
+		missing+=(php-sqlite3)
+	fi
+	if [[ ${#missing[@]} -gt 0 ]]; then
+		apt_install "${missing[@]}"
+	fi
+	say "examples: python3, node, npm, php with pdo_sqlite available"
 }
 
 # sentinel_mode_works: redis-server starts in Sentinel mode (on a config that

@@ -28,9 +28,9 @@ func TestReconcileSurvivesSIGKILL(t *testing.T) {
 	// handler holds notification 4, after 3 was handled but before the page
 	// it is on was checkpointed.
 	const block = 5
-	h := newBlockingHandler(t, block)
+	h := newBlockingHandler(t, r, block)
 	cmd := exec.Command(os.Args[0], "--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt,
-		"--handler-url", h.URL, "--page-size", "3")
+		"--handler-url", h.URL, "--page-size", "3", "--signing-secret-file", secretFile(t, r))
 	cmd.Env = append(os.Environ(), "NOTIFYCTL_RUN_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -60,8 +60,8 @@ func TestReconcileSurvivesSIGKILL(t *testing.T) {
 	// The rerun starts after the checkpoint: notification 3, handled before
 	// the kill but not checkpointed, comes again (at least once); nothing is
 	// skipped.
-	healthy := newLocalHandler(t, 0)
-	code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", healthy.URL, "--page-size", "3")
+	healthy := newLocalHandler(t, r, 0)
+	code, _, errOut := reconcile(t, s, r, ckpt, "--handler-url", healthy.URL, "--page-size", "3")
 	if code != 0 {
 		t.Fatalf("rerun: exit %d\n%s", code, errOut)
 	}
@@ -76,22 +76,23 @@ func TestReconcileInterrupted(t *testing.T) {
 
 	// SIGINT while the handler holds notification 3: the run stops, keeping
 	// 0..2 in the checkpoint although their page is not finished.
-	h := newBlockingHandler(t, 4)
+	h := newBlockingHandler(t, r, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-h.blocked
 		cancel()
 	}()
 	var out, errOut bytes.Buffer
-	code := run(ctx, []string{"--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt, "--handler-url", h.URL}, &out, &errOut)
+	code := run(ctx, []string{"--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt, "--handler-url", h.URL,
+		"--signing-secret-file", secretFile(t, r)}, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "context canceled") || !strings.Contains(errOut.String(), "reconcile: stopped: 3 handled") {
 		t.Fatalf("exit %d\n%s", code, errOut.String())
 	}
 	if ck := readCheckpoint(t, ckpt); ck.ID != ids[2] {
 		t.Fatalf("checkpoint at %s, want %s", ck.ID, ids[2])
 	}
-	healthy := newLocalHandler(t, 0)
-	if code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", healthy.URL); code != 0 || !slices.Equal(healthy.ids(), ids[3:]) {
+	healthy := newLocalHandler(t, r, 0)
+	if code, _, errOut := reconcile(t, s, r, ckpt, "--handler-url", healthy.URL); code != 0 || !slices.Equal(healthy.ids(), ids[3:]) {
 		t.Fatalf("rerun: exit %d, handled %v, want %v\n%s", code, healthy.ids(), ids[3:], errOut)
 	}
 }

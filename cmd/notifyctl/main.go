@@ -44,6 +44,7 @@ Operators (the admin token):
   api-keys          create | list | revoke: a receiver's API keys
   producers         create | list | delete: producer records and their tokens
 Other:
+  receiver-schema   print the DDL of the receiver's de-duplication table
   version           print the version (also --version)
 
 Each command's own flags: notifyctl <command> -h.
@@ -159,14 +160,15 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"get":       {getSynopsis, runGet},
-		"list":      {"list [filters]", runList},
-		"attempts":  {"attempts <id> | attempts --key KEY [--receiver ID]", runAttempts},
-		"redeliver": {"redeliver <id> | redeliver --key KEY [--receiver ID]", runRedeliver},
-		"recover":   {"recover --since T [--until T] [--receiver ID]", runRecover},
-		"cancel":    {"cancel <id> | cancel --key KEY --receiver ID", runCancel},
-		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
-		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
+		"get":             {getSynopsis, runGet},
+		"list":            {"list [filters]", runList},
+		"attempts":        {"attempts <id> | attempts --key KEY [--receiver ID]", runAttempts},
+		"redeliver":       {"redeliver <id> | redeliver --key KEY [--receiver ID]", runRedeliver},
+		"recover":         {"recover --since T [--until T] [--receiver ID]", runRecover},
+		"cancel":          {"cancel <id> | cancel --key KEY --receiver ID", runCancel},
+		"send":            {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
+		"reconcile":       {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
+		"receiver-schema": {"receiver-schema [--table NAME]", runReceiverSchema},
 	}
 }
 

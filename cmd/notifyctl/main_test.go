@@ -31,6 +31,10 @@ func TestUsage(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("{not json"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	shortSecret := filepath.Join(dir, "short-secret")
+	if err := os.WriteFile(shortSecret, []byte("whsec_c2hvcnRzZWNyZXQ=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -84,6 +88,17 @@ func TestUsage(t *testing.T) {
 		{"reconcile admin without receiver", []string{"reconcile", "--token", "admin", "--checkpoint", filepath.Join(dir, "c")}, 2, "", "--receiver with an admin token", true},
 		{"reconcile bad status", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--status", "failed,lost"}, 2, "", `"lost" is not one of`, true},
 		{"reconcile bad handler url", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--handler-url", "localhost:9000"}, 2, "", "--handler-url must be an http(s) URL", true},
+		{"reconcile handler without secret", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--handler-url", "http://127.0.0.1:1/n"},
+			2, "", "set NOTIFYD_SIGNING_SECRET=whsec_… (the receiver's signing secret) or pass --signing-secret-file, or --unsigned", true},
+		{"reconcile malformed secret", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--handler-url", "http://127.0.0.1:1/n",
+			"--signing-secret-file", shortSecret}, 2, "", "signing secret from " + shortSecret + ": webhook: signing: invalid webhook secret: 11 bytes, need at least 24", true},
+		{"reconcile missing secret file", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--handler-url", "http://127.0.0.1:1/n",
+			"--signing-secret-file", filepath.Join(dir, "none")}, 1, "", "no such file", true},
+		{"reconcile secret without handler", []string{"reconcile", "--token", "nfy_x", "--checkpoint", filepath.Join(dir, "c"), "--signing-secret-file", shortSecret},
+			2, "", "--signing-secret-file is only used with --handler-url", true},
+		{"receiver-schema", []string{"receiver-schema"}, 0, "CREATE TABLE IF NOT EXISTS notifyd_received (", "", true},
+		{"receiver-schema named", []string{"receiver-schema", "--table", "billing.seen"}, 0, "CREATE INDEX IF NOT EXISTS seen_received_at ON billing.seen", "", true},
+		{"receiver-schema bad name", []string{"receiver-schema", "--table", "x; DROP TABLE y"}, 2, "", "--table: once: table name", true},
 		{"reconcile help has crontab line", []string{"reconcile", "-h"}, 0, "*/5 * * * * notifyctl reconcile --checkpoint /var/lib/merchant/notifyd.ckpt --handler-url http://127.0.0.1:9000/notifyd", "", true},
 		{"unreachable API", []string{"--url", "http://127.0.0.1:1", "--token", "t", "get", "x"}, 1, "", "connection refused", true},
 	}
@@ -111,10 +126,14 @@ func TestUsage(t *testing.T) {
 
 func TestTokenNeverPrinted(t *testing.T) {
 	t.Setenv("NOTIFYD_TOKEN", "nfy_very_secret")
-	for _, args := range [][]string{{"list", "-h"}, {"reconcile", "-h"}, {"--url", "http://127.0.0.1:1", "get", "x"}} {
+	// Not base64: refused, and the refusal must not quote it.
+	t.Setenv("NOTIFYD_SIGNING_SECRET", "whsec_very_secret!")
+	ckpt := filepath.Join(t.TempDir(), "c")
+	for _, args := range [][]string{{"list", "-h"}, {"reconcile", "-h"}, {"--url", "http://127.0.0.1:1", "get", "x"},
+		{"--url", "http://127.0.0.1:1", "reconcile", "--checkpoint", ckpt, "--handler-url", "http://127.0.0.1:1/n"}} {
 		_, out, errOut := ctl(t, args...)
 		if strings.Contains(out+errOut, "very_secret") {
-			t.Errorf("%v printed the token:\n%s%s", args, out, errOut)
+			t.Errorf("%v printed the token or the signing secret:\n%s%s", args, out, errOut)
 		}
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/notifyd/notifyd/internal/buildinfo"
 	"github.com/notifyd/notifyd/query/client"
+	"github.com/notifyd/notifyd/query/webhook"
 )
 
 const reconcileHelp = `usage: notifyctl reconcile --checkpoint FILE [--handler-url URL] [--status S,…] [--since T] [--overlap D]
@@ -26,13 +28,24 @@ the pushed callbacks:
 
   */5 * * * * notifyctl reconcile --checkpoint /var/lib/merchant/notifyd.ckpt --handler-url http://127.0.0.1:9000/notifyd
 
-(with NOTIFYD_URL and NOTIFYD_TOKEN=nfy_… in the crontab's environment).
+(with NOTIFYD_URL, NOTIFYD_TOKEN=nfy_… and NOTIFYD_SIGNING_SECRET=whsec_… in
+the crontab's environment).
 
-Each notification is POSTed to --handler-url as the JSON the API returns for
-it (id, event_type, idempotency_key, payload, status, …). A 2xx answer means
-handled; anything else stops the run with exit status 1, and the checkpoint
-stays before that notification. Without --handler-url each notification is
-printed as a JSON line on stdout instead.
+Each notification is POSTed to --handler-url exactly as a callback carries
+it: the same JSON envelope (id, type, receiver_id, idempotency_key,
+created_at, data) and the same Standard Webhooks headers (webhook-id = the
+notification id, webhook-timestamp = now, webhook-signature), signed here
+with the receiver's signing secret from NOTIFYD_SIGNING_SECRET or
+--signing-secret-file. So the handler that accepts callbacks accepts these
+too, and verifies them the same way; Notifyd-Reconcile: 1 tells them apart
+(not signed: for logs). A handler that de-duplicates on the notification id
+(Go: query/webhook/once) processes a notification once, whether the callback
+or the reconciliation brought it first. --unsigned POSTs the API's JSON
+(event_type, payload, status, …) without signature instead.
+
+A 2xx answer means handled; anything else stops the run with exit status 1,
+and the checkpoint stays before that notification. Without --handler-url
+each notification is printed as the API's JSON, one line each, on stdout.
 
 The checkpoint advances only past handled notifications and is written
 atomically (temporary file, fsync, rename) after every page, so the run can
@@ -73,6 +86,8 @@ type reconcileOptions struct {
 	pageSize       int
 	progressEvery  int
 	receiver       string
+	secretFile     string
+	unsigned       bool
 }
 
 func runReconcile(ctx context.Context, e *env, args []string) error {
@@ -92,6 +107,8 @@ func runReconcile(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&o.pageSize, "page-size", defaultPageSize, "notifications per API request, 1..500")
 	fs.IntVar(&o.progressEvery, "progress-every", defaultProgressEvery, "report progress on stderr every `N` handled notifications (0: never)")
 	fs.StringVar(&o.receiver, "receiver", "", "receiver `id` (required with an admin token)")
+	fs.StringVar(&o.secretFile, "signing-secret-file", "", "read the receiver's signing secret (whsec_…) from `file` (default: env NOTIFYD_SIGNING_SECRET)")
+	fs.BoolVar(&o.unsigned, "unsigned", false, "POST the API's unsigned JSON instead of a signed callback envelope")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -103,7 +120,11 @@ func runReconcile(ctx context.Context, e *env, args []string) error {
 	if err := o.validate(*status, e.token); err != nil {
 		return err
 	}
-	r := &reconciler{env: e, opts: o, api: e.client(), handlerClient: &http.Client{
+	signer, err := o.signer(os.Getenv("NOTIFYD_SIGNING_SECRET"))
+	if err != nil {
+		return err
+	}
+	r := &reconciler{env: e, opts: o, api: e.client(), signer: signer, handlerClient: &http.Client{
 		Timeout: o.handlerTimeout,
 		// A redirect would re-send the notification somewhere unplanned.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -147,10 +168,41 @@ func (o *reconcileOptions) validate(status, token string) error {
 	return nil
 }
 
+// signer is what signs the envelopes for the handler: nil without a
+// handler or with --unsigned. The secret comes from --signing-secret-file,
+// else from the environment; never from a flag's value, which ps shows.
+func (o *reconcileOptions) signer(envSecret string) (*webhook.Signer, error) {
+	if o.handlerURL == "" || o.unsigned {
+		if o.secretFile != "" {
+			return nil, usagef("--signing-secret-file is only used with --handler-url and without --unsigned")
+		}
+		return nil, nil
+	}
+	secret, from := envSecret, "NOTIFYD_SIGNING_SECRET"
+	if o.secretFile != "" {
+		raw, err := os.ReadFile(o.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("signing secret: %w", err)
+		}
+		secret, from = strings.TrimSpace(string(raw)), o.secretFile
+	}
+	if secret == "" {
+		return nil, usagef("--handler-url signs each notification like a callback: set NOTIFYD_SIGNING_SECRET=whsec_… " +
+			"(the receiver's signing secret) or pass --signing-secret-file, or --unsigned for the API's unsigned JSON")
+	}
+	s, err := webhook.NewSigner(secret)
+	if err != nil {
+		// The error names the format, never the secret.
+		return nil, usagef("signing secret from %s: %v", from, err)
+	}
+	return s, nil
+}
+
 type reconciler struct {
 	*env
 	opts          reconcileOptions
 	api           *client.Client
+	signer        *webhook.Signer // nil: unsigned API JSON
 	handlerClient *http.Client
 	ckpt          *checkpoint
 	dirty         bool
@@ -261,24 +313,21 @@ func (r *reconciler) one(ctx context.Context, n *client.Notification) error {
 
 // deliver hands n to the handler URL, or prints it.
 func (r *reconciler) deliver(ctx context.Context, n *client.Notification) error {
-	body, err := json.Marshal(n)
-	if err != nil {
-		return fmt.Errorf("encode notification %s: %w", n.ID, err)
-	}
 	if r.opts.handlerURL == "" {
+		body, err := json.Marshal(n)
+		if err != nil {
+			return fmt.Errorf("encode notification %s: %w", n.ID, err)
+		}
 		if _, err := r.stdout.Write(append(body, '\n')); err != nil {
 			return fmt.Errorf("write notification %s: %w", n.ID, err)
 		}
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.opts.handlerURL, bytes.NewReader(body))
+	req, err := r.handlerRequest(ctx, n)
 	if err != nil {
-		return fmt.Errorf("handler request: %w", err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "notifyctl/"+buildinfo.Version)
-	req.Header.Set("Notifyd-Notification-Id", n.ID)
-	req.Header.Set("Notifyd-Reconcile", "1")
 	resp, err := r.handlerClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("handler for notification %s: %w", n.ID, err)
@@ -290,6 +339,30 @@ func (r *reconciler) deliver(ctx context.Context, n *client.Notification) error 
 			resp.Status, n.ID, fmtTime(n.CreatedAt), clean(truncate(strings.TrimSpace(string(answer)), 200)))
 	}
 	return nil
+}
+
+// handlerRequest is n as a signed callback (webhook-id = the notification
+// id, so the handler's de-duplication spans callbacks and reconciliation),
+// or with --unsigned as the API's JSON.
+func (r *reconciler) handlerRequest(ctx context.Context, n *client.Notification) (*http.Request, error) {
+	if r.signer != nil {
+		return r.signer.Request(ctx, r.opts.handlerURL, &webhook.Event{
+			ID: n.ID, Type: n.EventType, ReceiverID: n.ReceiverID, IdempotencyKey: n.IdempotencyKey,
+			CreatedAt: n.CreatedAt, Data: n.Payload, Reconciled: true,
+		}, time.Now())
+	}
+	body, err := json.Marshal(n)
+	if err != nil {
+		return nil, fmt.Errorf("encode notification %s: %w", n.ID, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.opts.handlerURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("handler request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Notifyd-Notification-Id", n.ID)
+	req.Header.Set(webhook.HeaderReconcile, "1")
+	return req, nil
 }
 
 func (r *reconciler) save() error {

@@ -15,16 +15,20 @@ import (
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
 	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/query/client"
 )
 
-// localHandler is the merchant's local reconcile handler: it records every
-// notification it is given and answers 200, except the failAt-th request,
-// answered 500, and the holdAt-th, held until the test ends (the process
-// making it is stopped meanwhile) and then answered 503. Both are 1-based;
-// 0 is never.
+// localHandler is the merchant's callback handler, to which reconcile hands
+// notifications: it verifies each request with the official Standard
+// Webhooks library and the receiver's signing secret, records the
+// envelope's id and answers 200, except the failAt-th request, answered
+// 500, and the holdAt-th, held until the test ends (the process making it
+// is stopped meanwhile) and then answered 503. Both are 1-based; 0 is
+// never.
 type localHandler struct {
 	*httptest.Server
 	mu      sync.Mutex
@@ -35,22 +39,37 @@ type localHandler struct {
 	release chan struct{}
 }
 
-func newLocalHandler(t *testing.T, failAt int) *localHandler { return startLocalHandler(t, failAt, 0) }
+func newLocalHandler(t *testing.T, r apitest.Receiver, failAt int) *localHandler {
+	return startLocalHandler(t, r, failAt, 0)
+}
 
 // newBlockingHandler returns a handler that holds the block-th request.
-func newBlockingHandler(t *testing.T, block int) *localHandler { return startLocalHandler(t, 0, block) }
+func newBlockingHandler(t *testing.T, r apitest.Receiver, block int) *localHandler {
+	return startLocalHandler(t, r, 0, block)
+}
 
-func startLocalHandler(t *testing.T, failAt, holdAt int) *localHandler {
+func startLocalHandler(t *testing.T, rcv apitest.Receiver, failAt, holdAt int) *localHandler {
+	wh, err := standardwebhooks.NewWebhook(rcv.SigningSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := &localHandler{failAt: failAt, holdAt: holdAt, blocked: make(chan struct{}), release: make(chan struct{})}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n client.Notification
+		var e struct {
+			ID         string `json:"id"`
+			Type       string `json:"type"`
+			ReceiverID string `json:"receiver_id"`
+		}
 		body, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(body, &n); err != nil || n.ID == "" || r.Header.Get("Notifyd-Notification-Id") != n.ID ||
-			r.Header.Get("Content-Type") != "application/json" {
+		if err := wh.Verify(body, r.Header); err != nil {
+			t.Errorf("official Standard Webhooks library rejects reconcile's request: %v", err)
+		}
+		if err := json.Unmarshal(body, &e); err != nil || e.ID == "" || r.Header.Get("webhook-id") != e.ID || e.Type == "" ||
+			e.ReceiverID != rcv.ID || r.Header.Get("Notifyd-Reconcile") != "1" {
 			t.Errorf("handler got %s %q (%v)", r.Header, body, err)
 		}
 		h.mu.Lock()
-		h.got = append(h.got, n.ID)
+		h.got = append(h.got, e.ID)
 		nth := len(h.got)
 		h.mu.Unlock()
 		switch nth {
@@ -110,10 +129,25 @@ func sendMany(t *testing.T, s *notifydtest.Stack, receiverID, prefix string, n i
 	return ids
 }
 
-func reconcile(t *testing.T, s *notifydtest.Stack, apiKey, ckpt string, extra ...string) (int, string, string) {
+// reconcile runs notifyctl reconcile with r's API key and, for a handler,
+// r's signing secret.
+func reconcile(t *testing.T, s *notifydtest.Stack, r apitest.Receiver, ckpt string, extra ...string) (int, string, string) {
 	t.Helper()
-	args := append([]string{"--url", s.URL, "--token", apiKey, "reconcile", "--checkpoint", ckpt}, extra...)
+	args := append([]string{"--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt}, extra...)
+	if slices.Contains(extra, "--handler-url") {
+		args = append(args, "--signing-secret-file", secretFile(t, r))
+	}
 	return ctl(t, args...)
+}
+
+// secretFile writes r's signing secret to a file only the test reads.
+func secretFile(t *testing.T, r apitest.Receiver) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "signing-secret")
+	if err := os.WriteFile(path, []byte(r.SigningSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func readCheckpoint(t *testing.T, path string) *checkpoint {
@@ -143,10 +177,10 @@ func TestReconcileAfterReceiverOutage(t *testing.T) {
 	ids := sendMany(t, s, r.ID, "order", 23)
 	s.WaitStatus(20*time.Second, client.StatusFailed, ids...)
 
-	h := newLocalHandler(t, 0)
+	h := newLocalHandler(t, r, 0)
 	ckpt := filepath.Join(t.TempDir(), "notifyd.ckpt")
 	// A small page size makes the run cross several pages.
-	code, out, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", h.URL, "--page-size", "5", "--progress-every", "10")
+	code, out, errOut := reconcile(t, s, r, ckpt, "--handler-url", h.URL, "--page-size", "5", "--progress-every", "10")
 	if code != 0 {
 		t.Fatalf("reconcile: exit %d\n%s", code, errOut)
 	}
@@ -167,7 +201,7 @@ func TestReconcileAfterReceiverOutage(t *testing.T) {
 	}
 
 	// Twice: nothing new is handled.
-	code, _, errOut = reconcile(t, s, r.APIKey, ckpt, "--handler-url", h.URL, "--page-size", "5")
+	code, _, errOut = reconcile(t, s, r, ckpt, "--handler-url", h.URL, "--page-size", "5")
 	if code != 0 || len(h.ids()) != len(ids) {
 		t.Fatalf("second run: exit %d, handler now has %d requests\n%s", code, len(h.ids()), errOut)
 	}
@@ -178,7 +212,7 @@ func TestReconcileAfterReceiverOutage(t *testing.T) {
 	// New notifications after the run are the only ones the next run hands over.
 	down.SetStatus(http.StatusOK)
 	more := sendMany(t, s, r.ID, "later", 3)
-	code, _, errOut = reconcile(t, s, r.APIKey, ckpt, "--handler-url", h.URL)
+	code, _, errOut = reconcile(t, s, r, ckpt, "--handler-url", h.URL)
 	if got := h.ids(); code != 0 || !slices.Equal(got[len(ids):], more) {
 		t.Fatalf("third run: exit %d, handler got %v, want %v\n%s", code, got[len(ids):], more, errOut)
 	}
@@ -196,8 +230,8 @@ func TestReconcileStopsAtFailingHandlerAndResumes(t *testing.T) {
 	// The handler fails at the 5th notification: the run stops there, as a
 	// kill would, with the checkpoint just before it.
 	const k = 5
-	failing := newLocalHandler(t, k)
-	code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", failing.URL, "--page-size", "3")
+	failing := newLocalHandler(t, r, k)
+	code, _, errOut := reconcile(t, s, r, ckpt, "--handler-url", failing.URL, "--page-size", "3")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", code, errOut)
 	}
@@ -219,8 +253,8 @@ func TestReconcileStopsAtFailingHandlerAndResumes(t *testing.T) {
 	}
 
 	// The rerun resumes at the failed notification and skips nothing after it.
-	healthy := newLocalHandler(t, 0)
-	code, _, errOut = reconcile(t, s, r.APIKey, ckpt, "--handler-url", healthy.URL, "--page-size", "3")
+	healthy := newLocalHandler(t, r, 0)
+	code, _, errOut = reconcile(t, s, r, ckpt, "--handler-url", healthy.URL, "--page-size", "3")
 	if code != 0 {
 		t.Fatalf("rerun: exit %d\n%s", code, errOut)
 	}
@@ -238,8 +272,8 @@ func TestReconcileStopsAtFailingHandlerAndResumes(t *testing.T) {
 func TestReconcileCatchesLateCommittedRows(t *testing.T) {
 	t.Parallel()
 	s, r, ids, ckpt := reconcileSetup(t, 4)
-	h := newLocalHandler(t, 0)
-	if code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", h.URL); code != 0 {
+	h := newLocalHandler(t, r, 0)
+	if code, _, errOut := reconcile(t, s, r, ckpt, "--handler-url", h.URL); code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
 	pos := readCheckpoint(t, ckpt).CreatedAt
@@ -255,7 +289,7 @@ func TestReconcileCatchesLateCommittedRows(t *testing.T) {
 	backdate(late[0], pos.Add(-2*time.Minute))
 	backdate(late[1], pos.Add(-20*time.Minute))
 
-	code, _, errOut := reconcile(t, s, r.APIKey, ckpt, "--handler-url", h.URL)
+	code, _, errOut := reconcile(t, s, r, ckpt, "--handler-url", h.URL)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -264,7 +298,7 @@ func TestReconcileCatchesLateCommittedRows(t *testing.T) {
 		t.Fatalf("after the late rows the handler got %v, want only %s (inside the 5 min overlap)", got[len(ids):], late[0])
 	}
 	// A wider overlap reaches the other one; the ids already handled stay skipped.
-	code, _, errOut = reconcile(t, s, r.APIKey, ckpt, "--handler-url", h.URL, "--overlap", "30m")
+	code, _, errOut = reconcile(t, s, r, ckpt, "--handler-url", h.URL, "--overlap", "30m")
 	if got := h.ids(); code != 0 || !slices.Equal(got[len(ids)+1:], late[1:]) {
 		t.Fatalf("with --overlap 30m: exit %d, handler got %v, want %s\n%s", code, got[len(ids)+1:], late[1], errOut)
 	}
@@ -275,7 +309,7 @@ func TestReconcileToStdout(t *testing.T) {
 	s, r, ids, ckpt := reconcileSetup(t, 5)
 	dir := filepath.Dir(ckpt)
 
-	code, out, errOut := reconcile(t, s, r.APIKey, ckpt)
+	code, out, errOut := reconcile(t, s, r, ckpt)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -292,7 +326,7 @@ func TestReconcileToStdout(t *testing.T) {
 		t.Fatalf("printed %v, want %v", got, ids)
 	}
 	// A second run prints nothing; no temporary files are left behind.
-	if code, out, _ := reconcile(t, s, r.APIKey, ckpt); code != 0 || out != "" {
+	if code, out, _ := reconcile(t, s, r, ckpt); code != 0 || out != "" {
 		t.Errorf("second run: exit %d, printed %q", code, out)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -317,18 +351,18 @@ func TestReconcileStatusFilterAndSince(t *testing.T) {
 	s.WaitStatus(10*time.Second, client.StatusFailed, failed...)
 
 	dir := t.TempDir()
-	h := newLocalHandler(t, 0)
-	code, _, errOut := reconcile(t, s, r.APIKey, filepath.Join(dir, "failed.ckpt"), "--handler-url", h.URL, "--status", "failed")
+	h := newLocalHandler(t, r, 0)
+	code, _, errOut := reconcile(t, s, r, filepath.Join(dir, "failed.ckpt"), "--handler-url", h.URL, "--status", "failed")
 	if code != 0 || !slices.Equal(h.ids(), failed) {
 		t.Fatalf("--status failed: exit %d, handled %v, want %v\n%s", code, h.ids(), failed, errOut)
 	}
-	h2 := newLocalHandler(t, 0)
-	code, _, errOut = reconcile(t, s, r.APIKey, filepath.Join(dir, "two.ckpt"), "--handler-url", h2.URL, "--status", "delivered,cancelled")
+	h2 := newLocalHandler(t, r, 0)
+	code, _, errOut = reconcile(t, s, r, filepath.Join(dir, "two.ckpt"), "--handler-url", h2.URL, "--status", "delivered,cancelled")
 	if code != 0 || !slices.Equal(h2.ids(), delivered) {
 		t.Fatalf("--status delivered,cancelled: exit %d, handled %v, want %v\n%s", code, h2.ids(), delivered, errOut)
 	}
 	// --since in the future on a first run: nothing yet.
-	code, out, errOut := reconcile(t, s, r.APIKey, filepath.Join(dir, "future.ckpt"), "--since", time.Now().Add(time.Hour).Format(time.RFC3339))
+	code, out, errOut := reconcile(t, s, r, filepath.Join(dir, "future.ckpt"), "--since", time.Now().Add(time.Hour).Format(time.RFC3339))
 	if code != 0 || out != "" || !strings.Contains(errOut, "checkpoint at none yet") {
 		t.Fatalf("future --since: exit %d, printed %q\n%s", code, out, errOut)
 	}
@@ -350,7 +384,7 @@ func TestReconcileRefusesUnsafeStarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut := reconcile(t, s, r.APIKey, locked)
+	code, _, errOut := reconcile(t, s, r, locked)
 	unlock()
 	if code != 1 || !strings.Contains(errOut, "another notifyctl reconcile holds the lock") {
 		t.Errorf("locked: exit %d\n%s", code, errOut)
@@ -361,16 +395,16 @@ func TestReconcileRefusesUnsafeStarts(t *testing.T) {
 	if err := os.WriteFile(corrupt, []byte(`{"version":1,"created_at":`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := reconcile(t, s, r.APIKey, corrupt); code != 1 || out != "" || !strings.Contains(errOut, "is corrupt") {
+	if code, out, errOut := reconcile(t, s, r, corrupt); code != 1 || out != "" || !strings.Contains(errOut, "is corrupt") {
 		t.Errorf("corrupt: exit %d, printed %q\n%s", code, out, errOut)
 	}
 
 	// One receiver's checkpoint is not continued with another's key.
 	mine := filepath.Join(dir, "mine.ckpt")
-	if code, _, errOut := reconcile(t, s, r.APIKey, mine); code != 0 {
+	if code, _, errOut := reconcile(t, s, r, mine); code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
-	if code, out, errOut := reconcile(t, s, other.APIKey, mine, "--overlap", "1h"); code != 1 || out != "" || !strings.Contains(errOut, "follows receiver "+r.ID) {
+	if code, out, errOut := reconcile(t, s, other, mine, "--overlap", "1h"); code != 1 || out != "" || !strings.Contains(errOut, "follows receiver "+r.ID) {
 		t.Errorf("other receiver's key: exit %d, printed %q\n%s", code, out, errOut)
 	}
 	if code, _, errOut := ctl(t, "--url", s.URL, "--token", apitest.AdminToken, "reconcile", "--checkpoint", mine, "--receiver", other.ID); code != 1 ||
@@ -410,5 +444,34 @@ func TestCheckpointPrune(t *testing.T) {
 	c.handled(&client.Notification{ID: "n9", CreatedAt: base})
 	if c.ID != "n9" {
 		t.Errorf("position %s, want n9", c.ID)
+	}
+}
+
+// --unsigned posts the API's JSON, for a handler written for the listing's
+// shape; no signing secret is needed.
+func TestReconcileUnsigned(t *testing.T) {
+	t.Parallel()
+	s, r, ids, ckpt := reconcileSetup(t, 2)
+	var mu sync.Mutex
+	var got []client.Notification
+	h := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var n client.Notification
+		if err := json.NewDecoder(req.Body).Decode(&n); err != nil || req.Header.Get("Notifyd-Notification-Id") != n.ID ||
+			req.Header.Get("webhook-signature") != "" || req.Header.Get("Notifyd-Reconcile") != "1" {
+			t.Errorf("unsigned request: %v %v", req.Header, err)
+		}
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	}))
+	t.Cleanup(h.Close)
+	code, _, errOut := ctl(t, "--url", s.URL, "--token", r.APIKey, "reconcile", "--checkpoint", ckpt, "--handler-url", h.URL, "--unsigned")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[1] || got[0].EventType != "trade.paid" || len(got[0].Payload) == 0 {
+		t.Errorf("handler got %+v, want the API's JSON of %v", got, ids)
 	}
 }

@@ -4,7 +4,7 @@
 //	v, err := webhook.NewVerifier(os.Getenv("NOTIFYD_SIGNING_SECRET"))
 //	…
 //	http.Handle("/notifyd", webhook.Handler(v, func(ctx context.Context, e *webhook.Event) error {
-//		return orders.MarkPaid(ctx, e.IdempotencyKey, e.Data) // must be idempotent
+//		return orders.MarkPaid(ctx, e.ID, e.Data) // must be idempotent on e.ID
 //	}))
 //
 // or, inside an existing handler, evt, err := v.Verify(r).
@@ -17,7 +17,14 @@
 //
 // notifyd delivers at least once: the same Event.ID can arrive more than
 // once (retries after a lost answer, manual redeliveries, reconciliation), so
-// the handler must be idempotent on it.
+// the handler must be idempotent on it. Package query/webhook/once does that
+// for a handler whose effects are in PostgreSQL: it records Event.ID in the
+// handler's own transaction, and a duplicate changes nothing.
+//
+// `notifyctl reconcile --handler-url` POSTs the same envelope, signed the
+// same way with the receiver's signing secret, to the same handler: one
+// handler serves callbacks and reconciliation (Event.Reconciled tells them
+// apart, for logs).
 //
 // Receivers import this package: it must not depend on notifyd's server
 // side (the API, the store, Asynq), only on the signature scheme.
@@ -68,17 +75,26 @@ const (
 type Event struct {
 	// ID is the notification id, the same on every delivery of it: use it
 	// to recognise duplicates.
-	ID             string
-	Type           string
-	ReceiverID     string
+	ID         string
+	Type       string
+	ReceiverID string
+	// IdempotencyKey is the producer's key (an order number, say), unique
+	// only within one receiver. De-duplicate on ID instead: it is unique
+	// everywhere, and it is the webhook-id header the signature covers.
 	IdempotencyKey string
 	CreatedAt      time.Time
 	// Data is the producer's payload, as JSON.
 	Data json.RawMessage
 	// Attempt is the automatic attempt number (1, 2, …), or 0 for a manual
-	// redelivery. It comes from the Notifyd-Attempt header, which is not
-	// covered by the signature: use it for logging, not for decisions.
+	// redelivery or a reconciliation. It comes from the Notifyd-Attempt
+	// header, which is not covered by the signature: use it for logging,
+	// not for decisions.
 	Attempt int
+	// Reconciled is true when `notifyctl reconcile` handed the notification
+	// over (the Notifyd-Reconcile header, not signed either: for logging).
+	// Its envelope and signature are a callback's, so one handler serves
+	// both, and Event.ID de-duplicates between them.
+	Reconciled bool
 }
 
 // Verifier checks incoming callbacks. It is safe for concurrent use.
@@ -198,7 +214,7 @@ func (v *Verifier) VerifyBody(h http.Header, body []byte) (*Event, error) {
 	attempt, _ := strconv.Atoi(h.Get(HeaderAttempt)) // informational; absent means 0
 	return &Event{
 		ID: env.ID, Type: env.Type, ReceiverID: env.ReceiverID, IdempotencyKey: env.IdempotencyKey,
-		CreatedAt: env.CreatedAt, Data: env.Data, Attempt: attempt,
+		CreatedAt: env.CreatedAt, Data: env.Data, Attempt: attempt, Reconciled: h.Get(HeaderReconcile) == "1",
 	}, nil
 }
 
