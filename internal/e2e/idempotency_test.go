@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/notifyd/notifyd/internal/apitest"
@@ -17,8 +18,13 @@ import (
 
 // conflicts reads idempotency_conflicts_total for where it was detected.
 func conflicts(detectedBy string) float64 {
+	return counterValue(metrics.IdempotencyConflicts, detectedBy)
+}
+
+// counterValue reads one counter of v.
+func counterValue(v *prometheus.CounterVec, label string) float64 {
 	var m dto.Metric
-	if err := metrics.IdempotencyConflicts.WithLabelValues(detectedBy).Write(&m); err != nil {
+	if err := v.WithLabelValues(label).Write(&m); err != nil {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()

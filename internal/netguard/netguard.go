@@ -52,7 +52,11 @@ type TargetError struct {
 }
 
 func (e *TargetError) Error() string {
-	msg := e.Target + " is a " + e.Kind + " address"
+	article := "a"
+	if e.Kind != "" && strings.ContainsAny(e.Kind[:1], "aeiou") {
+		article = "an"
+	}
+	msg := e.Target + " is " + article + " " + e.Kind + " address"
 	if e.Hint != "" {
 		msg += "; " + e.Hint
 	}
