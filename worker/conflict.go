@@ -38,7 +38,7 @@ func mayConflict(d *tasks.Deliver, st *store.DeliveryState) bool {
 func (h *handler) checkContent(ctx context.Context, d *tasks.Deliver) (conflict bool, err error) {
 	n, err := h.contents.GetNotification(ctx, d.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil // deleted meanwhile: the task goes on as if never recorded
+		return false, nil // deleted meanwhile by retention: nothing left to differ from
 	}
 	if err != nil {
 		return false, h.infra("postgres", fmt.Errorf("deliver %s: compare content: %w", d.ID, err))
