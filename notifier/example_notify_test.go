@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/notifyd/notifyd/notifier"
 )
 
@@ -17,7 +15,9 @@ func ExampleClient_Notify() {
 	env := startNotifyd("ExampleClient_Notify") // notifyd and a receiver, in process
 	defer env.stop()
 
-	client, err := notifier.New(asynq.RedisClientOpt{Addr: env.redisAddr, DB: env.redisDB})
+	// notifyd's own NOTIFYD_REDIS_URL: the same Redis and database index.
+	redisURL := fmt.Sprintf("redis://%s/%d", env.redisAddr, env.redisDB)
+	client, err := notifier.NewFromURL(redisURL)
 	if err != nil {
 		log.Fatal(err)
 	}

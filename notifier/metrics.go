@@ -19,11 +19,12 @@ var (
 	})
 
 	// outboxFailed counts rows the relay could not send, by reason. Reasons
-	// unknown_receiver, inactive_receiver and invalid mark the row dead;
+	// unknown_receiver, inactive_receiver, invalid, callback_host and
+	// idempotency_conflict mark the row dead;
 	// registry_unavailable and redis leave it to be retried.
 	outboxFailed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "outbox_failed_total",
-		Help: "Outbox rows the relay could not send, by reason (dead: unknown_receiver, inactive_receiver, invalid; retried: registry_unavailable, redis).",
+		Help: "Outbox rows the relay could not send, by reason (dead: unknown_receiver, inactive_receiver, invalid, callback_host, idempotency_conflict; retried: registry_unavailable, redis).",
 	}, []string{"reason"})
 
 	// outboxErrors counts relay rounds that failed on the producer's database.

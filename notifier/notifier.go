@@ -121,11 +121,13 @@ func WithReceiverCacheTTL(d time.Duration) Option { return func(o *options) { o.
 
 // Client enqueues notifications. It is safe for concurrent use.
 type Client struct {
-	rdb     redis.UniversalClient
-	asynq   *asynq.Client
-	acks    *ackScripter // nil unless WithReplicaAck
-	ownsRDB bool         // Close closes rdb
-	opts    options
+	rdb   redis.UniversalClient
+	asynq *asynq.Client
+	// inspector reads a queued task whose id an enqueue collided with.
+	inspector *asynq.Inspector
+	acks      *ackScripter // nil unless WithReplicaAck
+	ownsRDB   bool         // Close closes rdb
+	opts      options
 	// active holds the receivers found active, for opts.cacheTTL.
 	active *ttlcache.Cache[uuid.UUID, struct{}]
 	// hosts holds receivers' callback_hosts (nil: unrestricted), for
@@ -181,7 +183,10 @@ func NewFromRedisClient(rdb redis.UniversalClient, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{rdb: rdb, opts: o, active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize),
+	if o.rules.Targets.Hint == "" {
+		o.rules.Targets.Hint = "notifier.WithAllowPrivateTargets(true) allows it for development"
+	}
+	c := &Client{rdb: rdb, opts: o, inspector: asynq.NewInspectorFromRedisClient(rdb), active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize),
 		hosts: ttlcache.New[uuid.UUID, []string](o.cacheTTL, activeCacheSize)}
 	if o.replicaAck > 0 {
 		c.acks = newAckScripter(rdb, o.replicaAck, o.ackTimeout)
@@ -202,7 +207,11 @@ func (c *Client) Close() error {
 }
 
 // Notify enqueues n and returns its notification id. A repeat with the same
-// receiver and idempotency key returns the same id without a new delivery.
+// receiver, idempotency key, event type and payload returns the same id
+// without a new delivery. The same key with another event type or payload
+// returns that id with an error matching ErrIdempotencyConflict, while the
+// first notification's task is still in Redis; see ErrIdempotencyConflict
+// for afterwards.
 func (c *Client) Notify(ctx context.Context, n Notification) (string, error) {
 	d, err := c.prepare(n)
 	if err != nil {
@@ -216,6 +225,9 @@ func (c *Client) Notify(ctx context.Context, n Notification) (string, error) {
 	}
 	d.EnqueuedAt = time.Now().UTC()
 	if _, err := c.enqueue(ctx, d); err != nil {
+		if errors.Is(err, ErrIdempotencyConflict) {
+			return d.ID.String(), err
+		}
 		return "", err
 	}
 	return d.ID.String(), nil
@@ -246,8 +258,9 @@ func (c *Client) prepare(n Notification) (*tasks.Deliver, error) {
 }
 
 // enqueue puts d on Asynq. It reports whether a new task was created: false
-// means a task with the same id was already queued or running, which is
-// success too (the notification is on its way).
+// means a task with the same id and content was already queued or running,
+// which is success too (the notification is on its way); the same id with
+// other content is a *ConflictError.
 func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
 	task, err := d.Task(c.opts.keys)
 	if err != nil {
@@ -258,14 +271,13 @@ func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, e
 		ack = new(replicaAck)
 		ctx = context.WithValue(ctx, ackKey{}, ack)
 	}
-	_, err = c.asynq.EnqueueContext(ctx, task)
+	created, err = c.enqueueOnce(ctx, d, task)
+	var conflict *ConflictError
 	switch {
-	case errors.Is(err, asynq.ErrTaskIDConflict):
-		created = false
+	case errors.As(err, &conflict):
+		return false, err
 	case err != nil:
 		return false, fmt.Errorf("notifier: enqueue %s: %w", d.ID, err)
-	default:
-		created = true
 	}
 	if ack != nil {
 		if !created {

@@ -197,6 +197,11 @@ func (r *Relay) send(ctx context.Context, row *outboxRow) (created bool, _ *dead
 	// queueing-delay metric then includes the time spent in the outbox.
 	d.EnqueuedAt = row.createdAt.UTC()
 	created, err = r.client.enqueue(ctx, d)
+	if errors.Is(err, ErrIdempotencyConflict) {
+		// Another row (or a Notify) used the key first, with other
+		// content: that one is the notification; this row never will be.
+		return false, &deadRow{row.id, "idempotency_conflict", err.Error()}, nil
+	}
 	if err != nil {
 		outboxFailed.WithLabelValues("redis").Inc()
 		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)

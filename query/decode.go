@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+
+	"github.com/notifyd/notifyd/internal/ingest"
 )
 
 // decodeJSON reads the request body into v strictly: JSON content type,
@@ -21,9 +23,19 @@ func decodeJSON(c echo.Context, v any) error {
 			return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
 		}
 	}
-	dec := json.NewDecoder(limitBody(c.Request().Body))
+	body := limitBody(c.Request().Body)
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return bodyTooLarge(c, -1, tooLarge.Limit)
+		case errors.Is(err, errBodyTooDeep) && isIngest(c) && body.start == '{':
+			// In a notification only the payload nests: refuse it as the
+			// Go client does.
+			return ingest.TooDeep(ingest.DefaultMaxDepth)
+		}
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -35,10 +47,7 @@ func decodeJSON(c echo.Context, v any) error {
 func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
-	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge):
-		return apiError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", tooLarge.Limit))
 	case errors.As(err, &typeErr):
 		return fieldError(typeErr.Field, fmt.Sprintf("must be a JSON %s", typeErr.Type.Kind()))
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):

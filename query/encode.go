@@ -1,6 +1,7 @@
 package query
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -82,7 +83,18 @@ func (p *listPage) appendJSON(b []byte) ([]byte, error) {
 }
 
 func (v *notificationView) appendJSON(b []byte) ([]byte, error) {
-	return appendNotification(b, v.Notification, v.DeliveryAttempts)
+	b, err := appendNotification(b, v.Notification, v.DeliveryAttempts)
+	if err != nil || v.Deferral == nil {
+		return b, err
+	}
+	// Rare (an open circuit): encoding/json is fast enough for it.
+	d, err := json.Marshal(v.Deferral)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b[:len(b)-1], `,"deferral":`...)
+	b = append(b, d...)
+	return append(b, '}'), nil
 }
 
 // appendNotification writes n as store.Notification's JSON tags say, and,

@@ -78,9 +78,11 @@ func (s *Server) ingest(c echo.Context) error {
 		return err
 	}
 	if !created {
-		if n.EventType != in.EventType || !sameJSON(n.Payload, in.Payload) {
-			return apiError(http.StatusConflict, "idempotency_conflict",
-				"idempotency_key was already used for a notification with a different event_type or payload")
+		if !ingest.SameContent(n.EventType, n.Payload, in.EventType, in.Payload) {
+			metrics.IdempotencyConflicts.WithLabelValues("http").Inc()
+			return &APIError{Status: http.StatusConflict, Code: "idempotency_conflict", Field: "idempotency_key",
+				Message: "idempotency_key was already used for notification " + n.ID.String() + " with a different event_type or payload (stored " +
+					ingest.PayloadHash(n.Payload) + ", sent " + ingest.PayloadHash(in.Payload) + ")"}
 		}
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	} else {
@@ -108,12 +110,4 @@ func deliverTask(n *store.Notification) tasks.Deliver {
 		d.CallbackURL = *n.CallbackURL
 	}
 	return d
-}
-
-func sameJSON(a, b []byte) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
-	var ca, cb bytes.Buffer
-	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
 }

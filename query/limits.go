@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
@@ -21,23 +23,69 @@ import (
 // otherwise recurse 10 000 levels deep into whatever a client sends.
 const maxBodyDepth = ingest.DefaultMaxDepth + 1
 
-var (
-	errBodyTooDeep = apiError(http.StatusBadRequest, "invalid_json",
-		fmt.Sprintf("the body nests arrays and objects deeper than %d levels", maxBodyDepth))
-	errBodyTooLarge = apiError(http.StatusRequestEntityTooLarge, "too_large", "the body is larger than the limit")
-)
+// envelopeRoom is what a body may hold besides the payload.
+const envelopeRoom = 16 << 10
+
+// errBodyTooDeep refuses a body nested past maxBodyDepth; decodeJSON turns
+// it into the payload's own refusal on the ingest route.
+var errBodyTooDeep = apiError(http.StatusBadRequest, "invalid_json",
+	fmt.Sprintf("the body nests arrays and objects deeper than %d levels", maxBodyDepth))
+
+// bodyLimit refuses bodies over limit bytes (the payload limit plus
+// envelopeRoom) with a 413 that says how large the body was and what the
+// limit is: a Content-Length over it before anything is read, a chunked
+// body once it passes the limit (decodeJSON sees http.MaxBytesError).
+// Echo's own BodyLimit answers only "Request Entity Too Large".
+func bodyLimit(limit int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.ContentLength > limit {
+				return bodyTooLarge(c, req.ContentLength, limit)
+			}
+			if req.Body != nil {
+				req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+			}
+			return next(c)
+		}
+	}
+}
+
+// bodyTooLarge is the 413 for a body of size bytes (-1: unknown, chunked)
+// over limit. On the ingest route it names the payload, the only part of a
+// notification that can be large, with the payload limit.
+func bodyTooLarge(c echo.Context, size, limit int64) *APIError {
+	got := "more than " + strconv.FormatInt(limit, 10)
+	if size >= 0 {
+		got = strconv.FormatInt(size, 10)
+	}
+	e := apiError(http.StatusRequestEntityTooLarge, "too_large",
+		fmt.Sprintf("the body is %s bytes, larger than the limit of %d bytes", got, limit))
+	if isIngest(c) {
+		e.Field = "payload"
+		e.Message += fmt.Sprintf(" (a payload of at most %d bytes, NOTIFYD_MAX_PAYLOAD_BYTES, and %d bytes for the other fields)",
+			limit-envelopeRoom, envelopeRoom)
+	}
+	return e
+}
+
+// isIngest: the request is POST /v1/notifications.
+func isIngest(c echo.Context) bool {
+	return c.Request().Method == http.MethodPost && c.Path() == "/v1/notifications"
+}
 
 // limitBody wraps a request body for decodeJSON. It refuses the body as soon
 // as its nesting passes maxBodyDepth, before the decoder recurses into those
-// levels, and it turns the body-size middleware's error (which a chunked
-// body only hits while being read, i.e. inside the decoder) into the same
-// 413 answer a too-large Content-Length gets, instead of a 400.
-func limitBody(r io.Reader) io.Reader { return &limitedBody{r: r} }
+// levels.
+func limitBody(r io.Reader) *limitedBody { return &limitedBody{r: r} }
 
 type limitedBody struct {
 	r     io.Reader
 	depth ingest.DepthScanner
 	err   error
+	// start is the body's first non-blank byte once read: '{' for an
+	// object, whose fields are what nests.
+	start byte
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
@@ -45,13 +93,13 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	n, err := b.r.Read(p)
+	if b.start == 0 {
+		if t := bytes.TrimLeft(p[:n], " \t\r\n"); len(t) > 0 {
+			b.start = t[0]
+		}
+	}
 	if b.depth.Write(p[:n]) > maxBodyDepth {
 		b.err = errBodyTooDeep
-		return 0, b.err
-	}
-	var he *echo.HTTPError
-	if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
-		b.err = errBodyTooLarge
 		return 0, b.err
 	}
 	return n, err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -177,9 +178,9 @@ func TestRequestBodyLimits(t *testing.T) {
 		{"payload at the depth limit", "POST", "/v1/notifications", limitsProducer,
 			strings.NewReader(ingestBody("", "", nestedJSON(ingest.DefaultMaxDepth))), 202, "", ""},
 		{"payload one level too deep", "POST", "/v1/notifications", limitsProducer,
-			strings.NewReader(ingestBody("", "", nestedJSON(ingest.DefaultMaxDepth+1))), 400, "invalid_json", ""},
+			strings.NewReader(ingestBody("", "", nestedJSON(ingest.DefaultMaxDepth+1))), 422, "invalid_field", "payload"},
 		{"payload 5000 levels deep", "POST", "/v1/notifications", limitsProducer,
-			strings.NewReader(ingestBody("", "", nestedJSON(5000))), 400, "invalid_json", ""},
+			strings.NewReader(ingestBody("", "", nestedJSON(5000))), 422, "invalid_field", "payload"},
 		{"deep brackets inside a string are text", "POST", "/v1/notifications", limitsProducer,
 			strings.NewReader(ingestBody("", "", `{"s":"`+strings.Repeat("[{", 500)+`"}`)), 202, "", ""},
 		{"deep body on the admin API", "POST", "/v1/receivers", limitsAdmin,
@@ -193,9 +194,9 @@ func TestRequestBodyLimits(t *testing.T) {
 		{"payload over MaxPayload", "POST", "/v1/notifications", limitsProducer,
 			strings.NewReader(ingestBody("", "", `"`+strings.Repeat("x", limitsMaxPayload)+`"`)), 422, "invalid_field", "payload"},
 		{"body over the limit with Content-Length", "POST", "/v1/notifications", limitsProducer,
-			strings.NewReader(ingestBody("", "", `"`+strings.Repeat("x", limitsBodyLimit)+`"`)), 413, "too_large", ""},
+			strings.NewReader(ingestBody("", "", `"`+strings.Repeat("x", limitsBodyLimit)+`"`)), 413, "too_large", "payload"},
 		{"body over the limit sent chunked", "POST", "/v1/notifications", limitsProducer,
-			chunked(ingestBody("", "", `"`+strings.Repeat("x", limitsBodyLimit)+`"`)), 413, "too_large", ""},
+			chunked(ingestBody("", "", `"`+strings.Repeat("x", limitsBodyLimit)+`"`)), 413, "too_large", "payload"},
 		{"huge body on the admin API", "POST", "/v1/receivers", limitsAdmin,
 			chunked(receiverBody(map[string]any{"name": strings.Repeat("n", 1<<20)})), 413, "too_large", ""},
 
@@ -250,8 +251,24 @@ func TestRequestBodyLimits(t *testing.T) {
 			if e.Error.Code != tc.code || e.Error.Field != tc.field || e.Error.Message == "" {
 				t.Fatalf("error %+v, want code %q field %q", e.Error, tc.code, tc.field)
 			}
+			if want, ok := teaching[tc.name]; ok && !want.MatchString(e.Error.Message) {
+				t.Fatalf("message %q, want it to say %q", e.Error.Message, want)
+			}
 		})
 	}
+}
+
+// teaching is what refusals of TestRequestBodyLimits must say (regular
+// expressions): the size and the limit, the depth limit as README states
+// it, and the field.
+var teaching = map[string]*regexp.Regexp{
+	"payload one level too deep": regexp.MustCompile(fmt.Sprintf(`^payload nests arrays and objects deeper than %d levels`, ingest.DefaultMaxDepth)),
+	"payload 5000 levels deep":   regexp.MustCompile(fmt.Sprintf(`^payload nests arrays and objects deeper than %d levels`, ingest.DefaultMaxDepth)),
+	"body over the limit with Content-Length": regexp.MustCompile(fmt.Sprintf(`^the body is \d+ bytes, larger than the limit of %d bytes \(a payload of at most %d bytes`,
+		limitsBodyLimit, limitsMaxPayload)),
+	"body over the limit sent chunked": regexp.MustCompile(fmt.Sprintf(`^the body is more than %d bytes, larger than the limit of %d bytes \(a payload of at most %d bytes`,
+		limitsBodyLimit, limitsBodyLimit, limitsMaxPayload)),
+	"huge body on the admin API": regexp.MustCompile(fmt.Sprintf(`larger than the limit of %d bytes$`, limitsBodyLimit)),
 }
 
 func TestRequestHeaderLimit(t *testing.T) {

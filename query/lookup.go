@@ -14,6 +14,9 @@ import (
 type notificationView struct {
 	*store.Notification
 	DeliveryAttempts []attemptView `json:"delivery_attempts,omitempty"`
+	// Deferral explains a pending notification held back by its
+	// receiver's open circuit (deferral.go).
+	Deferral *deferralView `json:"deferral,omitempty"`
 }
 
 // attemptView is a delivery attempt as the API shows it.
@@ -71,7 +74,7 @@ func (s *Server) getNotification(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)}
+	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts), Deferral: s.deferral(c, n)}
 	return writeJSON(c, http.StatusOK, v, v.appendJSON)
 }
 
@@ -98,7 +101,7 @@ func (s *Server) getByKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts)}
+	v := notificationView{Notification: n, DeliveryAttempts: attemptViews(attempts), Deferral: s.deferral(c, n)}
 	return writeJSON(c, http.StatusOK, v, v.appendJSON)
 }
 

@@ -104,7 +104,7 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 		return err
 	}}))
 	// The payload limit plus room for the envelope fields.
-	e.Use(middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxPayload+16<<10)))
+	e.Use(bodyLimit(int64(cfg.MaxPayload + envelopeRoom)))
 	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {

@@ -30,6 +30,7 @@ type handler struct {
 	breakers       *fleetBreakers // fleet-wide circuit (circuitstate.go)
 	queue          tasks.Enqueuer
 	failer         pendingFailer
+	contents       contentStore      // conflict.go
 	keys           *taskauth.Keyring // verifies tasks, seals retries; nil: unsigned
 	logger         *slog.Logger
 	defaultTimeout time.Duration
@@ -180,6 +181,11 @@ func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err err
 		return false, fmt.Errorf("notification %s gone: %w", d.ID, asynq.SkipRetry)
 	}
 	dv.st = st
+	if found && mayConflict(d, &st) {
+		if conflict, err := h.checkContent(ctx, d); conflict || err != nil {
+			return false, err
+		}
+	}
 	if st.Attempts == 0 && d.Attempt == 1 {
 		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
 	}

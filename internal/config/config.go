@@ -74,6 +74,10 @@ type Config struct {
 	// (NOTIFYD_SECRET_KEYS; empty ring: stored in the clear).
 	SecretKeys *secretbox.Keyring
 
+	// devLoopback: NOTIFYD_ALLOW_PRIVATE_TARGETS was unset in development,
+	// so loopback callbacks are allowed (Unsafe warns of it).
+	devLoopback bool
+
 	// OpsAddr serves /metrics and readiness detail, apart from the API port.
 	OpsAddr string
 	// Token buckets per principal (admin, one per producer, one per
@@ -162,7 +166,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&c.HTTPAddr, "http-addr", "NOTIFYD_HTTP_ADDR", ":8080", "API listen address")
 	str(&c.AdminToken, "admin-token", "NOTIFYD_ADMIN_TOKEN", "", "bearer token for the admin API")
 	str(&raw.producers, "producer-tokens", "NOTIFYD_PRODUCER_TOKENS", "", "comma-separated bearer tokens allowed to ingest")
-	str(&raw.targets, "allow-private-targets", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "false", `"true" or CIDR list of private callback targets to allow`)
+	str(&raw.targets, "allow-private-targets", "NOTIFYD_ALLOW_PRIVATE_TARGETS", "", `"true", "false" or CIDR list of private callback targets to allow (unset: none; loopback in development)`)
 	def := retry.Default()
 	str(&raw.maxAttempts, "retry-max-attempts", "NOTIFYD_RETRY_MAX_ATTEMPTS", strconv.Itoa(def.MaxAttempts), "default attempts per notification")
 	str(&raw.base, "retry-base", "NOTIFYD_RETRY_BASE", def.Base.String(), "default first retry delay")
@@ -211,6 +215,14 @@ func (raw *rawSettings) parseAccess(c *Config, errs *settingErrors) {
 	var err error
 	c.Targets, err = netguard.ParsePolicy(raw.targets)
 	errs.check("NOTIFYD_ALLOW_PRIVATE_TARGETS", err)
+	if strings.TrimSpace(raw.targets) == "" && c.Env == EnvDevelopment {
+		// A first receiver usually runs on the developer's own machine:
+		// development reaches loopback unless told otherwise, and Unsafe
+		// lists it so that the start logs a warning.
+		c.Targets.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+		c.devLoopback = true
+	}
+	c.Targets.Hint = netguard.ServerHint
 }
 
 // parseRetry reads the default retry policy over retry.Default, whose

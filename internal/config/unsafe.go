@@ -30,6 +30,9 @@ func (c *Config) Unsafe() []string {
 	if c.Targets.AllowPrivate {
 		out = append(out, "NOTIFYD_ALLOW_PRIVATE_TARGETS=true lets callbacks reach private and loopback addresses")
 	}
+	if c.devLoopback {
+		out = append(out, "NOTIFYD_ALLOW_PRIVATE_TARGETS is not set: development lets callbacks reach loopback addresses (127.0.0.0/8, ::1); production refuses them")
+	}
 	if !redisHasPassword(c.RedisURL) {
 		out = append(out, "NOTIFYD_REDIS_URL has no password: anyone who reaches Redis can read and write the task queue")
 	}

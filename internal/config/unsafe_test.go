@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -83,5 +84,53 @@ func TestEnvAndSecretKeysParse(t *testing.T) {
 		if (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%v: err %v, want %q", tc.env, err, tc.err)
 		}
+	}
+}
+
+// A developer's first receiver runs on their own machine: development
+// reaches loopback unless NOTIFYD_ALLOW_PRIVATE_TARGETS says otherwise, and
+// says so in Unsafe (logged as a warning at start); production never does.
+// Every refusal tells how to allow the address.
+func TestDevelopmentAllowsLoopbackUnlessTold(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name          string
+		env, targets  string
+		loopbackOK    bool
+		warnsLoopback bool
+	}{
+		{"development, unset", EnvDevelopment, "", true, true},
+		{"development, false", EnvDevelopment, "false", false, false},
+		{"development, CIDR list", EnvDevelopment, "10.1.0.0/16", false, false},
+		{"production, unset", EnvProduction, "", false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := safeEnv()
+			env["NOTIFYD_ENV"], env["NOTIFYD_ALLOW_PRIVATE_TARGETS"] = tc.env, tc.targets
+			c, err := Load("test", nil, func(k string) string { return env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, addr := range []string{"127.0.0.1", "::1"} {
+				err := c.Targets.CheckAddr(netip.MustParseAddr(addr))
+				if (err == nil) != tc.loopbackOK {
+					t.Fatalf("CheckAddr(%s) = %v, want allowed %v", addr, err, tc.loopbackOK)
+				}
+				if err != nil && (!strings.Contains(err.Error(), addr+" is a loopback address") ||
+					!strings.Contains(err.Error(), "set NOTIFYD_ALLOW_PRIVATE_TARGETS=true")) {
+					t.Fatalf("refusal %q does not name the kind of address and the setting", err)
+				}
+			}
+			if err := c.Targets.CheckAddr(netip.MustParseAddr("10.0.0.1")); err == nil || !strings.Contains(err.Error(), "private address") {
+				t.Fatalf("CheckAddr(10.0.0.1) = %v, want a refusal naming a private address", err)
+			}
+			warns := slices.ContainsFunc(c.Unsafe(), func(u string) bool {
+				return strings.HasPrefix(u, "NOTIFYD_ALLOW_PRIVATE_TARGETS is not set") && strings.Contains(u, "loopback")
+			})
+			if warns != tc.warnsLoopback {
+				t.Fatalf("Unsafe() = %q, want the loopback warning %v", c.Unsafe(), tc.warnsLoopback)
+			}
+		})
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/taskauth"
@@ -45,13 +44,7 @@ func withTaskKeys(k *taskauth.Keyring) stackOption {
 }
 
 // dropped reads tasks_dropped_total for reason.
-func dropped(reason string) float64 {
-	var m dto.Metric
-	if err := metrics.Dropped.WithLabelValues(reason).Write(&m); err != nil {
-		panic(err)
-	}
-	return m.GetCounter().GetValue()
-}
+func dropped(reason string) float64 { return counterValue(metrics.Dropped, reason) }
 
 // TestRedisWriterCannotForgeTasks writes tasks straight into Redis as an
 // attacker with Redis access would (no key, a wrong key, an altered payload,

@@ -55,7 +55,7 @@ func TestBadInputGetsDocumented4xx(t *testing.T) {
 		{"ingest relative callback", "POST", "/v1/notifications", producerToken, with("callback_url", "/cb"), 422, "invalid_field", "callback_url"},
 		{"ingest private callback", "POST", "/v1/notifications", producerToken, with("callback_url", "http://10.0.0.8/cb"), 422, "invalid_field", "callback_url"},
 		{"ingest metadata callback", "POST", "/v1/notifications", producerToken, with("callback_url", "http://169.254.169.254/latest"), 422, "invalid_field", "callback_url"},
-		{"ingest payload too big", "POST", "/v1/notifications", producerToken, with("payload", strings.Repeat("x", 300<<10)), 413, "too_large", ""},
+		{"ingest payload too big", "POST", "/v1/notifications", producerToken, with("payload", strings.Repeat("x", 300<<10)), 413, "too_large", "payload"},
 		{"ingest wrong content type", "POST", "/v1/notifications", producerToken, nil, 415, "unsupported_media_type", ""},
 		{"receiver without name", "POST", "/v1/receivers", adminToken, map[string]any{"callback_url": "https://a.example/"}, 422, "invalid_field", "name"},
 		{"receiver without url", "POST", "/v1/receivers", adminToken, map[string]any{"name": "a"}, 422, "invalid_field", "callback_url"},

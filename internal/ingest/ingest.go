@@ -79,9 +79,15 @@ func (r Rules) Validate(in *Input) error {
 	case !json.Valid(in.Payload):
 		return &FieldError{"payload", "is not valid JSON"}
 	case Depth(in.Payload) > r.maxDepth():
-		return &FieldError{"payload", fmt.Sprintf("nests arrays and objects deeper than %d levels", r.maxDepth())}
+		return TooDeep(r.maxDepth())
 	}
 	return nil
+}
+
+// TooDeep refuses a payload nested deeper than max levels (an HTTP body's
+// decoder stops at the same depth, with the same words).
+func TooDeep(max int) *FieldError {
+	return &FieldError{"payload", fmt.Sprintf("nests arrays and objects deeper than %d levels (the limit)", max)}
 }
 
 func text(field, s string, max int) error {

@@ -86,4 +86,14 @@ var (
 		Namespace: "notifyd", Name: "tasks_dropped_total",
 		Help: "Tasks that could not be processed at all, by reason.",
 	}, []string{"reason"})
+
+	// IdempotencyConflicts counts idempotency keys used again with another
+	// event type or payload, by where notifyd noticed: "http" (the ingest
+	// answered 409) or "worker" (a Go-client or outbox notification whose
+	// key was already on record; its task is dropped, the stored
+	// notification stands, and a warning names both payload hashes).
+	IdempotencyConflicts = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "notifyd", Name: "idempotency_conflicts_total",
+		Help: "Idempotency keys used again with a different event type or payload, by where it was detected (http, worker).",
+	}, []string{"detected_by"})
 )

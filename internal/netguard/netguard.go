@@ -34,11 +34,59 @@ import (
 )
 
 var (
-	// ErrForbiddenTarget reports a destination address the policy refuses.
-	ErrForbiddenTarget = errors.New("netguard: target address is not allowed")
+	// ErrForbiddenTarget reports a destination address the policy refuses;
+	// the error is a *TargetError naming the address and its kind.
+	ErrForbiddenTarget = errors.New("callback target is not allowed")
 	// ErrInvalidURL reports a callback URL that is malformed or not http(s).
-	ErrInvalidURL = errors.New("netguard: invalid callback URL")
+	ErrInvalidURL = errors.New("invalid callback URL")
 )
+
+// TargetError is a refused destination. Its text names the address, what
+// kind of address it is and the policy's Hint, so that whoever reads it
+// (an API caller, a producer, a receiver looking at a recorded attempt)
+// learns why and how to allow it, without knowing this package.
+type TargetError struct {
+	Target string // the address or host name refused
+	Kind   string // "loopback", "private", "link-local", ...
+	Hint   string // Policy.Hint
+}
+
+func (e *TargetError) Error() string {
+	article := "a"
+	if e.Kind != "" && strings.ContainsAny(e.Kind[:1], "aeiou") {
+		article = "an"
+	}
+	msg := e.Target + " is " + article + " " + e.Kind + " address"
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg
+}
+
+// Unwrap makes errors.Is(err, ErrForbiddenTarget) hold.
+func (e *TargetError) Unwrap() error { return ErrForbiddenTarget }
+
+// addrKind names the kind of a non-public address for TargetError.
+func addrKind(ip netip.Addr) string {
+	switch {
+	case ip.IsLoopback():
+		return "loopback"
+	case ip.IsPrivate():
+		return "private"
+	case ip.IsLinkLocalUnicast():
+		return "link-local"
+	case ip.IsUnspecified():
+		return "unspecified"
+	case ip.IsMulticast(), ip.IsInterfaceLocalMulticast(), ip.IsLinkLocalMulticast():
+		return "multicast"
+	case cgnat.Contains(ip):
+		return "shared (CGNAT)"
+	}
+	return "reserved, non-public"
+}
+
+// cgnat is the shared address space carriers use (RFC 6598).
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 // MaxURLLength bounds callback URLs; longer ones are refused by ValidateURL.
 const MaxURLLength = 2048
@@ -52,7 +100,13 @@ type Policy struct {
 	// if non-public. IPv4 prefixes also match the IPv4-mapped, NAT64 and 6to4
 	// spellings of the same addresses, since those reach the same host.
 	Allow []netip.Prefix
+	// Hint ends every refusal's text: how whoever reads it may allow such
+	// addresses (notifyd's setting, or the Go client's option).
+	Hint string
 }
+
+// ServerHint is the Hint of notifyd's own policy (NOTIFYD_ALLOW_PRIVATE_TARGETS).
+const ServerHint = "set NOTIFYD_ALLOW_PRIVATE_TARGETS=true (or a CIDR list such as 127.0.0.0/8) for development"
 
 // blocked4 are IPv4 ranges that are not publicly routable unicast. They are
 // package variables so that CheckAddr, which runs on every connection, does
@@ -183,7 +237,7 @@ func (p Policy) CheckAddr(ip netip.Addr) error {
 	if isPublic(target) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s", ErrForbiddenTarget, orig)
+	return &TargetError{Target: orig.String(), Kind: addrKind(target), Hint: p.Hint}
 }
 
 func (p Policy) allowed(ip netip.Addr) bool {
@@ -360,7 +414,7 @@ func (p Policy) checkHost(host string, bracketed bool) (string, error) {
 		return "", fmt.Errorf("%w: empty label in host name", ErrInvalidURL)
 	}
 	if !p.AllowPrivate && isLocalName(name) {
-		return "", fmt.Errorf("%w: %s", ErrForbiddenTarget, name)
+		return "", &TargetError{Target: name, Kind: "loopback", Hint: p.Hint}
 	}
 	return host, nil
 }

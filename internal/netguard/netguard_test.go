@@ -481,3 +481,36 @@ func allow(prefixes ...string) netguard.Policy {
 	}
 	return p
 }
+
+// A refusal names the address, what kind of address it is and the policy's
+// hint, and still matches ErrForbiddenTarget.
+func TestRefusalNamesKindAndHint(t *testing.T) {
+	t.Parallel()
+	p := netguard.Policy{Hint: "set X=true for development"}
+	tests := []struct{ url, want string }{
+		{"http://127.0.0.1:9000/", "127.0.0.1 is a loopback address; set X=true for development"},
+		{"http://[::1]/", "::1 is a loopback address; "},
+		{"http://localhost/", "localhost is a loopback address; "},
+		{"http://0x7f000001/", "127.0.0.1 is a loopback address; "},
+		{"http://10.1.2.3/", "10.1.2.3 is a private address; "},
+		{"http://[fd00::1]/", "fd00::1 is a private address; "},
+		{"http://169.254.169.254/", "169.254.169.254 is a link-local address; "},
+		{"http://0.0.0.0/", "0.0.0.0 is an unspecified address; "},
+		{"http://100.64.0.1/", "100.64.0.1 is a shared (CGNAT) address; "},
+		{"http://224.0.0.1/", "224.0.0.1 is a multicast address; "},
+		{"http://192.0.2.1/", "192.0.2.1 is a reserved, non-public address; "},
+		{"http://[::ffff:10.0.0.1]/", "::ffff:10.0.0.1 is a private address; "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			_, err := p.ValidateURL(tt.url)
+			var te *netguard.TargetError
+			if !errors.Is(err, netguard.ErrForbiddenTarget) || !errors.As(err, &te) || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("ValidateURL(%s) = %v, want it to start %q", tt.url, err, tt.want)
+			}
+		})
+	}
+	if _, err := (netguard.Policy{}).ValidateURL("http://127.0.0.1/"); err == nil || err.Error() != "127.0.0.1 is a loopback address" {
+		t.Errorf("without a hint: %v", err)
+	}
+}

@@ -108,7 +108,7 @@ func TestSendGetAndErrors(t *testing.T) {
 		{"idempotency key reused with another payload", func() error {
 			_, err := producer.Send(ctx, client.NewNotification{ReceiverID: r.ID, EventType: "trade.paid", IdempotencyKey: "order-1", Payload: json.RawMessage(`{"amount":43}`)})
 			return err
-		}, client.ErrConflict, 409, "idempotency_conflict", "", false},
+		}, client.ErrIdempotencyConflict, 409, "idempotency_conflict", "idempotency_key", false},
 		{"invalid field", func() error {
 			_, err := producer.Send(ctx, client.NewNotification{ReceiverID: r.ID, IdempotencyKey: "k", Payload: json.RawMessage(`{}`)})
 			return err
@@ -127,8 +127,11 @@ func TestSendGetAndErrors(t *testing.T) {
 			if tt.sentinel != nil && !errors.Is(err, tt.sentinel) {
 				t.Errorf("errors.Is(%v, %v) = false", err, tt.sentinel)
 			}
+			if errors.Is(tt.sentinel, client.ErrIdempotencyConflict) && !errors.Is(err, client.ErrConflict) {
+				t.Errorf("an idempotency conflict %v does not match ErrConflict", err)
+			}
 			for _, s := range []error{client.ErrNotFound, client.ErrUnauthorized, client.ErrForbidden, client.ErrConflict} {
-				if s != tt.sentinel && errors.Is(err, s) {
+				if s != tt.sentinel && !(s == client.ErrConflict && tt.sentinel == client.ErrIdempotencyConflict) && errors.Is(err, s) {
 					t.Errorf("%v also matches %v", err, s)
 				}
 			}

@@ -16,6 +16,12 @@ var (
 	ErrForbidden    = errors.New("notifyd: forbidden")          // 403: the token may not do this
 	ErrConflict     = errors.New("notifyd: conflict")           // 409: e.g. an idempotency key reused with other content
 	ErrTooLarge     = errors.New("notifyd: response too large") // the answer exceeded the client's size bound
+	// ErrIdempotencyConflict: Send's idempotency key was already used for
+	// this receiver with another event type or payload (409
+	// idempotency_conflict, which also matches ErrConflict). The stored
+	// notification stands; the new content was not accepted. The Go
+	// producer client (notifier) returns its own ErrIdempotencyConflict.
+	ErrIdempotencyConflict = errors.New("notifyd: idempotency key already used with a different event type or payload")
 )
 
 // APIError is an error answer from the API:
@@ -52,6 +58,8 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusForbidden
 	case ErrConflict:
 		return e.StatusCode == http.StatusConflict
+	case ErrIdempotencyConflict:
+		return e.StatusCode == http.StatusConflict && e.Code == "idempotency_conflict"
 	}
 	return false
 }

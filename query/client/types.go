@@ -50,6 +50,17 @@ type Notification struct {
 	// DeliveryAttempts is filled by the single-notification calls (Get,
 	// GetByKey, Cancel), not by List.
 	DeliveryAttempts []Attempt `json:"delivery_attempts,omitempty"`
+	// Deferral is set by Get and GetByKey while the notification is pending
+	// and its receiver's circuit is open: why no attempt is being made,
+	// although NextAttemptAt may have passed.
+	Deferral *Deferral `json:"deferral,omitempty"`
+}
+
+// Deferral explains a pending notification held back without attempts.
+type Deferral struct {
+	Reason  string    `json:"reason"` // "circuit_open"
+	Until   time.Time `json:"until"`  // when the open period ends and one probe may go
+	Message string    `json:"message"`
 }
 
 // Final reports whether the notification reached a status it never leaves.
