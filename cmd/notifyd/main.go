@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/buildinfo"
+	"github.com/notifyd/notifyd/internal/circuit"
 	"github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/registry"
@@ -176,7 +177,8 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return serveOps(ctx, cfg.OpsAddr, st, rdb, logger,
 			metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rdb), slices.Collect(maps.Keys(tasks.QueueWeights)), metrics.QueueCacheTTL),
 			metrics.NewDBPoolCollector(map[string]*pgxpool.Pool{"notifyd": st.Pool()}),
-			metrics.NewRedisPoolCollector(rdb))
+			metrics.NewRedisPoolCollector(rdb),
+			metrics.NewCircuitCollector(func(ctx context.Context) (int64, error) { return circuit.CountOpen(ctx, rdb) }))
 	})
 	components = append(components, func(ctx context.Context) error {
 		// Producers' Go clients check receivers against this registry.

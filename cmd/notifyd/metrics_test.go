@@ -10,12 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/apitest"
+	"github.com/notifyd/notifyd/internal/circuit"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
 
@@ -31,7 +34,8 @@ import (
 //     attempt each): attempts and terminal counters moved by exactly that,
 //     the queue and the pending gauge drain to 0, failed reads 3, and
 //     delivered reads 5 once the table is analysed;
-//  3. the connection pool gauges report the configured sizes.
+//  3. the connection pool gauges report the configured sizes, and an open
+//     circuit recorded in Redis shows in the open circuits gauge.
 func TestMetricsCountWhatHappened(t *testing.T) {
 	t.Parallel()
 	dsn := testenv.Database(t)
@@ -80,6 +84,14 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	api.Call(http.MethodGet, "/v1/notifications/00000000-0000-0000-0000-000000000001", apitest.AdminToken, nil, http.StatusNotFound, nil)
 	api.Call(http.MethodGet, "/no/such/path", apitest.AdminToken, nil, http.StatusNotFound, nil)
 
+	// One receiver's circuit open fleet-wide (one that gets no
+	// notification here, so deliveries are not deferred).
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	if err := circuit.SetOpen(context.Background(), rdb, uuid.New(), circuit.Open{Until: time.Now().Add(time.Hour), Cooldown: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+
 	wait := 60 * time.Second
 	waitMetric(t, apiOps, "notifyd_queue_tasks", labels("queue", "notify", "state", "pending"), 8, wait)
 	waitMetric(t, apiOps, "notifyd_queue_tasks", labels("queue", "notify_retry", "state", "pending"), 0, wait)
@@ -98,6 +110,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		{"notifyd_notifications_accepted_total", labels("source", "http"), 8},
 		{"notifyd_db_pool_max_connections", labels("pool", "notifyd"), 6},
 		{"notifyd_redis_pool_max_connections", nil, 7},
+		{"notifyd_circuits_open", nil, 1},
 	} {
 		if got := metricValue(t, scrape(t, apiOps), c.name, c.labels); got != c.want {
 			t.Errorf("api: %s%v = %v, want %v", c.name, c.labels, got, c.want)

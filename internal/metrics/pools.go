@@ -107,18 +107,3 @@ func (c *RedisPoolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(redisTimeoutsDesc, counter, float64(s.Timeouts))
 	ch <- prometheus.MustNewConstMetric(redisWaitSecondsDesc, counter, float64(s.WaitDurationNs)/1e9)
 }
-
-// scrapedDescs are the descriptions of every scrape-time collector's
-// metrics, for Describe.
-func scrapedDescs() []*prometheus.Desc {
-	ch := make(chan *prometheus.Desc, 32)
-	(&QueueCollector{}).Describe(ch)
-	(&DBPoolCollector{}).Describe(ch)
-	(&RedisPoolCollector{}).Describe(ch)
-	close(ch)
-	var out []*prometheus.Desc
-	for d := range ch {
-		out = append(out, d)
-	}
-	return out
-}
