@@ -4,6 +4,7 @@
 #   PostgreSQL  NOTIFYD_TEST_DATABASE_URL  (default postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
 #   Redis       NOTIFYD_TEST_REDIS_ADDR    (default 127.0.0.1:6379)
 #   Go          `go version` must work (the one prerequisite installed by hand)
+#   promtool    checks deploy/observability's alert rules (Debian package prometheus)
 #
 # For each service: if it answers, nothing is done. If it is the local default
 # (127.0.0.1 / localhost on the standard port) and not running, it is started;
@@ -258,6 +259,17 @@ _svc_main() {
 		sentinel_mode_works || die "redis-server --sentinel does not run (needed by internal/faults' Sentinel tests)"
 	fi
 	say "sentinel: redis-server --sentinel available"
+
+	# deploy/'s tests check the alert rules with promtool, which Debian ships
+	# in the prometheus package. Only the tool is wanted: a Prometheus server
+	# the package may have started (systemd) is stopped and disabled again.
+	if ! have promtool; then
+		apt_install prometheus
+		if have systemctl; then
+			$sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+		fi
+	fi
+	say "promtool: $(promtool --version 2>&1 | head -n 1)"
 }
 
 # sentinel_mode_works: redis-server starts in Sentinel mode (on a config that
