@@ -19,7 +19,10 @@ import (
 
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/circuit"
+	"github.com/notifyd/notifyd/internal/registry"
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/testenv"
+	"github.com/notifyd/notifyd/notifier"
 )
 
 // TestMetricsCountWhatHappened runs the real binary as separate api,
@@ -258,4 +261,54 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestRelayLagMetric runs the real `notifyd relay` on an outbox row written
+// 10 minutes ago that it cannot send yet (the receiver registry is not in
+// Redis): the relay lag gauge reads the row's age and the backlog 1. Once
+// the registry is there the row is sent, and both fall to 0.
+func TestRelayLagMetric(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	outboxURL, pool := testenv.Pool(t)
+	if err := notifier.MigrateOutbox(ctx, pool, ""); err != nil {
+		t.Fatal(err)
+	}
+	receiver := uuid.New()
+	_, err := pool.Exec(ctx, `INSERT INTO notifyd_outbox (notification_id, receiver_id, event_type, idempotency_key, payload, created_at)
+		VALUES ($1, $2, 'trade.paid', 'order-1', '{"a":1}', now() - interval '10 minutes')`, tasks.NotificationID(receiver, "order-1"), receiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ropt := testenv.Redis(t)
+	ops := freeAddr(t)
+	startCommand(t, "relay", "http://"+ops, map[string]string{
+		"NOTIFYD_ENV":                 "development",
+		"NOTIFYD_OUTBOX_DATABASE_URL": outboxURL,
+		"NOTIFYD_DATABASE_URL":        testenv.Database(t),
+		"NOTIFYD_REDIS_URL":           fmt.Sprintf("redis://%s/%d", ropt.Addr, ropt.DB),
+		"NOTIFYD_OPS_ADDR":            ops,
+		"NOTIFYD_LOG_FORMAT":          "text",
+	})
+	wait := 60 * time.Second
+	waitMetric(t, ops, "notifyd_outbox_backlog", nil, 1, wait)
+	m := scrape(t, ops)
+	if lag := metricValue(t, m, "notifyd_outbox_oldest_unsent_seconds", nil); lag < 600 || lag > 900 {
+		t.Errorf("relay lag %v s, want the row's age, about 600 s", lag)
+	}
+	if n := metricValue(t, m, "notifyd_outbox_failed_total", labels("reason", "registry_unavailable")); n < 1 {
+		t.Errorf("registry_unavailable counted %v times, want at least once", n)
+	}
+	if n := metricValue(t, m, "notifyd_db_pool_max_connections", labels("pool", "outbox")); n < 1 {
+		t.Errorf("outbox pool max connections %v, want the pool reported", n)
+	}
+
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	if err := registry.Sync(ctx, rdb, map[uuid.UUID]bool{receiver: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, ops, "notifyd_outbox_relayed_total", nil, 1, wait)
+	waitMetric(t, ops, "notifyd_outbox_backlog", nil, 0, wait)
+	waitMetric(t, ops, "notifyd_outbox_oldest_unsent_seconds", nil, 0, wait)
 }
