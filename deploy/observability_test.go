@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
@@ -117,7 +117,7 @@ func checkQuery(t *testing.T, where, expr string, known map[string]exportedMetri
 			return nil
 		}
 		for _, lm := range vs.LabelMatchers {
-			if lm.Name != labels.MetricName && !slices.Contains(m.labels, lm.Name) && !slices.Contains(extra, lm.Name) {
+			if lm.Name != model.MetricNameLabel && !slices.Contains(m.labels, lm.Name) && !slices.Contains(extra, lm.Name) {
 				t.Errorf("%s: %q matches label %q, which %s does not have (labels %v)", where, expr, lm.Name, base, m.labels)
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Operational gauges (the scheduler's gauges job). Each statement must stay
@@ -29,19 +31,10 @@ func (s *Store) NotificationCounts(ctx context.Context, limit int) (map[string]i
 			WHERE st.schemaname = current_schema() AND st.tablename = 'notifications' AND st.attname = 'status'
 		) s
 		WHERE c.oid = 'notifications'::regclass AND c.reltuples > 0`)
+	if err == nil {
+		err = collectCounts(rows, counts)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("notification counts: estimate: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var status string
-		var n int64
-		if err := rows.Scan(&status, &n); err != nil {
-			return nil, fmt.Errorf("notification counts: estimate: %w", err)
-		}
-		counts[status] = n
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("notification counts: estimate: %w", err)
 	}
 	// Both conditions repeat their index's predicate, so the planner can
@@ -78,20 +71,25 @@ func (s *Store) ReceiverCounts(ctx context.Context) (map[string]int64, error) {
 	counts := map[string]int64{"active": 0, "inactive": 0}
 	rows, err := s.pool.Query(ctx, `
 		SELECT CASE WHEN active THEN 'active' ELSE 'inactive' END, count(*) FROM receivers GROUP BY 1`)
+	if err == nil {
+		err = collectCounts(rows, counts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("receiver counts: %w", err)
 	}
+	return counts, nil
+}
+
+// collectCounts sets counts[name] for each (name, count) row.
+func collectCounts(rows pgx.Rows, counts map[string]int64) error {
 	defer rows.Close()
 	for rows.Next() {
-		var state string
+		var name string
 		var n int64
-		if err := rows.Scan(&state, &n); err != nil {
-			return nil, fmt.Errorf("receiver counts: %w", err)
+		if err := rows.Scan(&name, &n); err != nil {
+			return err
 		}
-		counts[state] = n
+		counts[name] = n
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("receiver counts: %w", err)
-	}
-	return counts, nil
+	return rows.Err()
 }
