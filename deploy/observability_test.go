@@ -195,7 +195,8 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 }
 
 // TestAlertsNameExportedMetrics: every alert's expression selects metrics
-// notifyd exports, and the alerts an operator is paged for exist.
+// notifyd exports, README says what to do when it fires, and the alerts an
+// operator is paged for exist.
 func TestAlertsNameExportedMetrics(t *testing.T) {
 	known := exported(t)
 	raw, err := os.ReadFile(alertsFile)
@@ -224,6 +225,16 @@ func TestAlertsNameExportedMetrics(t *testing.T) {
 			}
 		}
 	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, runbook, _ := strings.Cut(string(readme), "### Alerts")
+	for _, a := range alerts {
+		if !strings.Contains(runbook, "`"+a+"`") {
+			t.Errorf("README's Alerts section does not say what to do when %s fires", a)
+		}
+	}
 	for _, want := range []string{
 		"NotifydQueueBacklogRising", "NotifydOldestPendingOverAnHour", "NotifydAPIErrorRatioHigh",
 		"NotifydDeliveryErrorRatioHigh", "NotifydRedriveFindingWork", "NotifydOutboxRelayLagging",
@@ -231,6 +242,27 @@ func TestAlertsNameExportedMetrics(t *testing.T) {
 	} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("no alert %s in %s", want, alertsFile)
+		}
+	}
+}
+
+// TestREADMEListsEveryMetric: README's "Operating it" names every metric
+// notifyd exports, so an operator finds each one's meaning there.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	start := strings.Index(readme, "### Metrics")
+	end := strings.Index(readme, "### Alerts")
+	if start < 0 || end < start {
+		t.Fatal(`README has no "### Metrics" section followed by "### Alerts"`)
+	}
+	section := readme[start:end]
+	for name := range exported(t) {
+		if !strings.Contains(section, "`"+name+"`") && !strings.Contains(section, "`"+name+"{") {
+			t.Errorf("README's Metrics section does not name %s", name)
 		}
 	}
 }
