@@ -84,6 +84,8 @@ type Server struct {
 	echo  *echo.Echo
 	rules ingest.Rules
 	limit *rateLimiter
+	// routeSet holds the route templates, for the HTTP metrics' route label.
+	routeSet map[string]bool
 }
 
 // New builds the server; it does not listen until Run.
@@ -95,10 +97,14 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 		rules: ingest.Rules{MaxPayload: cfg.MaxPayload, Targets: cfg.Targets},
 		limit: newRateLimiter(cfg.RateLimits),
 	}
+	// Filled once the routes exist; the metrics middleware reads it.
+	srv.routeSet = map[string]bool{}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = srv.handleError
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	// Outermost, so that every answer is counted, with the status sent.
+	e.Use(httpMetrics(srv.routeSet))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		cfg.Logger.Error("panic in handler", "path", c.Path(), "err", err, "stack", string(stack))
 		return err
@@ -121,6 +127,9 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 	srv.auth.creds.logger = cfg.Logger
 	srv.echo = e
 	srv.routes()
+	for path := range routeTemplates(e) {
+		srv.routeSet[path] = true
+	}
 	return srv
 }
 

@@ -5,6 +5,7 @@
 #   Redis       NOTIFYD_TEST_REDIS_ADDR    (default 127.0.0.1:6379)
 #   Go          `go version` must work (the one prerequisite installed by hand)
 #   Runtimes of examples/receivers: python3, node and npm, php with pdo_sqlite
+#   promtool    checks deploy/observability's alert rules (Debian package prometheus)
 #
 # For each service: if it answers, nothing is done. If it is the local default
 # (127.0.0.1 / localhost on the standard port) and not running, it is started;
@@ -275,6 +276,16 @@ _svc_main() {
 		apt_install "${missing[@]}"
 	fi
 	say "examples: python3, node, npm, php with pdo_sqlite available"
+	# deploy/'s tests check the alert rules with promtool, which Debian ships
+	# in the prometheus package. Only the tool is wanted: a Prometheus server
+	# the package may have started (systemd) is stopped and disabled again.
+	if ! have promtool; then
+		apt_install prometheus
+		if have systemctl; then
+			$sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+		fi
+	fi
+	say "promtool: $(promtool --version 2>&1 | head -n 1)"
 }
 
 # sentinel_mode_works: redis-server starts in Sentinel mode (on a config that

@@ -12,23 +12,30 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/buildinfo"
+	"github.com/notifyd/notifyd/internal/circuit"
 	"github.com/notifyd/notifyd/internal/config"
+	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/migrations"
 	"github.com/notifyd/notifyd/query"
 	"github.com/notifyd/notifyd/worker"
@@ -168,7 +175,11 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 	// Every process serves probes, readiness detail and metrics on the ops
 	// listener, apart from the API port that faces clients.
 	components = append(components, func(ctx context.Context) error {
-		return serveOps(ctx, cfg.OpsAddr, st, rdb, logger)
+		return serveOps(ctx, cfg.OpsAddr, st, rdb, logger,
+			metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rdb), slices.Collect(maps.Keys(tasks.QueueWeights)), metrics.QueueCacheTTL),
+			metrics.NewDBPoolCollector(map[string]*pgxpool.Pool{"notifyd": st.Pool()}),
+			metrics.NewRedisPoolCollector(rdb),
+			metrics.NewCircuitCollector(func(ctx context.Context) (int64, error) { return circuit.CountOpen(ctx, rdb) }))
 	})
 	components = append(components, func(ctx context.Context) error {
 		// Producers' Go clients check receivers against this registry.
@@ -215,7 +226,7 @@ func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClien
 	queue := asynq.NewClientFromRedisClient(rdb)
 	sched, err := scheduler.New(st, queue, scheduler.Config{
 		RedriveSchedule: cfg.RedriveSchedule, RetentionSchedule: cfg.RetentionSchedule,
-		SummarySchedule: cfg.SummarySchedule, Retention: cfg.Retention, Logger: logger, TaskKeys: cfg.TaskKeys,
+		SummarySchedule: cfg.SummarySchedule, GaugesSchedule: cfg.GaugesSchedule, Retention: cfg.Retention, Logger: logger, TaskKeys: cfg.TaskKeys,
 	})
 	if err != nil {
 		return err
@@ -233,8 +244,17 @@ func apiRate(r config.RateLimit) query.Rate {
 
 // serveOps serves /healthz, /readyz with the error detail the public API
 // port keeps to the log, and /metrics, on NOTIFYD_OPS_ADDR: an address
-// only operators and Prometheus reach.
-func serveOps(ctx context.Context, addr string, st *store.Store, rdb redis.UniversalClient, logger *slog.Logger) error {
+// only operators and Prometheus reach. /metrics serves the process-wide
+// metrics and collectors, which read this run's queue and pools when
+// scraped; they are registered for this run only, so several runs in one
+// process (tests) do not collide.
+func serveOps(ctx context.Context, addr string, st *store.Store, rdb redis.UniversalClient, logger *slog.Logger, collectors ...prometheus.Collector) error {
+	reg := prometheus.NewRegistry()
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("ops metrics: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -251,7 +271,9 @@ func serveOps(ctx context.Context, addr string, st *store.Store, rdb redis.Unive
 		}
 		io.WriteString(w, `{"ready":true}`)
 	})
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn), ErrorHandling: promhttp.ContinueOnError,
+	}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("ops listen %s: %w", addr, err)

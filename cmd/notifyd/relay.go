@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifyd/notifyd/internal/config"
+	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/notifier"
 )
@@ -70,7 +71,9 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		func(ctx context.Context) error {
 			// Readiness is the relay's two dependencies: the outbox
 			// database (wrapped as a store only to be pinged) and Redis.
-			return serveOps(ctx, cfg.OpsAddr, store.New(pool), rdb, logger)
+			return serveOps(ctx, cfg.OpsAddr, store.New(pool), rdb, logger,
+				metrics.NewDBPoolCollector(map[string]*pgxpool.Pool{"outbox": pool, "notifyd": notifyd.Pool()}),
+				metrics.NewRedisPoolCollector(rdb))
 		},
 	})
 }

@@ -144,7 +144,14 @@ func (b *syncBuffer) String() string {
 // startAll runs `notifyd all` until it answers /readyz; stop ends it.
 func startAll(t *testing.T, settings map[string]string) (logs *syncBuffer, stop func()) {
 	t.Helper()
-	cmd := exec.Command(notifydBinary(t), "all")
+	return startCommand(t, "all", "http://"+settings["NOTIFYD_HTTP_ADDR"], settings)
+}
+
+// startCommand runs `notifyd command` until base answers /readyz (the API
+// port, or the ops listener of a process without one); stop ends it.
+func startCommand(t *testing.T, command, base string, settings map[string]string) (logs *syncBuffer, stop func()) {
+	t.Helper()
+	cmd := exec.Command(notifydBinary(t), command)
 	cmd.Env = withEnv(settings)
 	logs = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -163,7 +170,6 @@ func startAll(t *testing.T, settings map[string]string) (logs *syncBuffer, stop 
 		}
 	}
 	t.Cleanup(stop)
-	base := "http://" + settings["NOTIFYD_HTTP_ADDR"]
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(base + "/readyz")

@@ -161,3 +161,14 @@ func All(ctx context.Context, rdb redis.UniversalClient) (map[uuid.UUID]Open, er
 	}
 	return out, nil
 }
+
+// CountOpen is how many receivers' circuits are open fleet-wide (or
+// probing, past their open period but not closed yet): one HLEN, cheap
+// enough for every metrics scrape.
+func CountOpen(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
+	n, err := rdb.HLen(ctx, Key).Result()
+	if err != nil {
+		return 0, fmt.Errorf("circuit: count open: %w", err)
+	}
+	return n, nil
+}

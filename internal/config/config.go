@@ -59,6 +59,7 @@ type Config struct {
 	RedriveSchedule   string
 	RetentionSchedule string
 	SummarySchedule   string
+	GaugesSchedule    string
 	Retention         time.Duration
 
 	LogLevel  slog.Level
@@ -183,6 +184,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&c.RedriveSchedule, "redrive-schedule", "NOTIFYD_REDRIVE_SCHEDULE", "@every 1m", "cron schedule of the re-drive job")
 	str(&c.RetentionSchedule, "retention-schedule", "NOTIFYD_RETENTION_SCHEDULE", "@every 1h", "cron schedule of the retention job")
 	str(&c.SummarySchedule, "summary-schedule", "NOTIFYD_SUMMARY_SCHEDULE", "0 0 * * *", "cron schedule of the daily receiver summary")
+	str(&c.GaugesSchedule, "gauges-schedule", "NOTIFYD_GAUGES_SCHEDULE", "@every 30s", "cron schedule of the database gauges refresh (notifications by status, receivers, oldest due)")
 	str(&raw.retention, "retention", "NOTIFYD_RETENTION", "720h", "how long terminal notifications and attempts are kept")
 	str(&raw.logLevel, "log-level", "NOTIFYD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "NOTIFYD_LOG_FORMAT", "json", "json or text")

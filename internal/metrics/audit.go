@@ -2,13 +2,12 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // AuditWriteFailures counts audit events the API could not store in
 // audit_events (Postgres down or slow); each is logged at Error in full
 // instead, so an alert on this counter says where to look.
-var AuditWriteFailures = promauto.NewCounter(prometheus.CounterOpts{
+var AuditWriteFailures = factory.NewCounter(prometheus.CounterOpts{
 	Namespace: "notifyd", Subsystem: "api", Name: "audit_write_failures_total",
 	Help: "Audit events that could not be written to Postgres (logged at Error instead).",
 })

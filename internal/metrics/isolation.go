@@ -2,19 +2,18 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 var (
 	// Deferred counts deliveries put back without an attempt, by reason
 	// (circuit_open, receiver_busy, early).
-	Deferred = promauto.NewCounterVec(prometheus.CounterOpts{
+	Deferred = factory.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "deliveries_deferred_total",
 		Help: "Deliveries put back in the queue without an attempt, by reason.",
 	}, []string{"reason"})
 
 	// BreakerTransitions counts circuit breaker state changes (open, closed).
-	BreakerTransitions = promauto.NewCounterVec(prometheus.CounterOpts{
+	BreakerTransitions = factory.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "circuit_transitions_total",
 		Help: "Per-receiver circuit breaker transitions, by new state.",
 	}, []string{"state"})

@@ -2,20 +2,19 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Metrics of the cron jobs in `notifyd scheduler` (internal/scheduler).
 var (
 	// JobRuns counts job runs by job (redrive, retention, summary) and result:
 	// ok, error, or skipped (another replica held the job's lock).
-	JobRuns = promauto.NewCounterVec(prometheus.CounterOpts{
+	JobRuns = factory.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Subsystem: "scheduler", Name: "job_runs_total",
 		Help: "Cron job runs, by job and result (ok, error, skipped).",
 	}, []string{"job", "result"})
 
 	// JobDuration is how long job runs that did their work took.
-	JobDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	JobDuration = factory.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "notifyd", Subsystem: "scheduler", Name: "job_duration_seconds",
 		Help:    "Duration of cron job runs that held the job's lock, by job.",
 		Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900},
@@ -23,7 +22,7 @@ var (
 
 	// JobLastSuccess is the Unix time of each job's last successful run, so
 	// an alert can fire when a job stops running anywhere.
-	JobLastSuccess = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	JobLastSuccess = factory.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "notifyd", Subsystem: "scheduler", Name: "job_last_success_timestamp_seconds",
 		Help: "Unix time of the last successful run of each cron job in this process.",
 	}, []string{"job"})
@@ -31,14 +30,14 @@ var (
 	// Redriven counts what the re-drive job did with overdue pending
 	// notifications: enqueued (their task was missing from Redis),
 	// already_queued (it was there), finalized (no attempt left: marked failed).
-	Redriven = promauto.NewCounterVec(prometheus.CounterOpts{
+	Redriven = factory.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Subsystem: "scheduler", Name: "redrive_notifications_total",
 		Help: "Overdue pending notifications seen by the re-drive job, by what it did (enqueued, already_queued, finalized).",
 	}, []string{"action"})
 
 	// RetentionDeleted counts rows the retention job deleted, by table
 	// (notifications, attempts, audit_events).
-	RetentionDeleted = promauto.NewCounterVec(prometheus.CounterOpts{
+	RetentionDeleted = factory.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "notifyd", Subsystem: "scheduler", Name: "retention_deleted_rows_total",
 		Help: "Rows deleted by the retention job, by kind (notifications, attempts).",
 	}, []string{"kind"})

@@ -6,7 +6,10 @@
 //   - retention (retention.go): deletes terminal notifications and their
 //     attempts once they are older than the retention;
 //   - summary (summary.go): stores and logs each receiver's daily counts and
-//     failure rate, which the query API serves.
+//     failure rate, which the query API serves;
+//   - gauges (gauges.go): refreshes the metrics of what the database holds
+//     (notifications by status, receivers by state, the oldest due
+//     notification's wait); read-only, so it runs on every replica, unlocked.
 //
 // Every replica may run a scheduler: each job takes a Postgres advisory lock
 // of its own for the length of a run and skips the run if another replica
@@ -15,8 +18,8 @@
 //
 // Schedules use robfig/cron syntax with an optional seconds field ("0 0 * * *",
 // "*/30 * * * * *", "@every 1m", "@daily") in UTC; "off" disables a job.
-// Each job is also a method (RunRedrive, RunRetention, RunSummary) that runs
-// it once, now, under the same lock.
+// Each job is also a method (RunRedrive, RunRetention, RunSummary,
+// RunGauges) that runs it once, now, under the same lock (gauges: none).
 //
 // The jobs' SQL lives in internal/store; this package must not deliver
 // notifications itself (a re-drive only queues tasks for the workers).
@@ -44,6 +47,7 @@ const (
 	JobRedrive   = "redrive"
 	JobRetention = "retention"
 	JobSummary   = "summary"
+	JobGauges    = "gauges"
 )
 
 // Advisory lock keys, one per job. They only have to be distinct from the
@@ -63,6 +67,8 @@ type Config struct {
 	RedriveSchedule   string
 	RetentionSchedule string
 	SummarySchedule   string
+	// GaugesSchedule refreshes the database gauges (default "@every 30s").
+	GaugesSchedule string
 
 	// Retention is how long terminal notifications and their attempts are
 	// kept (default 720 h, 30 days).
@@ -100,6 +106,7 @@ func (c *Config) setDefaults() {
 	def(&c.RedriveSchedule, "@every 1m")
 	def(&c.RetentionSchedule, "@every 1h")
 	def(&c.SummarySchedule, "0 0 * * *")
+	def(&c.GaugesSchedule, "@every 30s")
 	if c.Retention == 0 {
 		c.Retention = 30 * 24 * time.Hour
 	}
@@ -195,6 +202,7 @@ func New(st *store.Store, queue tasks.Enqueuer, cfg Config) (*Scheduler, error) 
 		{JobRedrive, cfg.RedriveSchedule, func(ctx context.Context) { _, _ = s.RunRedrive(ctx) }},
 		{JobRetention, cfg.RetentionSchedule, func(ctx context.Context) { _, _ = s.RunRetention(ctx) }},
 		{JobSummary, cfg.SummarySchedule, func(ctx context.Context) { _, _ = s.RunSummary(ctx) }},
+		{JobGauges, cfg.GaugesSchedule, func(ctx context.Context) { _, _ = s.RunGauges(ctx) }},
 	}
 	var errs []error
 	for _, sp := range specs {
@@ -246,7 +254,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.hold.Store(int64(lockHold))
 	c.Start()
 	s.logger.Info("scheduler started", "jobs", scheduled, "redrive_schedule", s.cfg.RedriveSchedule,
-		"retention_schedule", s.cfg.RetentionSchedule, "summary_schedule", s.cfg.SummarySchedule, "retention", s.cfg.Retention)
+		"retention_schedule", s.cfg.RetentionSchedule, "summary_schedule", s.cfg.SummarySchedule,
+		"gauges_schedule", s.cfg.GaugesSchedule, "retention", s.cfg.Retention)
 
 	var wg sync.WaitGroup
 	if summary != 0 {
@@ -257,6 +266,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				catchUp.Run()
 			}
 		})
+	}
+	for _, j := range s.jobs {
+		if j.name == JobGauges && j.schedule != nil {
+			// Gauges from the start, not only after the first interval.
+			wg.Go(func() { _, _ = s.RunGauges(ctx) })
+		}
 	}
 	<-ctx.Done()
 	<-c.Stop().Done()
