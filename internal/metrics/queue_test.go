@@ -60,6 +60,9 @@ func TestQueueCollectorCachesReads(t *testing.T) {
 	if got := pendingTasks(t, reg, "q1"); got != 3 {
 		t.Fatalf("q1 pending %v, want 3", got)
 	}
+	// The cached read happened between read and readDone: it expires by
+	// readDone+ttl at the latest, and not before read+ttl.
+	readDone := time.Now()
 	if got := pendingTasks(t, reg, "q2"); got != 0 {
 		t.Fatalf("q2 (never used) pending %v, want 0", got)
 	}
@@ -67,7 +70,7 @@ func TestQueueCollectorCachesReads(t *testing.T) {
 	if got := pendingTasks(t, reg, "q1"); time.Since(read) < ttl && got != 3 {
 		t.Fatalf("within the TTL: q1 pending %v, want the cached 3", got)
 	}
-	time.Sleep(time.Until(read.Add(ttl)))
+	time.Sleep(time.Until(readDone.Add(ttl)))
 	if got := pendingTasks(t, reg, "q1"); got != 5 {
 		t.Fatalf("after the TTL: q1 pending %v, want 5", got)
 	}
