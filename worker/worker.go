@@ -106,6 +106,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		breakers:       newFleetBreakers(newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger), rdb, logger),
 		queue:          w.client,
 		failer:         s,
+		rdb:            rdb,
 		keys:           cfg.TaskKeys,
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,

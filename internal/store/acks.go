@@ -1,0 +1,56 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Acknowledge records a pull receiver's acknowledgement of its
+// notifications ids: each that is pending or failed becomes delivered
+// (delivered_at now), ending its offers. It returns each id's status
+// afterwards; ids that are not the receiver's are absent, exactly like ids
+// that do not exist. Acknowledging twice changes nothing the second time;
+// changed counts the notifications this call delivered.
+//
+// A failed notification may still be acknowledged: the receiver processed
+// it after its last offer (found by reconciliation, say), as a successful
+// manual redelivery delivers a failed push notification.
+func (s *Store) Acknowledge(ctx context.Context, receiver uuid.UUID, ids []uuid.UUID) (status map[uuid.UUID]string, changed int, err error) {
+	keys := make([][16]byte, len(ids))
+	for i, id := range ids {
+		keys[i] = id
+	}
+	// The second branch reads the statement's snapshot, from before the
+	// UPDATE: it answers for the rows the UPDATE did not change.
+	rows, err := s.pool.Query(ctx, `
+		WITH acked AS (
+			UPDATE notifications SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL
+			WHERE id = ANY($2) AND receiver_id = $1 AND status IN ('pending', 'failed')
+			RETURNING id
+		)
+		SELECT id, 'delivered', true FROM acked
+		UNION ALL
+		SELECT id, status::text, false FROM notifications
+		WHERE id = ANY($2) AND receiver_id = $1 AND id NOT IN (SELECT id FROM acked)`, receiver, keys)
+	if err != nil {
+		return nil, 0, fmt.Errorf("acknowledge %d notifications: %w", len(ids), err)
+	}
+	status = make(map[uuid.UUID]string, len(ids))
+	var id uuid.UUID
+	var st string
+	var now bool
+	_, err = pgx.ForEachRow(rows, []any{(*[16]byte)(&id), &st, &now}, func() error {
+		status[id] = st
+		if now {
+			changed++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("acknowledge %d notifications: %w", len(ids), err)
+	}
+	return status, changed, nil
+}
