@@ -45,6 +45,9 @@ const (
 	streamWriteTimeout = 30 * time.Second
 	// streamSentMemory bounds the ids a stream remembers having sent.
 	streamSentMemory = 10000
+	// streamLookback is how far behind Last-Event-ID a resumed stream looks
+	// for unacknowledged notifications (see resend).
+	streamLookback = 5 * time.Second
 	// Defaults of Config.StreamsPerReceiver and Config.StreamHeartbeat.
 	defaultStreamsPerReceiver = 5
 	defaultStreamHeartbeat    = 15 * time.Second
@@ -192,6 +195,9 @@ func (sc *streamConn) run(ctx context.Context, feed *pullfeed.Feed) error {
 	if err := sc.write(rc, []byte(": notifyd stream\nretry: 1000\n\n")); err != nil {
 		return nil
 	}
+	if err := sc.resend(ctx, rc); err != nil {
+		return sc.end(err)
+	}
 	if err := sc.catchUp(ctx, rc); err != nil {
 		return sc.end(err)
 	}
@@ -264,6 +270,37 @@ func (sc *streamConn) catchUp(ctx context.Context, rc *http.ResponseController) 
 			return nil
 		}
 	}
+}
+
+// resend, on a resumed stream, sends again (as reminders, without ids) the
+// pending notifications up to streamLookback behind Last-Event-ID: those
+// the client got but had not acknowledged when the connection broke, and
+// any whose insert committed after a later one had been sent (created_at
+// is the inserting transaction's clock, so commits can land a moment out of
+// order). Older unacknowledged ones wait for their next offer.
+func (sc *streamConn) resend(ctx context.Context, rc *http.ResponseController) error {
+	if sc.after == nil {
+		return nil
+	}
+	id, upTo := sc.receiver.ID, *sc.after
+	from, until := upTo.CreatedAt.Add(-streamLookback), upTo.CreatedAt.Add(time.Microsecond)
+	f := store.ListFilter{ReceiverID: &id, Statuses: []string{store.StatusPending}, CreatedAfter: &from,
+		CreatedBefore: &until, Limit: streamPage, MaxBytes: sc.s.cfg.ListMaxBytes}
+	qctx, cancel := context.WithTimeout(ctx, sc.s.cfg.RequestTimeout)
+	rows, _, err := sc.s.store.ListNotifications(qctx, f)
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, n := range rows {
+		if beyond(store.Position{CreatedAt: n.CreatedAt, ID: n.ID}, upTo) {
+			continue // the catch-up sends it, with its id
+		}
+		if err := sc.send(rc, n, max(n.Attempts, 1), false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // offer handles a worker's announcement. A notification beyond the
