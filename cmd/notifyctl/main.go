@@ -1,6 +1,7 @@
 // Command notifyctl is the command-line client of notifyd's HTTP API: look up
 // notifications and their delivery attempts, redeliver, recover, cancel,
-// send, and reconcile a receiver's notifications into a local handler.
+// send, reconcile a receiver's notifications into a local handler, and
+// forward a pull receiver's event stream to a local URL (listen).
 //
 // It talks to notifyd only through the HTTP API (query/client), never to
 // Postgres or Redis directly, so it needs no more access than a receiver.
@@ -36,6 +37,7 @@ Commands:
   cancel <id>       stop delivering a pending notification
   send              hand in a notification (producer token)
   reconcile         page through all notifications into a handler, with a checkpoint
+  listen            pull receivers: forward the event stream to a local URL, acking each
   version           print the version
 
 Global flags (also accepted after the command):
@@ -119,6 +121,7 @@ func init() {
 		"cancel":    {"cancel <id>", runCancel},
 		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
 		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
+		"listen":    {"listen --forward URL [--last-event-id ID]", runListen},
 	}
 }
 
