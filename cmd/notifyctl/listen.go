@@ -204,3 +204,34 @@ func (l *listener) send(ctx context.Context, e *client.Event) (status int, errTe
 	}
 	return resp.StatusCode, ""
 }
+
+// runAck acknowledges notifications by hand (a pull receiver that
+// processed them some other way). Ids that are not the receiver's, or
+// cancelled, make it fail after the others are acknowledged.
+func runAck(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("ack", "ack <id>...")
+	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return usagef("want at least one notification id")
+	}
+	res, err := e.client().AckBatch(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		if err := writeJSON(e.stdout, res); err != nil {
+			return err
+		}
+	} else {
+		for _, id := range res.Acknowledged {
+			fmt.Fprintf(e.stdout, "%s  acked\n", id)
+		}
+	}
+	if len(res.NotFound)+len(res.Cancelled) > 0 {
+		return fmt.Errorf("not acknowledged: not found %v, cancelled %v", res.NotFound, res.Cancelled)
+	}
+	return nil
+}

@@ -153,7 +153,8 @@ func TestListenForwardsVerifiableCallbacksAndAcks(t *testing.T) {
 }
 
 // TestListenUsage: mistakes on the command line are usage errors; a push
-// receiver's key is refused by the API and ends listen with status 1.
+// receiver's key is refused by the API and ends listen (and ack) with
+// status 1.
 func TestListenUsage(t *testing.T) {
 	t.Parallel()
 	s := notifydtest.Start(t)
@@ -166,11 +167,36 @@ func TestListenUsage(t *testing.T) {
 		{[]string{"listen", "--token", "nfy_x"}, exitUsage, "--forward URL is required"},
 		{[]string{"listen", "--token", "nfy_x", "--forward", "localhost:3000"}, exitUsage, "http(s) URL"},
 		{[]string{"listen", "--url", s.URL, "--token", push.APIKey, "--forward", "http://127.0.0.1:9/"}, exitFail, "delivery_not_pull"},
+		{[]string{"ack", "--token", "nfy_x"}, exitUsage, "at least one notification id"},
+		{[]string{"ack", "--url", s.URL, "--token", push.APIKey, "00000000-0000-0000-0000-000000000001"}, exitFail, "delivery_not_pull"},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %d with %q", tc.args, code, stderr.String(), tc.code, tc.want)
 		}
+	}
+}
+
+// TestAckByHand: `notifyctl ack` acknowledges a pull receiver's
+// notifications; an id that is not its own is reported and exits 1.
+func TestAckByHand(t *testing.T) {
+	t.Parallel()
+	s := notifydtest.Start(t)
+	r := s.CreateReceiver("", map[string]any{"delivery": "pull"})
+	var out struct{ ID string }
+	s.Call("POST", "/v1/notifications", apitest.ProducerToken, map[string]any{"receiver_id": r.ID,
+		"event_type": "trade.paid", "idempotency_key": "by-hand", "payload": map[string]any{}}, http.StatusAccepted, &out)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"ack", "--url", s.URL, "--token", r.APIKey, out.ID}, &stdout, &stderr); code != exitOK ||
+		stdout.String() != out.ID+"  acked\n" {
+		t.Fatalf("ack: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	s.WaitStatus(10*time.Second, "delivered", out.ID)
+	stdout.Reset()
+	unknown := "00000000-0000-0000-0000-000000000002"
+	if code := run(context.Background(), []string{"ack", "--url", s.URL, "--token", r.APIKey, out.ID, unknown}, &stdout, &stderr); code != exitFail ||
+		!strings.Contains(stderr.String(), unknown) {
+		t.Errorf("ack with an unknown id: exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -38,6 +38,7 @@ Commands:
   send              hand in a notification (producer token)
   reconcile         page through all notifications into a handler, with a checkpoint
   listen            pull receivers: forward the event stream to a local URL, acking each
+  ack <id>...       pull receivers: acknowledge notifications as processed
   version           print the version
 
 Global flags (also accepted after the command):
@@ -122,6 +123,7 @@ func init() {
 		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
 		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
 		"listen":    {"listen --forward URL [--last-event-id ID]", runListen},
+		"ack":       {"ack <id>...", runAck},
 	}
 }
 
