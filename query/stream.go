@@ -251,13 +251,8 @@ func (sc *streamConn) heartbeat(ctx context.Context, rc *http.ResponseController
 // catchUp sends, oldest first, every pending notification after the
 // stream's position.
 func (sc *streamConn) catchUp(ctx context.Context, rc *http.ResponseController) error {
-	id := sc.receiver.ID
 	for {
-		f := store.ListFilter{ReceiverID: &id, Statuses: []string{store.StatusPending}, After: sc.after,
-			Limit: streamPage, MaxBytes: sc.s.cfg.ListMaxBytes}
-		qctx, cancel := context.WithTimeout(ctx, sc.s.cfg.RequestTimeout)
-		rows, more, err := sc.s.store.ListNotifications(qctx, f)
-		cancel()
+		rows, more, err := sc.pending(ctx, store.ListFilter{After: sc.after})
 		if err != nil {
 			return err
 		}
@@ -282,13 +277,9 @@ func (sc *streamConn) resend(ctx context.Context, rc *http.ResponseController) e
 	if sc.after == nil {
 		return nil
 	}
-	id, upTo := sc.receiver.ID, *sc.after
+	upTo := *sc.after
 	from, until := upTo.CreatedAt.Add(-streamLookback), upTo.CreatedAt.Add(time.Microsecond)
-	f := store.ListFilter{ReceiverID: &id, Statuses: []string{store.StatusPending}, CreatedAfter: &from,
-		CreatedBefore: &until, Limit: streamPage, MaxBytes: sc.s.cfg.ListMaxBytes}
-	qctx, cancel := context.WithTimeout(ctx, sc.s.cfg.RequestTimeout)
-	rows, _, err := sc.s.store.ListNotifications(qctx, f)
-	cancel()
+	rows, _, err := sc.pending(ctx, store.ListFilter{CreatedAfter: &from, CreatedBefore: &until})
 	if err != nil {
 		return err
 	}
@@ -301,6 +292,16 @@ func (sc *streamConn) resend(ctx context.Context, rc *http.ResponseController) e
 		}
 	}
 	return nil
+}
+
+// pending reads one page of the receiver's pending notifications, oldest
+// first, narrowed by f's position or time range.
+func (sc *streamConn) pending(ctx context.Context, f store.ListFilter) ([]*store.Notification, bool, error) {
+	id := sc.receiver.ID
+	f.ReceiverID, f.Statuses, f.Limit, f.MaxBytes = &id, []string{store.StatusPending}, streamPage, sc.s.cfg.ListMaxBytes
+	qctx, cancel := context.WithTimeout(ctx, sc.s.cfg.RequestTimeout)
+	defer cancel()
+	return sc.s.store.ListNotifications(qctx, f)
 }
 
 // offer handles a worker's announcement. A notification beyond the

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
@@ -386,4 +387,83 @@ func TestPullStreamEndsOnShutdown(t *testing.T) {
 		t.Errorf("stream after shutdown: %v, want io.EOF", err)
 	}
 	t.Logf("stopped in %s", time.Since(start))
+}
+
+// TestPullStreamCatchesUpWithoutAnnouncement: a notification whose offer
+// is never announced (the announcement lost, or no worker has run yet)
+// still reaches an open stream, by the catch-up on the next heartbeat.
+func TestPullStreamCatchesUpWithoutAnnouncement(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, withStreams(5, 300*time.Millisecond))
+	r := s.pullReceiver("10m")
+	st, err := client.New(s.URL, r.APIKey).Stream(context.Background(), client.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	time.Sleep(time.Second) // past the connection's first catch-up
+	// Written straight into Postgres: no task, so no worker offers it.
+	n, _, err := s.store.InsertNotification(context.Background(), store.NewNotification{
+		ID: uuid.New(), ReceiverID: uuid.MustParse(r.ID), EventType: "trade.paid", IdempotencyKey: "unannounced",
+		Payload: []byte(`{"n":1}`), MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := nextEvent(t, st)
+	newEventCheck(t, r.SigningSecret).verify(e)
+	if e.NotificationID != n.ID.String() || e.ID == "" {
+		t.Errorf("event %+v, want %s with an id", e, n.ID)
+	}
+}
+
+// TestPullResumedStreamResendsUnacknowledged: an event received but not
+// acknowledged before the connection broke comes again, as a reminder (no
+// id), when the stream resumes from it; an acknowledged one does not.
+func TestPullResumedStreamResendsUnacknowledged(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	r := s.pullReceiver("10m")
+	c := client.New(s.URL, r.APIKey)
+	acked := s.send(r.ID, "acked", map[string]any{"n": 1})
+	s.waitOffered(acked)
+	unacked := s.send(r.ID, "unacked", map[string]any{"n": 2})
+	s.waitOffered(unacked)
+	st, err := c.Stream(context.Background(), client.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := nextEvent(t, st), nextEvent(t, st)
+	st.Close()
+	if first.NotificationID != acked || second.NotificationID != unacked {
+		t.Fatalf("events for %s, %s; want %s, %s", first.NotificationID, second.NotificationID, acked, unacked)
+	}
+	if err := c.Ack(context.Background(), acked); err != nil {
+		t.Fatal(err)
+	}
+	st, err = c.Stream(context.Background(), client.StreamOptions{LastEventID: second.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	again := nextEvent(t, st)
+	if again.NotificationID != unacked || again.ID != "" {
+		t.Errorf("resumed stream sent %+v, want %s again without an id", again, unacked)
+	}
+	// Nothing else follows: a later notification is the next event.
+	later := s.send(r.ID, "later", map[string]any{"n": 3})
+	if e := nextEvent(t, st); e.NotificationID != later {
+		t.Errorf("next event %s, want the later notification %s", e.NotificationID, later)
+	}
+}
+
+// waitOffered waits until the notification's first offer is on record.
+func (s *stack) waitOffered(id string) {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(s.attempts(id)) == 0 {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("notification %s never offered", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
