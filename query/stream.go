@@ -304,10 +304,11 @@ func (sc *streamConn) pending(ctx context.Context, f store.ListFilter) ([]*store
 	return sc.s.store.ListNotifications(qctx, f)
 }
 
-// offer handles a worker's announcement. A notification beyond the
-// position is new: the catch-up sends it, in order with anything else
-// new. One behind it is a reminder, sent unless it is the first offer of
-// what this connection has just sent.
+// offer handles a worker's announcement. A manual redelivery is sent as
+// it is, whatever the notification's status (someone asked for it). A
+// pending notification beyond the position is new: the catch-up sends it,
+// in order with anything else new. One behind it is a reminder, sent unless
+// it is the first offer of what this connection has just sent.
 func (sc *streamConn) offer(ctx context.Context, rc *http.ResponseController, o pullfeed.Offer) error {
 	qctx, cancel := context.WithTimeout(ctx, sc.s.cfg.RequestTimeout)
 	n, err := sc.s.store.GetNotification(qctx, o.NotificationID)
@@ -318,8 +319,13 @@ func (sc *streamConn) offer(ctx context.Context, rc *http.ResponseController, o 
 	if err != nil {
 		return err
 	}
-	if n.ReceiverID != sc.receiver.ID || n.Status != store.StatusPending {
-		return nil // acknowledged (or cancelled) since it was offered
+	switch {
+	case n.ReceiverID != sc.receiver.ID || n.Status == store.StatusCancelled:
+		return nil
+	case o.Attempt < 0:
+		return sc.send(rc, n, o.Attempt, false)
+	case n.Status != store.StatusPending:
+		return nil // acknowledged since it was offered
 	}
 	if sc.after == nil || beyond(store.Position{CreatedAt: n.CreatedAt, ID: n.ID}, *sc.after) {
 		return sc.catchUp(ctx, rc)

@@ -234,6 +234,16 @@ func TestPullUnacknowledgedIsRemindedThenFails(t *testing.T) {
 	if !slices.Equal(outcomes, []string{"1offered", "2offered", "3offered"}) {
 		t.Errorf("attempts on record: %v", outcomes)
 	}
+	// A manual redelivery of the failed notification is one more offer on
+	// the stream, numbered as manual attempts are.
+	if code, raw := s.call("POST", "/v1/notifications/"+id+"/redeliver", r.APIKey, nil, nil); code != http.StatusAccepted {
+		t.Fatalf("redeliver: %d %s", code, raw)
+	}
+	if e := nextEvent(t, st); e.NotificationID != id || e.Attempt != -1 || e.ID != "" {
+		t.Errorf("after redeliver: event %+v, want %s attempt -1 without an id", e, id)
+	} else {
+		check.verify(e)
+	}
 	// Processed late after all (found by reconciliation, say): the ack
 	// still counts.
 	if err := c.Ack(context.Background(), id); err != nil {

@@ -15,6 +15,13 @@ import (
 // that do not exist. Acknowledging twice changes nothing the second time;
 // changed counts the notifications this call delivered.
 //
+// The stream may send a notification before a worker has made its first
+// offer (it sends what is pending in Postgres, and the HTTP ingest writes
+// there before queueing). Acknowledging such a notification records that
+// offer as attempt 1 (outcome offered, at the acknowledgement's time), so
+// that every delivered notification has an attempt on record; the worker's
+// own attempt 1 then finds it delivered and makes none.
+//
 // A failed notification may still be acknowledged: the receiver processed
 // it after its last offer (found by reconciliation, say), as a successful
 // manual redelivery delivers a failed push notification.
@@ -27,9 +34,14 @@ func (s *Store) Acknowledge(ctx context.Context, receiver uuid.UUID, ids []uuid.
 	// UPDATE: it answers for the rows the UPDATE did not change.
 	rows, err := s.pool.Query(ctx, `
 		WITH acked AS (
-			UPDATE notifications SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL
+			UPDATE notifications SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL,
+				attempts = greatest(attempts, 1), last_attempt_at = coalesce(last_attempt_at, now())
 			WHERE id = ANY($2) AND receiver_id = $1 AND status IN ('pending', 'failed')
 			RETURNING id
+		), offered AS (
+			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, outcome)
+			SELECT id, 1, now(), 0, 'offered' FROM acked
+			ON CONFLICT DO NOTHING
 		)
 		SELECT id, 'delivered', true FROM acked
 		UNION ALL
