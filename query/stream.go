@@ -184,9 +184,6 @@ func (sc *streamConn) refresh(ctx context.Context, id uuid.UUID) error {
 // pull receiver, or the server shuts down.
 func (sc *streamConn) run(ctx context.Context, feed *pullfeed.Feed) error {
 	rc := http.NewResponseController(sc.c.Response())
-	// The server's read timeout would end a long-lived request: a GET has
-	// no body to read, and a client that leaves closes the connection.
-	_ = rc.SetReadDeadline(time.Time{})
 	h := sc.c.Response().Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/query"
 	"github.com/notifyd/notifyd/query/client"
@@ -198,6 +199,7 @@ func TestPullUnacknowledgedIsRemindedThenFails(t *testing.T) {
 	r := s.pullReceiver("1s", "1s")
 	check := newEventCheck(t, r.SigningSecret)
 	c := client.New(s.URL, r.APIKey)
+	offeredBefore := counterValue(metrics.Attempts.WithLabelValues(store.OutcomeOffered))
 	st, err := c.Stream(context.Background(), client.StreamOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -233,6 +235,10 @@ func TestPullUnacknowledgedIsRemindedThenFails(t *testing.T) {
 	}
 	if !slices.Equal(outcomes, []string{"1offered", "2offered", "3offered"}) {
 		t.Errorf("attempts on record: %v", outcomes)
+	}
+	// Other tests run alongside and offer too: at least these three.
+	if d := counterValue(metrics.Attempts.WithLabelValues(store.OutcomeOffered)) - offeredBefore; d < 3 {
+		t.Errorf("delivery_attempts_total{outcome=offered} grew by %v, want at least 3", d)
 	}
 	// A manual redelivery of the failed notification is one more offer on
 	// the stream, numbered as manual attempts are.
@@ -292,11 +298,16 @@ func TestPullAckAndStreamRefusals(t *testing.T) {
 		{"bad delivery", "PATCH", "/v1/receivers/" + a.ID, adminToken, map[string]any{"delivery": "poll"}, 422, `"field":"delivery"`},
 		{"receiver shows its delivery", "GET", "/v1/receivers/" + a.ID, a.APIKey, nil, 200, `"delivery":"pull"`},
 	}
+	deliveredBefore := counterValue(metrics.Terminal.WithLabelValues(store.StatusDelivered))
 	for _, tc := range cases {
 		code, raw := s.call(tc.method, tc.path, tc.token, tc.body, nil)
 		if code != tc.code || !strings.Contains(string(raw), tc.want) {
 			t.Errorf("%s: %d %s, want %d with %s", tc.name, code, raw, tc.code, tc.want)
 		}
+	}
+
+	if d := counterValue(metrics.Terminal.WithLabelValues(store.StatusDelivered)) - deliveredBefore; d < 1 {
+		t.Errorf("notifications_terminal_total{status=delivered} grew by %v after an ack, want at least 1", d)
 	}
 
 	// One stream per receiver here: a second one is refused, and freed
@@ -358,6 +369,31 @@ func TestPullStreamOutlivesTheRequestDeadline(t *testing.T) {
 	}
 }
 
+// servedAPI is an API process on its own listener, run by Serve with the
+// production server's timeouts (the stack's API runs on httptest).
+type servedAPI struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func serveAPI(t *testing.T, s *stack, cfg query.Config) *servedAPI {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	queue := asynq.NewClientFromRedisClient(s.rdb)
+	t.Cleanup(func() { queue.Close() })
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := query.New(s.store, s.rdb, queue, cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &servedAPI{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { a.done <- srv.Serve(ctx, ln) }()
+	return a
+}
+
 // TestPullStreamEndsOnShutdown: an API process that stops ends its
 // streams (clients reconnect elsewhere with Last-Event-ID) instead of
 // waiting out its shutdown timeout for them.
@@ -365,28 +401,17 @@ func TestPullStreamEndsOnShutdown(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	r := s.pullReceiver("10m")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	queue := asynq.NewClientFromRedisClient(s.rdb)
-	defer queue.Close()
-	srv := query.New(s.store, s.rdb, queue, query.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	st, err := client.New("http://"+ln.Addr().String(), r.APIKey).Stream(context.Background(), client.StreamOptions{})
+	api := serveAPI(t, s, query.Config{})
+	st, err := client.New(api.url, r.APIKey).Stream(context.Background(), client.StreamOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	next := make(chan error, 1)
 	go func() { _, err := st.Next(); next <- err }()
-	start := time.Now()
-	cancel()
+	api.cancel()
 	select {
-	case err := <-done:
+	case err := <-api.done:
 		if err != nil {
 			t.Fatalf("serve: %v", err)
 		}
@@ -396,7 +421,27 @@ func TestPullStreamEndsOnShutdown(t *testing.T) {
 	if err := <-next; !errors.Is(err, io.EOF) {
 		t.Errorf("stream after shutdown: %v, want io.EOF", err)
 	}
-	t.Logf("stopped in %s", time.Since(start))
+}
+
+// TestPullStreamOutlivesServerTimeouts: the HTTP server's write timeout
+// (request timeout + 30 s, an absolute deadline on the whole answer) does
+// not cut a stream: each write sets its own. (Its read timeout, 30 s, does
+// not apply once a request without a body is being answered.)
+func TestPullStreamOutlivesServerTimeouts(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	r := s.pullReceiver("10m")
+	api := serveAPI(t, s, query.Config{RequestTimeout: time.Second, StreamHeartbeat: 5 * time.Second})
+	st, err := client.New(api.url, r.APIKey).Stream(context.Background(), client.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	time.Sleep(33 * time.Second)
+	id := s.send(r.ID, "after-the-timeouts", map[string]any{"n": 1})
+	if e := nextEvent(t, st); e.NotificationID != id {
+		t.Errorf("event for %s, want %s", e.NotificationID, id)
+	}
 }
 
 // TestPullStreamCatchesUpWithoutAnnouncement: a notification whose offer

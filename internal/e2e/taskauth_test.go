@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/notifyd/notifyd/internal/metrics"
@@ -45,9 +46,12 @@ func withTaskKeys(k *taskauth.Keyring) stackOption {
 }
 
 // dropped reads tasks_dropped_total for reason.
-func dropped(reason string) float64 {
+func dropped(reason string) float64 { return counterValue(metrics.Dropped.WithLabelValues(reason)) }
+
+// counterValue reads a counter of the process's metrics.
+func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
-	if err := metrics.Dropped.WithLabelValues(reason).Write(&m); err != nil {
+	if err := c.Write(&m); err != nil {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
