@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -198,5 +200,85 @@ func TestAckByHand(t *testing.T) {
 	if code := run(context.Background(), []string{"ack", "--url", s.URL, "--token", r.APIKey, out.ID, unknown}, &stdout, &stderr); code != exitFail ||
 		!strings.Contains(stderr.String(), unknown) {
 		t.Errorf("ack with an unknown id: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestListenReconnectsWithLastEventID: when the stream breaks, listen
+// connects again with the id of the last event it got, so nothing is
+// forwarded twice and nothing sent meanwhile is missed.
+func TestListenReconnectsWithLastEventID(t *testing.T) {
+	t.Parallel()
+	s := notifydtest.Start(t)
+	r := s.CreateReceiver("", map[string]any{"delivery": "pull",
+		"retry": map[string]any{"max_attempts": 2, "intervals": []string{"10m"}}})
+	api, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A proxy in front of the API that cuts the first stream after 1.5 s
+	// and notes the Last-Event-ID of every stream request.
+	proxy := httputil.NewSingleHostReverseProxy(api)
+	proxy.FlushInterval = -1
+	var mu sync.Mutex
+	var resumes []string
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/v1/notifications/stream" {
+			mu.Lock()
+			resumes = append(resumes, req.Header.Get("Last-Event-ID"))
+			first := len(resumes) == 1
+			mu.Unlock()
+			if first {
+				ctx, cancel := context.WithTimeout(req.Context(), 1500*time.Millisecond)
+				defer cancel()
+				req = req.WithContext(ctx)
+			}
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	t.Cleanup(front.Close)
+	var hmu sync.Mutex
+	forwarded := map[string]int{}
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hmu.Lock()
+		forwarded[req.Header.Get("Webhook-Id")]++
+		hmu.Unlock()
+	}))
+	t.Cleanup(local.Close)
+	send := func(key string) string {
+		var out struct{ ID string }
+		s.Call("POST", "/v1/notifications", apitest.ProducerToken, map[string]any{"receiver_id": r.ID,
+			"event_type": "trade.paid", "idempotency_key": key, "payload": map[string]any{}}, http.StatusAccepted, &out)
+		return out.ID
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"listen", "--url", front.URL, "--token", r.APIKey, "--forward", local.URL}, &stdout, &stderr)
+	}()
+	first := send("first")
+	s.WaitStatus(30*time.Second, "delivered", first)
+	// Sent around the cut: the first stream is gone or about to go.
+	time.Sleep(1500 * time.Millisecond)
+	second := send("second")
+	s.WaitStatus(30*time.Second, "delivered", second)
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("listen exited %d: %s", code, stderr.String())
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resumes) < 2 || resumes[0] != "" || resumes[1] == "" {
+		t.Errorf("stream requests' Last-Event-ID: %q; want none, then the first event's", resumes)
+	}
+	hmu.Lock()
+	defer hmu.Unlock()
+	if forwarded[first] != 1 || forwarded[second] != 1 || len(forwarded) != 2 {
+		t.Errorf("forwarded %v, want each of %s and %s once; stdout:\n%s\nstderr:\n%s\nresumes %q", forwarded, first, second, stdout.String(), stderr.String(), resumes)
+	}
+	if !strings.Contains(stderr.String(), "reconnecting") {
+		t.Errorf("stderr %q: no word of the reconnection", stderr.String())
 	}
 }

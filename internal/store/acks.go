@@ -30,36 +30,47 @@ func (s *Store) Acknowledge(ctx context.Context, receiver uuid.UUID, ids []uuid.
 	for i, id := range ids {
 		keys[i] = id
 	}
-	// The second branch reads the statement's snapshot, from before the
-	// UPDATE: it answers for the rows the UPDATE did not change.
-	rows, err := s.pool.Query(ctx, `
-		WITH acked AS (
-			UPDATE notifications SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL,
-				attempts = greatest(attempts, 1), last_attempt_at = coalesce(last_attempt_at, now())
-			WHERE id = ANY($2) AND receiver_id = $1 AND status IN ('pending', 'failed')
-			RETURNING id
-		), offered AS (
-			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, outcome)
-			SELECT id, 1, now(), 0, 'offered' FROM acked
-			ON CONFLICT DO NOTHING
-		)
-		SELECT id, 'delivered', true FROM acked
-		UNION ALL
-		SELECT id, status::text, false FROM notifications
-		WHERE id = ANY($2) AND receiver_id = $1 AND id NOT IN (SELECT id FROM acked)`, receiver, keys)
-	if err != nil {
-		return nil, 0, fmt.Errorf("acknowledge %d notifications: %w", len(ids), err)
-	}
 	status = make(map[uuid.UUID]string, len(ids))
-	var id uuid.UUID
-	var st string
-	var now bool
-	_, err = pgx.ForEachRow(rows, []any{(*[16]byte)(&id), &st, &now}, func() error {
-		status[id] = st
-		if now {
-			changed++
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The attempt first, the notification second: the order in which
+		// a worker records an attempt (RecordAttempts), so that an
+		// acknowledgement racing the worker's first offer waits for it
+		// instead of deadlocking with it.
+		_, err := tx.Exec(ctx, `
+			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, outcome)
+			SELECT id, 1, now(), 0, 'offered' FROM notifications
+			WHERE id = ANY($2) AND receiver_id = $1 AND status IN ('pending', 'failed') AND attempts = 0
+			ON CONFLICT DO NOTHING`, receiver, keys)
+		if err != nil {
+			return err
 		}
-		return nil
+		// The second branch reads the statement's snapshot, from before
+		// the UPDATE: it answers for the rows the UPDATE did not change.
+		rows, err := tx.Query(ctx, `
+			WITH acked AS (
+				UPDATE notifications SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL,
+					attempts = greatest(attempts, 1), last_attempt_at = coalesce(last_attempt_at, now())
+				WHERE id = ANY($2) AND receiver_id = $1 AND status IN ('pending', 'failed')
+				RETURNING id
+			)
+			SELECT id, 'delivered', true FROM acked
+			UNION ALL
+			SELECT id, status::text, false FROM notifications
+			WHERE id = ANY($2) AND receiver_id = $1 AND id NOT IN (SELECT id FROM acked)`, receiver, keys)
+		if err != nil {
+			return err
+		}
+		var id uuid.UUID
+		var st string
+		var now bool
+		_, err = pgx.ForEachRow(rows, []any{(*[16]byte)(&id), &st, &now}, func() error {
+			status[id] = st
+			if now {
+				changed++
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("acknowledge %d notifications: %w", len(ids), err)
