@@ -250,6 +250,17 @@ func TestPullUnacknowledgedIsRemindedThenFails(t *testing.T) {
 	} else {
 		check.verify(e)
 	}
+	// Recovering the receiver's failed notifications gives this one one
+	// more offer (attempt 4) on the stream, like one more attempt for a
+	// push receiver.
+	var rec struct{ Recovered int }
+	if code, raw := s.call("POST", "/v1/receivers/"+r.ID+"/recover", r.APIKey, map[string]any{
+		"since": time.Now().Add(-time.Hour).Format(time.RFC3339)}, &rec); code != http.StatusAccepted || rec.Recovered != 1 {
+		t.Fatalf("recover: %d %s", code, raw)
+	}
+	if e := nextEvent(t, st); e.NotificationID != id || e.Attempt != 4 || e.ID != "" {
+		t.Errorf("after recover: event %+v, want %s attempt 4 without an id", e, id)
+	}
 	// Processed late after all (found by reconciliation, say): the ack
 	// still counts.
 	if err := c.Ack(context.Background(), id); err != nil {
