@@ -17,7 +17,10 @@ import (
 // Unaudited mutating routes: notifications handed in by producers are the
 // service's traffic, not changes to its configuration or to what it does
 // with a notification, and they are recorded in notifications already.
-var unaudited = []string{"/v1/notifications", "/v1/notifications/recorded"}
+// So are a pull receiver's acknowledgements: its stream's traffic, recorded
+// as the notification's delivered_at.
+var unaudited = []string{"/v1/notifications", "/v1/notifications/recorded",
+	"/v1/notifications/:id/ack", "/v1/notifications/ack"}
 
 const auditTargetKey = "notifyd.audit.target"
 

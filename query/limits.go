@@ -113,8 +113,14 @@ var errTimeout = apiError(http.StatusServiceUnavailable, "timeout", "the request
 // deadline gives every request a context deadline (Config.RequestTimeout),
 // which database and Redis calls inherit, and answers 503 when it, or
 // Postgres's statement_timeout, ended the request.
+//
+// Event streams are exempt: they last as long as the client stays, and
+// bound each of their own statements and writes instead.
 func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if c.Path() == "/v1"+streamRoute {
+			return next(c)
+		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		c.SetRequest(c.Request().WithContext(ctx))

@@ -44,6 +44,7 @@ type receiverView struct {
 	Timeout        string        `json:"timeout,omitempty"`
 	CallbackHosts  []string      `json:"callback_hosts"` // null: overrides unrestricted
 	Active         bool          `json:"active"`
+	Delivery       string        `json:"delivery"` // push (callbacks) or pull (stream and ack)
 	CreatedAt      time.Time     `json:"created_at"`
 	UpdatedAt      time.Time     `json:"updated_at"`
 	APIKey         string        `json:"api_key,omitempty"`
@@ -53,7 +54,7 @@ type receiverView struct {
 
 func (s *Server) view(r *store.Receiver) *receiverView {
 	v := &receiverView{ID: r.ID, Name: r.Name, CallbackURL: r.CallbackURL, Retry: r.Retry, EffectiveRetry: s.cfg.Retry,
-		SuccessBody: r.SuccessBody, CallbackHosts: r.CallbackHosts, Active: r.Active, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		SuccessBody: r.SuccessBody, CallbackHosts: r.CallbackHosts, Active: r.Active, Delivery: r.Delivery, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 	if r.Retry != nil {
 		v.EffectiveRetry = r.Retry.Merge(s.cfg.Retry)
 	}
@@ -75,6 +76,9 @@ type receiverInput struct {
 	// CallbackHosts: absent leaves it, null lifts the restriction, a list
 	// (possibly empty) replaces it.
 	CallbackHosts json.RawMessage `json:"callback_hosts"`
+	// Delivery is "push" (callbacks, the default) or "pull" (the receiver
+	// reads GET /v1/notifications/stream and acknowledges).
+	Delivery *string `json:"delivery"`
 }
 
 var jsonNull = []byte("null")
@@ -88,12 +92,20 @@ func (s *Server) patch(in *receiverInput) (store.ReceiverPatch, error) {
 		}
 		p.Name = in.Name
 	}
-	if in.CallbackURL != nil {
+	if in.Delivery != nil {
+		if *in.Delivery != store.DeliveryPush && *in.Delivery != store.DeliveryPull {
+			return p, fieldError("delivery", `must be "push" or "pull"`)
+		}
+		p.Delivery = in.Delivery
+	}
+	// A pull receiver is never called: it may go without a callback URL.
+	pullWithoutURL := in.CallbackURL != nil && *in.CallbackURL == "" && in.Delivery != nil && *in.Delivery == store.DeliveryPull
+	if in.CallbackURL != nil && !pullWithoutURL {
 		if _, err := s.cfg.Targets.ValidateURL(*in.CallbackURL); err != nil {
 			return p, fieldError("callback_url", err.Error())
 		}
-		p.CallbackURL = in.CallbackURL
 	}
+	p.CallbackURL = in.CallbackURL
 	switch {
 	case in.Retry == nil:
 	case bytes.Equal(in.Retry, jsonNull):
@@ -164,8 +176,13 @@ func (s *Server) createReceiver(c echo.Context) error {
 	if in.Name == nil {
 		return fieldError("name", "is required")
 	}
+	pull := in.Delivery != nil && *in.Delivery == store.DeliveryPull
+	if in.CallbackURL == nil && !pull {
+		return fieldError("callback_url", "is required (unless delivery is \"pull\")")
+	}
 	if in.CallbackURL == nil {
-		return fieldError("callback_url", "is required")
+		empty := ""
+		in.CallbackURL = &empty
 	}
 	if in.Active != nil {
 		return fieldError("active", "cannot be set on create")
@@ -179,7 +196,10 @@ func (s *Server) createReceiver(c echo.Context) error {
 		return err
 	}
 	r := &store.Receiver{ID: uuid.New(), Name: *p.Name, CallbackURL: *p.CallbackURL, SigningSecret: secret,
-		Retry: p.Retry, SuccessBody: p.SuccessBody}
+		Retry: p.Retry, SuccessBody: p.SuccessBody, Delivery: store.DeliveryPush}
+	if p.Delivery != nil {
+		r.Delivery = *p.Delivery
+	}
 	if p.Timeout != nil {
 		r.Timeout = *p.Timeout
 	}
@@ -291,6 +311,9 @@ func (s *Server) updateReceiver(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkPushURL(c, id, p); err != nil {
+		return err
+	}
 	r, err := s.store.UpdateReceiver(c.Request().Context(), id, p)
 	if err != nil {
 		return err
@@ -332,4 +355,21 @@ func (s *Server) rotateSecret(c echo.Context) error {
 	v := s.view(r)
 	v.SigningSecret, v.PreviousUntil = secret, r.PreviousSecretUntil
 	return c.JSON(http.StatusOK, v)
+}
+
+// checkPushURL refuses a change that would leave a push receiver without a
+// callback URL: a pull receiver switched to push must be given one.
+func (s *Server) checkPushURL(c echo.Context, id uuid.UUID, p store.ReceiverPatch) error {
+	push := p.Delivery != nil && *p.Delivery == store.DeliveryPush
+	if !push || p.CallbackURL != nil {
+		return nil
+	}
+	r, err := s.store.GetReceiver(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	if r.CallbackURL == "" {
+		return fieldError("callback_url", "is required to switch delivery to \"push\"")
+	}
+	return nil
 }

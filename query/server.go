@@ -51,6 +51,11 @@ type Config struct {
 	RequestTimeout time.Duration
 	// ListMaxBytes bounds a listing page's payload bytes (default 4 MiB).
 	ListMaxBytes int
+	// StreamsPerReceiver bounds a receiver's open event streams on this
+	// API process (default 5); StreamHeartbeat is how often an idle stream
+	// gets a comment line and catches up from Postgres (default 15 s).
+	StreamsPerReceiver int
+	StreamHeartbeat    time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +77,12 @@ func (c *Config) setDefaults() {
 	if c.ListMaxBytes <= 0 {
 		c.ListMaxBytes = DefaultListMaxBytes
 	}
+	if c.StreamsPerReceiver <= 0 {
+		c.StreamsPerReceiver = defaultStreamsPerReceiver
+	}
+	if c.StreamHeartbeat <= 0 {
+		c.StreamHeartbeat = defaultStreamHeartbeat
+	}
 }
 
 // Server is the HTTP API.
@@ -86,6 +97,8 @@ type Server struct {
 	limit *rateLimiter
 	// routeSet holds the route templates, for the HTTP metrics' route label.
 	routeSet map[string]bool
+	// streams bounds and ends the pull receivers' event streams.
+	streams *streamLimiter
 }
 
 // New builds the server; it does not listen until Run.
@@ -96,6 +109,8 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 		auth:  newAuthenticator(s, cfg.AdminToken, cfg.ProducerTokens),
 		rules: ingest.Rules{MaxPayload: cfg.MaxPayload, Targets: cfg.Targets},
 		limit: newRateLimiter(cfg.RateLimits),
+
+		streams: newStreamLimiter(cfg.StreamsPerReceiver),
 	}
 	// Filled once the routes exist; the metrics middleware reads it.
 	srv.routeSet = map[string]bool{}
@@ -158,6 +173,10 @@ func (s *Server) routes() {
 	v1.POST("/notifications/:id/cancel", s.cancel, requireProducer)
 	v1.POST("/notifications/recorded", s.recorded, requireProducer)
 	v1.POST("/receivers/:id/recover", s.recoverFailed, requireAdminOrSelf)
+	// Pull delivery (issue 16).
+	v1.GET(streamRoute, s.stream)
+	v1.POST("/notifications/:id/ack", s.ack)
+	v1.POST("/notifications/ack", s.ackBatch)
 
 	// Audit (issue 11, part D).
 	v1.GET("/audit-events", s.listAuditEvents, requireAdmin)
@@ -174,7 +193,14 @@ func (s *Server) routes() {
 // revoked through another API process) until ctx ends. Serve runs it; a
 // caller that mounts Handler itself runs it alongside, or the server
 // authenticates every request against the database.
-func (s *Server) Listen(ctx context.Context) { s.auth.creds.listen(ctx, s.rdb) }
+//
+// When ctx ends, every event stream ends too: the process is stopping, and
+// an HTTP server's shutdown would otherwise wait for streams that never end
+// on their own.
+func (s *Server) Listen(ctx context.Context) {
+	s.auth.creds.listen(ctx, s.rdb)
+	s.streams.closeAll()
+}
 
 // Handler returns the HTTP handler (tests mount it on httptest servers).
 func (s *Server) Handler() http.Handler { return s.echo }
@@ -214,6 +240,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("api serve: %w", err)
 	case <-ctx.Done():
 	}
+	s.streams.closeAll() // clients reconnect, with Last-Event-ID, to another process
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil {

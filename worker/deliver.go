@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/notifyd/notifyd/internal/envelope"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/signing"
 	"github.com/notifyd/notifyd/internal/store"
@@ -25,9 +26,8 @@ const (
 	maxResponseStore = 4 << 10
 )
 
-// HeaderAttempt carries the automatic attempt number (1-based; 0 for a
-// manual redelivery) so a receiver can see a retry for what it is.
-const HeaderAttempt = "Notifyd-Attempt"
+// HeaderAttempt carries the automatic attempt number (internal/envelope).
+const HeaderAttempt = envelope.HeaderAttempt
 
 // deliverer makes one HTTP attempt and classifies the answer.
 type deliverer struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/metrics"
@@ -35,6 +36,9 @@ type handler struct {
 	logger         *slog.Logger
 	defaultTimeout time.Duration
 	maxTimeout     time.Duration
+
+	// rdb announces offers to pull receivers' streams (pull.go).
+	rdb redis.UniversalClient
 }
 
 // pendingFailer ends a pending notification that must not be attempted.
@@ -96,8 +100,8 @@ func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 	// An open circuit defers before anything else: during an outage every
 	// task of the receiver comes through here, and a deferral should cost
 	// the queue's round trips and no more. (Manual redeliveries go through:
-	// someone asked for them.)
-	if d.Attempt > 0 {
+	// someone asked for them.) Pull receivers are never called: no circuit.
+	if d.Attempt > 0 && !rc.Pull() {
 		if ok, wait := h.breakers.allow(ctx, d.ReceiverID); !ok {
 			metrics.Deferred.WithLabelValues("circuit_open").Inc()
 			return nil, h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
@@ -199,7 +203,7 @@ func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err err
 		// A stale or duplicate task (a crash between recording and
 		// acknowledging, or a re-drive racing the worker): the attempt it
 		// names is on record; make sure the one that is due is queued.
-		return false, h.ensureNext(ctx, d, st)
+		return false, h.ensureNext(ctx, d, dv.rc, st)
 	}
 	if err := h.waitUntilDue(ctx, st.NextAttemptAt); err != nil {
 		return false, err
@@ -213,6 +217,9 @@ func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err err
 // attempt makes the HTTP attempt within the receiver's concurrency limit
 // and feeds its outcome to the latency tracker and the circuit breaker.
 func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err error) {
+	if dv.rc.Pull() {
+		return h.offer(ctx, dv)
+	}
 	d := dv.d
 	if !h.semaphore.acquireWithin(ctx, d.ReceiverID, h.latency.patience(d.ReceiverID)) {
 		metrics.Deferred.WithLabelValues("receiver_busy").Inc()
@@ -241,6 +248,11 @@ func (h *handler) record(ctx context.Context, dv *delivery) error {
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
 		rec.NewStatus = store.StatusDelivered
+	case res.Outcome == store.OutcomeOffered:
+		// Pending until the receiver acknowledges; the next offer (or,
+		// after the last, the expiry) is due on the same schedule.
+		rec.NewStatus = store.StatusPending
+		rec.NextAttemptAt = res.Started.Add(dv.rc.policy.Delay(d.Attempt))
 	case res.Outcome == store.OutcomeGone || d.Attempt >= dv.st.MaxAttempts:
 		rec.NewStatus = store.StatusFailed
 	default:
@@ -260,6 +272,9 @@ func (h *handler) record(ctx context.Context, dv *delivery) error {
 	if dv.create != nil {
 		metrics.Accepted.WithLabelValues("queue").Inc()
 	}
+	if res.Outcome == store.OutcomeOffered {
+		h.announce(ctx, d, d.Attempt)
+	}
 	dv.rec = rec
 	return nil
 }
@@ -275,7 +290,7 @@ func (h *handler) schedule(ctx context.Context, dv *delivery) error {
 	}
 	next := dv.st
 	next.Attempts, next.NextAttemptAt = d.Attempt, &rec.NextAttemptAt
-	return h.ensureNext(ctx, d, next)
+	return h.ensureNext(ctx, d, dv.rc, next)
 }
 
 // deferred hands the task back for later without an attempt while the
@@ -314,6 +329,9 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 	if st.Status == store.StatusCancelled {
 		return nil
 	}
+	if rc.Pull() {
+		return h.manualOffer(ctx, d)
+	}
 	res := h.send(ctx, d, rc, createdAt(d, st), 0)
 	if res.Outcome != store.OutcomeSuccess && ctx.Err() != nil {
 		// Cut short by our side, as in ProcessTask; the requeued task reuses
@@ -334,7 +352,7 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 }
 
 func (h *handler) send(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, created time.Time, attempt int) attemptResult {
-	body, err := envelope(d, created)
+	body, err := envelopeOf(d, created)
 	if err != nil {
 		return attemptResult{Started: time.Now(), Outcome: store.OutcomeFailure, Error: err.Error()}
 	}
@@ -390,8 +408,8 @@ func attemptRow(d *tasks.Deliver, no int, res *attemptResult) store.Attempt {
 
 // ensureNext queues the task for attempt st.Attempts+1 at its due time. A
 // task with that id already in Redis means it is queued: nothing to do.
-func (h *handler) ensureNext(ctx context.Context, d *tasks.Deliver, st store.DeliveryState) error {
-	if st.Status != store.StatusPending || st.Attempts >= st.MaxAttempts {
+func (h *handler) ensureNext(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, st store.DeliveryState) error {
+	if st.Status != store.StatusPending || st.Attempts >= lastTask(rc, st) {
 		return nil
 	}
 	due := time.Now()

@@ -73,21 +73,13 @@ func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig,
 // prepare readies r for delivery; expires, when not zero, is when the
 // prepared form goes stale before receiverTTL.
 func (c *receiverCache) prepare(r *store.Receiver) (rc *receiverConfig, expires time.Time, err error) {
-	key, err := signing.ParseSecret(r.SigningSecret)
+	signer, expires, err := signing.ForReceiver(r.SigningSecret, r.PreviousSecret, r.PreviousSecretUntil, time.Now())
 	if err != nil {
 		return nil, expires, fmt.Errorf("receiver %s: %w", r.ID, err)
-	}
-	keys := [][]byte{key}
-	if r.PreviousSecret != "" && r.PreviousSecretUntil != nil && time.Now().Before(*r.PreviousSecretUntil) {
-		if old, err := signing.ParseSecret(r.PreviousSecret); err == nil {
-			keys = append(keys, old)
-		}
-		// Stop signing with the old secret on time, not up to a TTL late.
-		expires = *r.PreviousSecretUntil
 	}
 	policy := c.defaults
 	if r.Retry != nil {
 		policy = r.Retry.Merge(c.defaults)
 	}
-	return &receiverConfig{Receiver: r, policy: policy, signer: signing.NewSigner(keys...)}, expires, nil
+	return &receiverConfig{Receiver: r, policy: policy, signer: signer}, expires, nil
 }

@@ -107,6 +107,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		queue:          w.client,
 		failer:         s,
 		contents:       s,
+		rdb:            rdb,
 		keys:           cfg.TaskKeys,
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,

@@ -1,6 +1,7 @@
 // Command notifyctl is the command-line client of notifyd's HTTP API: look up
 // notifications and their delivery attempts, redeliver, recover, cancel,
-// send, and reconcile a receiver's notifications into a local handler.
+// send, reconcile a receiver's notifications into a local handler, and
+// forward a pull receiver's event stream to a local URL (listen).
 //
 // It talks to notifyd only through the HTTP API (query/client), never to
 // Postgres or Redis directly, so it needs no more access than a receiver.
@@ -43,6 +44,9 @@ Operators (the admin token):
   receivers         create | get | list | update | rotate-secret | deactivate | activate
   api-keys          create | list | revoke: a receiver's API keys
   producers         create | list | delete: producer records and their tokens
+Pull receivers (a receiver's API key):
+  listen            forward the event stream to a local URL, acking each
+  ack <id>...       acknowledge notifications as processed
 Other:
   receiver-schema   print the DDL of the receiver's de-duplication table
   version           print the version (also --version)
@@ -169,6 +173,8 @@ func init() {
 		"send":            {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
 		"reconcile":       {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
 		"receiver-schema": {"receiver-schema [--table NAME]", runReceiverSchema},
+		"listen":          {"listen --forward URL [--last-event-id ID]", runListen},
+		"ack":             {"ack <id>...", runAck},
 	}
 }
 

@@ -230,3 +230,22 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// ForReceiver returns the signer of a receiver's deliveries: its current
+// secret and, until previousUntil, the previous one (a rotation's grace).
+// expires, when not zero, is when that previous secret stops signing, so a
+// cached signer can be dropped on time.
+func ForReceiver(current, previous string, previousUntil *time.Time, now time.Time) (_ *Signer, expires time.Time, _ error) {
+	key, err := ParseSecret(current)
+	if err != nil {
+		return nil, expires, err
+	}
+	keys := [][]byte{key}
+	if previous != "" && previousUntil != nil && now.Before(*previousUntil) {
+		if old, err := ParseSecret(previous); err == nil {
+			keys = append(keys, old)
+		}
+		expires = *previousUntil
+	}
+	return NewSigner(keys...), expires, nil
+}

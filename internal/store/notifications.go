@@ -31,6 +31,7 @@ const (
 	OutcomeGone    = "gone"    // 410: the receiver asked us to stop
 	OutcomeTimeout = "timeout" // no full answer within the timeout
 	OutcomeBlocked = "blocked" // the callback address is not allowed
+	OutcomeOffered = "offered" // pull receivers: offered on the stream, not yet acknowledged
 )
 
 // Notification as stored.

@@ -30,7 +30,20 @@ type Receiver struct {
 	Active        bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Delivery is DeliveryPush (HTTP callbacks) or DeliveryPull (offers on
+	// the receiver's event stream, acknowledged by the receiver).
+	Delivery string
 }
+
+// Delivery modes of a receiver.
+const (
+	DeliveryPush = "push"
+	DeliveryPull = "pull"
+)
+
+// Pull reports whether r receives by pulling (stream and acknowledgement)
+// instead of callbacks.
+func (r *Receiver) Pull() bool { return r.Delivery == DeliveryPull }
 
 // HashAPIKey is how API keys are stored: a fast hash is right here because
 // the keys are long random strings, not passwords.
@@ -40,14 +53,14 @@ func HashAPIKey(key string) []byte {
 }
 
 const receiverColumns = `id, name, callback_url, signing_secret, coalesce(previous_signing_secret, ''),
-	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), callback_hosts, active, created_at, updated_at`
+	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), callback_hosts, active, created_at, updated_at, delivery`
 
 func (s *Store) scanReceiver(row pgx.Row) (*Receiver, error) {
 	var r Receiver
 	var policy []byte
 	var timeoutMS int
 	err := row.Scan(&r.ID, &r.Name, &r.CallbackURL, &r.SigningSecret, &r.PreviousSecret,
-		&r.PreviousSecretUntil, &policy, &r.SuccessBody, &timeoutMS, &r.CallbackHosts, &r.Active, &r.CreatedAt, &r.UpdatedAt)
+		&r.PreviousSecretUntil, &policy, &r.SuccessBody, &timeoutMS, &r.CallbackHosts, &r.Active, &r.CreatedAt, &r.UpdatedAt, &r.Delivery)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -97,11 +110,11 @@ func (s *Store) insertReceiver(ctx context.Context, q pgx.Tx, r *Receiver) error
 		return fmt.Errorf("create receiver: %w", err)
 	}
 	err = q.QueryRow(ctx, `
-		INSERT INTO receivers (id, name, callback_url, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)
-		RETURNING created_at, updated_at`,
-		r.ID, r.Name, r.CallbackURL, stored, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts,
-	).Scan(&r.CreatedAt, &r.UpdatedAt)
+		INSERT INTO receivers (id, name, callback_url, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active, delivery)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, coalesce(nullif($9, ''), 'push'))
+		RETURNING created_at, updated_at, delivery`,
+		r.ID, r.Name, r.CallbackURL, stored, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts, r.Delivery,
+	).Scan(&r.CreatedAt, &r.UpdatedAt, &r.Delivery)
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)
 	}
@@ -170,6 +183,8 @@ type ReceiverPatch struct {
 	// CallbackHosts, when not nil, replaces the list (empty: no override).
 	CallbackHosts      *[]string
 	ClearCallbackHosts bool
+	// Delivery, when not nil, switches between push and pull.
+	Delivery *string
 }
 
 // UpdateReceiver applies p and returns the receiver as stored.
@@ -191,11 +206,12 @@ func (s *Store) UpdateReceiver(ctx context.Context, id uuid.UUID, p ReceiverPatc
 			timeout_ms = CASE WHEN $8 THEN $9 ELSE timeout_ms END,
 			active = coalesce($10, active),
 			callback_hosts = CASE WHEN $11 THEN NULL WHEN $12 THEN $13::text[] ELSE callback_hosts END,
+			delivery = coalesce($14, delivery),
 			updated_at = now()
 		WHERE id = $1
 		RETURNING `+receiverColumns,
 		id, p.Name, p.CallbackURL, p.ClearRetry, policy, p.ClearSuccessBody, p.SuccessBody,
-		p.Timeout != nil, timeout, p.Active, p.ClearCallbackHosts, p.CallbackHosts != nil, hostsArg(p.CallbackHosts)))
+		p.Timeout != nil, timeout, p.Active, p.ClearCallbackHosts, p.CallbackHosts != nil, hostsArg(p.CallbackHosts), p.Delivery))
 	if err != nil {
 		return nil, fmt.Errorf("update receiver %s: %w", id, err)
 	}

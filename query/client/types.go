@@ -18,6 +18,13 @@ const (
 	StatusCancelled = "cancelled"
 )
 
+// Receiver delivery modes: push gets callbacks; pull reads Stream and
+// acknowledges with Ack.
+const (
+	DeliveryPush = "push"
+	DeliveryPull = "pull"
+)
+
 // Attempt outcomes.
 const (
 	OutcomeSuccess = "success"
@@ -25,6 +32,7 @@ const (
 	OutcomeGone    = "gone"    // the receiver answered 410 Gone
 	OutcomeTimeout = "timeout" // no full answer within the receiver's timeout
 	OutcomeBlocked = "blocked" // the callback address is not allowed
+	OutcomeOffered = "offered" // a pull receiver's attempt: offered on its stream, no HTTP request
 )
 
 // Notification is one notification as the API shows it. Optional fields are
@@ -149,6 +157,7 @@ type Receiver struct {
 	ID          string  `json:"id"`
 	Name        string  `json:"name"`
 	CallbackURL string  `json:"callback_url"`
+	Delivery    string  `json:"delivery"` // DeliveryPush or DeliveryPull
 	Active      bool    `json:"active"`
 	Timeout     string  `json:"timeout,omitempty"`
 	SuccessBody *string `json:"success_body"`

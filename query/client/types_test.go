@@ -20,6 +20,7 @@ func TestConstantsMatchStore(t *testing.T) {
 		{client.OutcomeFailure, store.OutcomeFailure},
 		{client.OutcomeGone, store.OutcomeGone},
 		{client.OutcomeTimeout, store.OutcomeTimeout},
+		{client.OutcomeOffered, store.OutcomeOffered},
 		{client.OutcomeBlocked, store.OutcomeBlocked},
 	}
 	for _, tt := range tests {
