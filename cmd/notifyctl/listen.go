@@ -49,7 +49,7 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("listen", "")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), listenHelp)
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	l := &listener{env: e}
 	fs.StringVar(&l.forward, "forward", "", "POST each notification to this `URL` (required)")
