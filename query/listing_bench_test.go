@@ -45,7 +45,10 @@ func BenchmarkListRequest(b *testing.B) {
 	rec := httptest.NewRecorder()
 	srv.Handler().ServeHTTP(rec, benchRequest("POST", "/v1/receivers", testAdminToken,
 		`{"name":"shop","callback_url":"http://127.0.0.1:1/cb"}`))
-	var r testReceiver
+	var r struct {
+		ID     uuid.UUID `json:"id"`
+		APIKey string    `json:"api_key"`
+	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || rec.Code != http.StatusCreated {
 		b.Fatalf("create receiver: %d %s", rec.Code, rec.Body)
 	}
