@@ -249,16 +249,12 @@ func (c *Client) prepare(n Notification) (*tasks.Deliver, error) {
 // means a task with the same id was already queued or running, which is
 // success too (the notification is on its way).
 func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
-	task, err := d.Task(c.opts.keys)
-	if err != nil {
-		return false, err
-	}
 	var ack *replicaAck
 	if c.acks != nil {
 		ack = new(replicaAck)
 		ctx = context.WithValue(ctx, ackKey{}, ack)
 	}
-	_, err = c.asynq.EnqueueContext(ctx, task)
+	_, err = tasks.Enqueue(ctx, c.asynq, c.opts.keys, d)
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		created = false

@@ -99,6 +99,7 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = srv.handleError
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	e.Use(srv.trace)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		cfg.Logger.Error("panic in handler", "path", c.Path(), "err", err, "stack", string(stack))
 		return err

@@ -1,0 +1,195 @@
+package tracing
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// otelVars are the variables Setup and OpenTelemetry's SDK read; each test
+// starts with all of them empty.
+var otelVars = []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+	"OTEL_PROPAGATORS", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER"}
+
+func cleanEnv(t *testing.T, set map[string]string) {
+	for _, k := range otelVars {
+		t.Setenv(k, set[k])
+	}
+}
+
+// keepGlobals restores OpenTelemetry's global provider and propagator
+// after a test that let Setup replace them.
+func keepGlobals(t *testing.T) {
+	tp, prop := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	t.Cleanup(func() {
+		otel.SetTracerProvider(tp)
+		otel.SetTextMapPropagator(prop)
+	})
+}
+
+// Without an OTLP endpoint, or when the standard variables turn it off,
+// nothing is installed: spans stay OpenTelemetry's no-op ones. Settings
+// notifyd cannot honour refuse to start.
+func TestSetupFromEnvironment(t *testing.T) {
+	const endpoint = "http://127.0.0.1:4318"
+	cases := []struct {
+		name    string
+		env     map[string]string
+		wantErr bool
+	}{
+		{"nothing set", nil, false},
+		{"only a protocol", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, false},
+		{"SDK disabled", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SDK_DISABLED": "true"}, false},
+		{"exporter none", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_EXPORTER": "none"}, false},
+		{"another exporter", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_EXPORTER": "zipkin"}, true},
+		{"gRPC", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, true},
+		{"gRPC for traces", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, true},
+		{"unknown propagator", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_PROPAGATORS": "tracecontext,b3"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cleanEnv(t, c.env)
+			keepGlobals(t)
+			before := otel.GetTracerProvider()
+			shutdown, err := Setup(context.Background(), "worker", quiet)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("Setup: err %v, want error %v", err, c.wantErr)
+			}
+			if shutdown == nil || shutdown(context.Background()) != nil {
+				t.Fatal("Setup must return a Shutdown that can be called")
+			}
+			if otel.GetTracerProvider() != before {
+				t.Fatal("Setup installed a provider although tracing is off")
+			}
+			_, span := Tracer().Start(context.Background(), "x")
+			if span.IsRecording() {
+				t.Fatal("a span records with tracing off")
+			}
+		})
+	}
+}
+
+func TestPropagators(t *testing.T) {
+	cases := map[string][]string{
+		"":                      {"traceparent", "tracestate", "baggage"},
+		"tracecontext":          {"traceparent", "tracestate"},
+		" baggage ":             {"baggage"},
+		"tracecontext,baggage":  {"traceparent", "tracestate", "baggage"},
+		"none":                  nil,
+		"tracecontext,none":     nil,
+		"tracecontext, baggage": {"traceparent", "tracestate", "baggage"},
+	}
+	for spec, want := range cases {
+		p, err := propagators(spec)
+		if err != nil {
+			t.Fatalf("%q: %v", spec, err)
+		}
+		got := p.Fields()
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("%q: fields %v, want %v", spec, got, want)
+		}
+	}
+	if _, err := propagators("jaeger"); err == nil {
+		t.Error("jaeger: want an error")
+	}
+}
+
+// otlpCollector is an OTLP/HTTP trace endpoint on loopback.
+type otlpCollector struct {
+	*httptest.Server
+	mu    sync.Mutex
+	paths []string
+	reqs  []*coltracepb.ExportTraceServiceRequest
+}
+
+func newCollector(t *testing.T) *otlpCollector {
+	c := &otlpCollector{}
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err != nil || r.Header.Get("Content-Type") != "application/x-protobuf" || proto.Unmarshal(body, req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		c.mu.Lock()
+		c.paths, c.reqs = append(c.paths, r.URL.Path), append(c.reqs, req)
+		c.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		w.Write(out)
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+// With an endpoint set, spans go over OTLP/HTTP to it, with notifyd's
+// resource, and the Shutdown Setup returns sends what is still buffered
+// (the batch processor would wait up to 5 s otherwise).
+func TestSetupExportsOverOTLP(t *testing.T) {
+	for _, c := range []struct{ name, variable, suffix, wantPath string }{
+		{"base endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "/v1/traces"},
+		{"traces endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/collect/traces", "/collect/traces"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			col := newCollector(t)
+			cleanEnv(t, map[string]string{c.variable: col.URL + c.suffix, "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test"})
+			keepGlobals(t)
+			shutdown, err := Setup(context.Background(), "worker", quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, parent := Tracer().Start(context.Background(), "parent")
+			_, child := Tracer().Start(ctx, "child")
+			child.End()
+			parent.End()
+			if !slices.Contains(otel.GetTextMapPropagator().Fields(), "traceparent") {
+				t.Error("no W3C propagator installed")
+			}
+			if err := shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			col.mu.Lock()
+			defer col.mu.Unlock()
+			if len(col.reqs) != 1 || col.paths[0] != c.wantPath {
+				t.Fatalf("collector got %d exports at %v, want 1 at %s", len(col.reqs), col.paths, c.wantPath)
+			}
+			rs := col.reqs[0].ResourceSpans[0]
+			attrs := map[string]string{}
+			for _, kv := range rs.Resource.Attributes {
+				attrs[kv.Key] = kv.Value.GetStringValue()
+			}
+			for k, want := range map[string]string{"service.name": "notifyd", "notifyd.process": "worker", "deployment.environment.name": "test"} {
+				if attrs[k] != want {
+					t.Errorf("resource %s = %q, want %q", k, attrs[k], want)
+				}
+			}
+			ss := rs.ScopeSpans[0]
+			if ss.Scope.Name != Scope || len(ss.Spans) != 2 {
+				t.Fatalf("scope %q with %d spans, want %q with 2", ss.Scope.Name, len(ss.Spans), Scope)
+			}
+			byName := map[string][]byte{}
+			for _, s := range ss.Spans {
+				byName[s.Name] = s.SpanId
+			}
+			for _, s := range ss.Spans {
+				if s.Name == "child" && string(s.ParentSpanId) != string(byName["parent"]) {
+					t.Error("child's parent is not parent")
+				}
+			}
+		})
+	}
+}
