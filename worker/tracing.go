@@ -24,10 +24,17 @@ import (
 // to other traces, so the batch's span (traceBatch) cannot be a child of
 // any one of them: it is a root span linked to every record span it wrote.
 
+// Span options are built once: an option built per call costs an
+// allocation even when tracing is off.
+var (
+	deliverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	attemptSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+)
+
 // traceDelivery starts the span of one task's processing, a child of the
 // span that queued it (the trace context the task carries).
 func traceDelivery(ctx context.Context, d *tasks.Deliver) (context.Context, trace.Span) {
-	ctx, span := tracing.Tracer().Start(d.TraceContext(ctx), tracing.SpanDeliver, trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := tracing.Tracer().Start(d.TraceContext(ctx), tracing.SpanDeliver, deliverSpan...)
 	if span.IsRecording() {
 		queue, _ := asynq.GetQueueName(ctx)
 		span.SetAttributes(tracing.NotificationID.String(d.ID.String()), tracing.ReceiverID.String(d.ReceiverID.String()),
@@ -55,7 +62,7 @@ func endDelivery(span trace.Span, err error) {
 // callback's scheme, host and port are recorded: its path and query can
 // hold a receiver's secret (a token in the URL).
 func traceAttempt(ctx context.Context, r *attemptRequest) (context.Context, trace.Span) {
-	ctx, span := tracing.Tracer().Start(ctx, tracing.SpanAttempt, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := tracing.Tracer().Start(ctx, tracing.SpanAttempt, attemptSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(semconv.HTTPRequestMethodPost, tracing.Attempt.Int(r.Attempt))
 		if u, err := url.Parse(r.URL); err == nil {

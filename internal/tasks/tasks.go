@@ -184,13 +184,17 @@ func Schedule(ctx context.Context, q Enqueuer, keys *taskauth.Keyring, d Deliver
 	return nil
 }
 
+// enqueueSpan is built once: an option built per call costs an allocation
+// even when tracing is off.
+var enqueueSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+
 // Enqueue seals d with keys and hands it to q inside a producer span
 // (tracing.SpanEnqueue) whose trace context d carries to the worker: every
 // producer queues through here, so every attempt joins the trace of what
 // queued it. asynq.ErrTaskIDConflict (the task is queued already) is
 // returned as is: the caller decides whether that is success.
 func Enqueue(ctx context.Context, q Enqueuer, keys *taskauth.Keyring, d *Deliver, opts ...asynq.Option) (*asynq.TaskInfo, error) {
-	ctx, span := tracing.Tracer().Start(ctx, tracing.SpanEnqueue, trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := tracing.Tracer().Start(ctx, tracing.SpanEnqueue, enqueueSpan...)
 	defer span.End()
 	d.carryTrace(ctx)
 	task, err := d.Task(keys, opts...)
