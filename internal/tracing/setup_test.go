@@ -1,18 +1,16 @@
 package tracing
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/notifyd/notifyd/internal/tracing/otlptest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -108,34 +106,6 @@ func TestPropagators(t *testing.T) {
 	}
 }
 
-// otlpCollector is an OTLP/HTTP trace endpoint on loopback.
-type otlpCollector struct {
-	*httptest.Server
-	mu    sync.Mutex
-	paths []string
-	reqs  []*coltracepb.ExportTraceServiceRequest
-}
-
-func newCollector(t *testing.T) *otlpCollector {
-	c := &otlpCollector{}
-	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		req := &coltracepb.ExportTraceServiceRequest{}
-		if err != nil || r.Header.Get("Content-Type") != "application/x-protobuf" || proto.Unmarshal(body, req) != nil {
-			http.Error(w, "bad export", http.StatusBadRequest)
-			return
-		}
-		c.mu.Lock()
-		c.paths, c.reqs = append(c.paths, r.URL.Path), append(c.reqs, req)
-		c.mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		w.Write(out)
-	}))
-	t.Cleanup(c.Close)
-	return c
-}
-
 // With an endpoint set, spans go over OTLP/HTTP to it, with notifyd's
 // resource, and the Shutdown Setup returns sends what is still buffered
 // (the batch processor would wait up to 5 s otherwise).
@@ -145,7 +115,7 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 		{"traces endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/collect/traces", "/collect/traces"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			col := newCollector(t)
+			col := otlptest.NewCollector(t)
 			cleanEnv(t, map[string]string{c.variable: col.URL + c.suffix, "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test"})
 			keepGlobals(t)
 			shutdown, err := Setup(context.Background(), "worker", quiet)
@@ -162,33 +132,27 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 			if err := shutdown(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			col.mu.Lock()
-			defer col.mu.Unlock()
-			if len(col.reqs) != 1 || col.paths[0] != c.wantPath {
-				t.Fatalf("collector got %d exports at %v, want 1 at %s", len(col.reqs), col.paths, c.wantPath)
+			if paths := col.Paths(); len(paths) != 1 || paths[0] != c.wantPath {
+				t.Fatalf("collector got exports at %v, want one at %s", paths, c.wantPath)
 			}
-			rs := col.reqs[0].ResourceSpans[0]
-			attrs := map[string]string{}
-			for _, kv := range rs.Resource.Attributes {
-				attrs[kv.Key] = kv.Value.GetStringValue()
+			spans := col.Spans()
+			if len(spans) != 2 {
+				t.Fatalf("%d spans exported, want 2", len(spans))
 			}
 			for k, want := range map[string]string{"service.name": "notifyd", "notifyd.process": "worker", "deployment.environment.name": "test"} {
-				if attrs[k] != want {
-					t.Errorf("resource %s = %q, want %q", k, attrs[k], want)
+				if got := spans[0].Resource[k]; got != want {
+					t.Errorf("resource %s = %q, want %q", k, got, want)
 				}
 			}
-			ss := rs.ScopeSpans[0]
-			if ss.Scope.Name != Scope || len(ss.Spans) != 2 {
-				t.Fatalf("scope %q with %d spans, want %q with 2", ss.Scope.Name, len(ss.Spans), Scope)
-			}
-			byName := map[string][]byte{}
-			for _, s := range ss.Spans {
-				byName[s.Name] = s.SpanId
-			}
-			for _, s := range ss.Spans {
-				if s.Name == "child" && string(s.ParentSpanId) != string(byName["parent"]) {
-					t.Error("child's parent is not parent")
+			byName := map[string]otlptest.Span{}
+			for _, s := range spans {
+				byName[s.Name] = s
+				if s.Scope != Scope {
+					t.Errorf("span %s: scope %q, want %q", s.Name, s.Scope, Scope)
 				}
+			}
+			if !bytes.Equal(byName["child"].ParentSpanId, byName["parent"].SpanId) {
+				t.Error("child's parent is not parent")
 			}
 		})
 	}
