@@ -1,21 +1,11 @@
 package query
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
-
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/notifyd/notifyd/internal/netguard"
-	"github.com/notifyd/notifyd/internal/store"
-	"github.com/notifyd/notifyd/internal/testenv"
 )
 
 // BenchmarkIngestRequest is one POST /v1/notifications served in process by
@@ -23,18 +13,7 @@ import (
 // first attempt queued in a real Redis. cpu-ns/op is this process's CPU per
 // request (Postgres's and Redis's own CPU are not in it).
 func BenchmarkIngestRequest(b *testing.B) {
-	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	rdb := redis.NewClient(testenv.Redis(b))
-	defer rdb.Close()
-	queue := asynq.NewClientFromRedisClient(rdb)
-	defer queue.Close()
-	srv := New(st, rdb, queue, Config{AdminToken: testAdminToken, ProducerTokens: []string{testProducerToken},
-		Targets: netguard.Policy{AllowPrivate: true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, _ := benchServer(b)
 
 	rec := httptest.NewRecorder()
 	srv.Handler().ServeHTTP(rec, benchRequest("POST", "/v1/receivers", testAdminToken,

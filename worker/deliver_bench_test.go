@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tracing/tracingtest"
 )
 
 // BenchmarkAttempt is one HTTP attempt to a receiver on loopback that
@@ -38,15 +37,7 @@ func BenchmarkAttempt(b *testing.B) {
 // sampled and handed to a batch processor whose exporter discards it, so
 // the figure is the spans' own cost, not an exporter's.
 func BenchmarkAttemptTraced(b *testing.B) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	defer func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		tp.Shutdown(context.Background())
-	}()
+	tracingtest.Install(b, sdktrace.WithBatcher(discard{}))
 	BenchmarkAttempt(b)
 }
 

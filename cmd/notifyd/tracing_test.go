@@ -12,7 +12,7 @@ import (
 
 	"github.com/notifyd/notifyd/internal/testenv"
 	"github.com/notifyd/notifyd/internal/tracing"
-	"github.com/notifyd/notifyd/internal/tracing/otlptest"
+	"github.com/notifyd/notifyd/internal/tracing/tracingtest"
 )
 
 // notifyd all, with an OTLP endpoint set, exports the spans of a
@@ -21,7 +21,7 @@ import (
 // sent them. Not parallel: it sets environment variables (and, in process,
 // OpenTelemetry's global provider).
 func TestAllExportsTracesAndFlushesOnShutdown(t *testing.T) {
-	col := otlptest.NewCollector(t)
+	col := tracingtest.NewCollector(t)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer receiver.Close()
 	redisOpt := testenv.Redis(t)
@@ -84,7 +84,7 @@ func TestAllExportsTracesAndFlushesOnShutdown(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("notifyd all did not stop within 30 s")
 	}
-	got := map[string]otlptest.Span{}
+	got := map[string]tracingtest.Span{}
 	for _, s := range col.Spans() {
 		if s.Attr(string(tracing.NotificationID)) == n.ID || s.Name == tracing.SpanAttempt {
 			got[s.Name] = s
@@ -92,7 +92,7 @@ func TestAllExportsTracesAndFlushesOnShutdown(t *testing.T) {
 	}
 	server, enqueue, deliver := got["POST /v1/notifications"], got[tracing.SpanEnqueue], got[tracing.SpanDeliver]
 	attempt, record := got[tracing.SpanAttempt], got[tracing.SpanRecord]
-	for name, s := range map[string]otlptest.Span{"server": server, "enqueue": enqueue, "deliver": deliver, "attempt": attempt, "record": record} {
+	for name, s := range map[string]tracingtest.Span{"server": server, "enqueue": enqueue, "deliver": deliver, "attempt": attempt, "record": record} {
 		if s.Span == nil {
 			t.Fatalf("no %s span exported; got %d spans", name, len(col.Spans()))
 		}
@@ -103,7 +103,7 @@ func TestAllExportsTracesAndFlushesOnShutdown(t *testing.T) {
 			t.Errorf("%s span's resource: %v", name, s.Resource)
 		}
 	}
-	for child, parent := range map[string][2]otlptest.Span{"enqueue": {enqueue, server}, "deliver": {deliver, enqueue},
+	for child, parent := range map[string][2]tracingtest.Span{"enqueue": {enqueue, server}, "deliver": {deliver, enqueue},
 		"attempt": {attempt, deliver}, "record": {record, deliver}} {
 		if !bytes.Equal(parent[0].ParentSpanId, parent[1].SpanId) {
 			t.Errorf("%s span's parent is not the expected span", child)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -22,23 +21,14 @@ import (
 	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/tracing"
+	"github.com/notifyd/notifyd/internal/tracing/tracingtest"
 	"github.com/notifyd/notifyd/notifier"
 )
 
-// record installs a tracer provider that keeps every ended span in memory,
-// with W3C propagation, for the rest of the test.
+// record keeps every span ended from now on, and gives the test a tracer
+// of its own, the producer's.
 func record(t *testing.T) (*tracetest.SpanRecorder, trace.Tracer) {
-	t.Helper()
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		tp.Shutdown(context.Background())
-	})
+	sr, tp := tracingtest.Record(t)
 	return sr, tp.Tracer("producer")
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 
-	"github.com/notifyd/notifyd/internal/tracing/otlptest"
+	"github.com/notifyd/notifyd/internal/tracing/tracingtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -115,7 +115,7 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 		{"traces endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/collect/traces", "/collect/traces"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			col := otlptest.NewCollector(t)
+			col := tracingtest.NewCollector(t)
 			cleanEnv(t, map[string]string{c.variable: col.URL + c.suffix, "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test"})
 			keepGlobals(t)
 			shutdown, err := Setup(context.Background(), "worker", quiet)
@@ -144,7 +144,7 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 					t.Errorf("resource %s = %q, want %q", k, got, want)
 				}
 			}
-			byName := map[string]otlptest.Span{}
+			byName := map[string]tracingtest.Span{}
 			for _, s := range spans {
 				byName[s.Name] = s
 				if s.Scope != Scope {

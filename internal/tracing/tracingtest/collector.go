@@ -1,7 +1,8 @@
-// Package otlptest is an OTLP/HTTP trace endpoint on loopback for tests:
-// it decodes what an exporter sends, so a test checks the spans a real
-// process exported. It owns nothing else; only test files import it.
-package otlptest
+// Package tracingtest gives tests spans to check: a tracer provider that
+// keeps them in memory, installed as OpenTelemetry's global one for the
+// test (install.go), and an OTLP/HTTP endpoint on loopback that decodes
+// what a real process exports (collector.go). Only test files import it.
+package tracingtest
 
 import (
 	"io"
