@@ -9,6 +9,10 @@
 // is (see deploy/redis.conf for AOF settings). A producer that must not lose
 // a notification if Redis loses data, or that wants the notification sent
 // only if its own database transaction commits, uses the outbox instead.
+//
+// Enqueueing is traced with OpenTelemetry through the producer's global
+// TracerProvider: the notification's delivery joins the trace of the span
+// in Notify's context (no provider set: nothing is recorded).
 package notifier
 
 import (

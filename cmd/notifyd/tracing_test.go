@@ -22,6 +22,7 @@ import (
 // OpenTelemetry's global provider).
 func TestAllExportsTracesAndFlushesOnShutdown(t *testing.T) {
 	col := tracingtest.NewCollector(t)
+	tracingtest.KeepGlobals(t)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer receiver.Close()
 	redisOpt := testenv.Redis(t)

@@ -27,16 +27,6 @@ func cleanEnv(t *testing.T, set map[string]string) {
 	}
 }
 
-// keepGlobals restores OpenTelemetry's global provider and propagator
-// after a test that let Setup replace them.
-func keepGlobals(t *testing.T) {
-	tp, prop := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	t.Cleanup(func() {
-		otel.SetTracerProvider(tp)
-		otel.SetTextMapPropagator(prop)
-	})
-}
-
 // Without an OTLP endpoint, or when the standard variables turn it off,
 // nothing is installed: spans stay OpenTelemetry's no-op ones. Settings
 // notifyd cannot honour refuse to start.
@@ -59,7 +49,7 @@ func TestSetupFromEnvironment(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cleanEnv(t, c.env)
-			keepGlobals(t)
+			tracingtest.KeepGlobals(t)
 			before := otel.GetTracerProvider()
 			shutdown, err := Setup(context.Background(), "worker", quiet)
 			if (err != nil) != c.wantErr {
@@ -117,7 +107,7 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			col := tracingtest.NewCollector(t)
 			cleanEnv(t, map[string]string{c.variable: col.URL + c.suffix, "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test"})
-			keepGlobals(t)
+			tracingtest.KeepGlobals(t)
 			shutdown, err := Setup(context.Background(), "worker", quiet)
 			if err != nil {
 				t.Fatal(err)

@@ -17,15 +17,23 @@ import (
 func Install(tb testing.TB, opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
 	tb.Helper()
 	tp := sdktrace.NewTracerProvider(opts...)
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	tb.Cleanup(func() { tp.Shutdown(context.Background()) })
+	KeepGlobals(tb)
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
-	tb.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		tp.Shutdown(context.Background())
-	})
 	return tp
+}
+
+// KeepGlobals puts OpenTelemetry's global provider, propagator and error
+// handler back as they are now when the test ends, for a test whose code
+// under test replaces them (tracing.Setup does).
+func KeepGlobals(tb testing.TB) {
+	tp, prop, eh := otel.GetTracerProvider(), otel.GetTextMapPropagator(), otel.GetErrorHandler()
+	tb.Cleanup(func() {
+		otel.SetTracerProvider(tp)
+		otel.SetTextMapPropagator(prop)
+		otel.SetErrorHandler(eh)
+	})
 }
 
 // Record installs a provider that samples every span and keeps each one
