@@ -72,9 +72,9 @@ func (c *Client) compareQueued(d *tasks.Deliver) (conflict *ConflictError, gone 
 // way); a task with other content is a *ConflictError. A task that ended
 // between the refusal and the comparison is enqueued again, a bounded number
 // of times: the worker then compares against Postgres.
-func (c *Client) enqueueOnce(ctx context.Context, d *tasks.Deliver, task *asynq.Task) (created bool, err error) {
+func (c *Client) enqueueOnce(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
 	for try := 0; ; try++ {
-		_, err = c.asynq.EnqueueContext(ctx, task)
+		_, err = tasks.Enqueue(ctx, c.asynq, c.opts.keys, d)
 		if !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return err == nil, err
 		}

@@ -9,6 +9,10 @@
 // is (see deploy/redis.conf for AOF settings). A producer that must not lose
 // a notification if Redis loses data, or that wants the notification sent
 // only if its own database transaction commits, uses the outbox instead.
+//
+// Enqueueing is traced with OpenTelemetry through the producer's global
+// TracerProvider: the notification's delivery joins the trace of the span
+// in Notify's context (no provider set: nothing is recorded).
 package notifier
 
 import (
@@ -262,16 +266,12 @@ func (c *Client) prepare(n Notification) (*tasks.Deliver, error) {
 // which is success too (the notification is on its way); the same id with
 // other content is a *ConflictError.
 func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
-	task, err := d.Task(c.opts.keys)
-	if err != nil {
-		return false, err
-	}
 	var ack *replicaAck
 	if c.acks != nil {
 		ack = new(replicaAck)
 		ctx = context.WithValue(ctx, ackKey{}, ack)
 	}
-	created, err = c.enqueueOnce(ctx, d, task)
+	created, err = c.enqueueOnce(ctx, d)
 	var conflict *ConflictError
 	switch {
 	case errors.As(err, &conflict):

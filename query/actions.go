@@ -56,11 +56,7 @@ func (s *Server) redeliver(c echo.Context) error {
 	}
 	d := deliverTask(n)
 	d.Attempt, d.Manual = 0, no
-	task, err := d.Task(s.cfg.TaskKeys)
-	if err != nil {
-		return err
-	}
-	if _, err := s.queue.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	if _, err := tasks.Enqueue(ctx, s.queue, s.cfg.TaskKeys, &d); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		// Number no is used up without an attempt; numbers need only be
 		// unique, and the caller can simply ask again.
 		metrics.InfraErrors.WithLabelValues("redis").Inc()

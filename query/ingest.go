@@ -8,12 +8,14 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
+	"github.com/notifyd/notifyd/internal/tracing"
 )
 
 // ingestInput is the body of POST /v1/notifications.
@@ -76,6 +78,9 @@ func (s *Server) ingest(c echo.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(tracing.NotificationID.String(n.ID.String()), tracing.ReceiverID.String(n.ReceiverID.String()))
 	}
 	if !created {
 		if !ingest.SameContent(n.EventType, n.Payload, in.EventType, in.Payload) {

@@ -120,6 +120,7 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	// Outermost, so that every answer is counted, with the status sent.
 	e.Use(httpMetrics(srv.routeSet))
+	e.Use(srv.trace)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		cfg.Logger.Error("panic in handler", "path", c.Path(), "err", err, "stack", string(stack))
 		return err

@@ -84,7 +84,15 @@ type attemptResult struct {
 	RetryAfter time.Duration // from a 429/503 Retry-After header
 }
 
+// attempt makes the request in a client span (tracing.go).
 func (d *deliverer) attempt(ctx context.Context, r *attemptRequest) attemptResult {
+	ctx, span := traceAttempt(ctx, r)
+	res := d.post(ctx, r)
+	endAttempt(span, &res)
+	return res
+}
+
+func (d *deliverer) post(ctx context.Context, r *attemptRequest) attemptResult {
 	// Started is taken before the deadline is set, so a timed-out attempt
 	// never records less than its timeout.
 	res := attemptResult{Started: time.Now()}
@@ -120,6 +128,7 @@ func (d *deliverer) attempt(ctx context.Context, r *attemptRequest) attemptResul
 	h[http.CanonicalHeaderKey(signing.HeaderTimestamp)] = []string{strconv.FormatInt(res.Started.Unix(), 10)}
 	h[http.CanonicalHeaderKey(signing.HeaderSignature)] = []string{r.Signer.Header(r.ID, res.Started, r.Body)}
 	h[HeaderAttempt] = []string{strconv.Itoa(r.Attempt)}
+	injectTrace(ctx, h)
 
 	resp, err := d.client.Do(req)
 	if err != nil {

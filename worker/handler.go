@@ -58,10 +58,17 @@ type delivery struct {
 	rec    store.AttemptRecord
 }
 
-// ProcessTask implements asynq.Handler: admit the task, load its
-// notification's state, make the attempt, record it, schedule the next.
-func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	dv, err := h.admit(ctx, t)
+// ProcessTask implements asynq.Handler: open and admit the task, load its
+// notification's state, make the attempt, record it, schedule the next;
+// all of it in one span (tracing.go), a child of the task's enqueue span.
+func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
+	d, err := h.open(t)
+	if err != nil {
+		return err
+	}
+	ctx, span := traceDelivery(ctx, d)
+	defer func() { endDelivery(span, err) }()
+	dv, err := h.admit(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -77,14 +84,9 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return h.schedule(ctx, dv)
 }
 
-// admit authenticates and decodes the task and loads its receiver; it drops
-// what cannot or must not be delivered and defers what the receiver's
-// circuit holds back.
-func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
-	d, err := h.open(t)
-	if err != nil {
-		return nil, err
-	}
+// admit loads the receiver of an opened task; it drops what cannot or must
+// not be delivered and defers what the receiver's circuit holds back.
+func (h *handler) admit(ctx context.Context, d *tasks.Deliver) (*delivery, error) {
 	rc, err := h.receivers.get(ctx, d.ReceiverID)
 	if errors.Is(err, store.ErrNotFound) {
 		metrics.Dropped.WithLabelValues("unknown_receiver").Inc()

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tracing"
 )
 
 // ErrRecorderClosed is returned by Record after the recorder has stopped.
@@ -38,6 +41,9 @@ type recorder struct {
 type pendingRecord struct {
 	rec  store.AttemptRecord
 	done chan error
+	// span is the record span's context when it records, for the batch
+	// span's link to it (see worker/tracing.go).
+	span trace.SpanContext
 }
 
 func newRecorder(w attemptWriter, logger *slog.Logger, maxBatch int) *recorder {
@@ -55,8 +61,13 @@ func (r *recorder) start() { r.batches.start() }
 // Record queues rec and waits until it is committed or ctx ends. When ctx
 // ends first the row is still written later (the caller should hand its task
 // back; the retried task will find the attempt on record).
-func (r *recorder) Record(ctx context.Context, rec store.AttemptRecord) error {
+func (r *recorder) Record(ctx context.Context, rec store.AttemptRecord) (err error) {
+	ctx, span := traceRecord(ctx, &rec)
+	defer func() { endSpan(span, err) }()
 	p := &pendingRecord{rec: rec, done: make(chan error, 1)}
+	if span.IsRecording() {
+		p.span = span.SpanContext()
+	}
 	switch err := r.batches.add(ctx, p); {
 	case errors.Is(err, errBatcherClosed):
 		return ErrRecorderClosed
@@ -84,6 +95,8 @@ func (r *recorder) flush(batch []*pendingRecord) {
 	for i, p := range batch {
 		recs[i] = p.rec
 	}
+	span := traceBatch(batch)
+	defer span.End()
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -102,11 +115,13 @@ func (r *recorder) flush(batch []*pendingRecord) {
 			// hand the error to the handlers so their tasks are retried and
 			// the problem is visible.
 			r.logger.Error("attempt recorder: write rejected", "rows", len(batch), "err", err)
+			tracing.Fail(span, err)
 			for _, p := range batch {
 				p.done <- err
 			}
 			return
 		}
+		span.AddEvent("database unavailable; retrying", trace.WithAttributes(attribute.String("error", err.Error())))
 		if attempt == 1 || attempt%20 == 0 {
 			r.logger.Warn("attempt recorder: database unavailable, holding attempts and retrying",
 				"rows", len(batch), "tries", attempt, "err", err)

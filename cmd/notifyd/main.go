@@ -36,6 +36,7 @@ import (
 	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
+	"github.com/notifyd/notifyd/internal/tracing"
 	"github.com/notifyd/notifyd/migrations"
 	"github.com/notifyd/notifyd/query"
 	"github.com/notifyd/notifyd/worker"
@@ -113,6 +114,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Logger) error {
 	logger.Info("notifyd starting", "version", buildinfo.Version, "command", cmd)
+	if cmd != "migrate" {
+		flush, err := tracing.Setup(ctx, cmd, logger)
+		if err != nil {
+			return err
+		}
+		defer flushTraces(flush, logger)
+	}
 	if cmd == "relay" {
 		return runRelay(ctx, cfg, logger) // reads notifyd's database, does not migrate it
 	}
@@ -187,6 +195,16 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return nil
 	})
 	return runAll(ctx, components)
+}
+
+// flushTraces sends the spans still buffered, after every component has
+// stopped (their last spans included), within 5 s.
+func flushTraces(flush tracing.Shutdown, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := flush(ctx); err != nil {
+		logger.Warn("tracing: flushing spans at shutdown failed", "err", err)
+	}
 }
 
 // runAll runs every component until ctx ends or one fails; a failure stops

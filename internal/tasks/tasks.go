@@ -20,7 +20,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/notifyd/notifyd/internal/taskauth"
+	"github.com/notifyd/notifyd/internal/tracing"
 )
 
 // TypeDeliver is the one task type: "make attempt N of notification X".
@@ -72,6 +76,12 @@ type Deliver struct {
 	Attempt int `json:"attempt"`
 	// Manual is the manual redelivery number when Attempt is 0.
 	Manual int `json:"manual,omitempty"`
+	// TraceParent and TraceState are the W3C trace context of the span
+	// that queued the task (tracecontext.go), so that its attempt joins the
+	// notification's trace. The task's MAC covers them like every field;
+	// tasks queued with tracing off, or by an older notifyd, have none.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // TaskID names the task for one attempt. Asynq refuses a second task with a
@@ -168,12 +178,41 @@ type Enqueuer interface {
 // queued, which is what the caller wants.
 func Schedule(ctx context.Context, q Enqueuer, keys *taskauth.Keyring, d Deliver, attempt int, due time.Time) error {
 	d.Attempt, d.Manual = attempt, 0
-	task, err := d.Task(keys, asynq.ProcessAt(due))
-	if err != nil {
-		return err
-	}
-	if _, err := q.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	if _, err := Enqueue(ctx, q, keys, &d, asynq.ProcessAt(due)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("schedule attempt %d of %s: %w", attempt, d.ID, err)
 	}
 	return nil
+}
+
+// enqueueSpan is built once: an option built per call costs an allocation
+// even when tracing is off.
+var enqueueSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+
+// Enqueue seals d with keys and hands it to q inside a producer span
+// (tracing.SpanEnqueue) whose trace context d carries to the worker: every
+// producer queues through here, so every attempt joins the trace of what
+// queued it. asynq.ErrTaskIDConflict (the task is queued already) is
+// returned as is: the caller decides whether that is success.
+func Enqueue(ctx context.Context, q Enqueuer, keys *taskauth.Keyring, d *Deliver, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	ctx, span := tracing.Tracer().Start(ctx, tracing.SpanEnqueue, enqueueSpan...)
+	defer span.End()
+	d.carryTrace(ctx)
+	task, err := d.Task(keys, opts...)
+	if err != nil {
+		tracing.Fail(span, err)
+		return nil, err
+	}
+	info, err := q.EnqueueContext(ctx, task)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.NotificationID.String(d.ID.String()), tracing.ReceiverID.String(d.ReceiverID.String()),
+			tracing.Attempt.Int(d.Attempt), semconv.MessagingSystemKey.String("asynq"), semconv.MessagingOperationTypeSend,
+			semconv.MessagingDestinationName(d.Queue()), semconv.MessagingMessageID(d.TaskID()))
+		switch {
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			span.SetAttributes(tracing.AlreadyQueued.Bool(true))
+		case err != nil:
+			tracing.Fail(span, err)
+		}
+	}
+	return info, err
 }
