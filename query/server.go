@@ -148,6 +148,7 @@ func (s *Server) routes() {
 	v1.POST("/notifications/:id/cancel", s.cancel, requireProducer)
 	v1.POST("/notifications/recorded", s.recorded, requireProducer)
 	v1.POST("/receivers/:id/recover", s.recoverFailed, requireAdminOrSelf)
+	v1.POST("/receivers/:id/enable", s.enableReceiver, requireAdminOrSelf)
 
 	// Audit (issue 11, part D).
 	v1.GET("/audit-events", s.listAuditEvents, requireAdmin)

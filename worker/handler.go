@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/notifyd/notifyd/internal/callbackhosts"
+	"github.com/notifyd/notifyd/internal/lifecycle"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
@@ -39,6 +40,7 @@ type handler struct {
 // pendingFailer ends a pending notification that must not be attempted.
 type pendingFailer interface {
 	FailPending(ctx context.Context, id uuid.UUID, reason string) (bool, error)
+	FailIfDisabled(ctx context.Context, n store.NewNotification, create bool) (disabled, changed bool, err error)
 }
 
 // delivery is one task on its way through the handler's steps.
@@ -51,14 +53,19 @@ type delivery struct {
 	create *store.NewNotification
 	res    attemptResult
 	rec    store.AttemptRecord
+	// own: one of the receiver's own operational events, sent to its
+	// status_callback_url. It says nothing about the receiver's callback
+	// URL, so it neither counts for the receiver's health or circuit nor
+	// waits for them (lifecycle.IsOwnEvent).
+	own bool
 }
 
 // ProcessTask implements asynq.Handler: admit the task, load its
 // notification's state, make the attempt, record it, schedule the next.
 func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	dv, err := h.admit(ctx, t)
-	if err != nil {
-		return err
+	if dv == nil {
+		return err // dropped, deferred or settled without an attempt
 	}
 	if proceed, err := h.load(ctx, dv); !proceed {
 		return err
@@ -73,8 +80,8 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 }
 
 // admit authenticates and decodes the task and loads its receiver; it drops
-// what cannot or must not be delivered and defers what the receiver's
-// circuit holds back.
+// what cannot or must not be delivered, fails what a disabled receiver must
+// not get, and defers what the receiver's circuit holds back (nil delivery).
 func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 	d, err := h.open(t)
 	if err != nil {
@@ -89,20 +96,54 @@ func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 	if err != nil {
 		return nil, h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
 	}
-	if err := callbackhosts.Allowed(rc.CallbackHosts, d.CallbackURL); err != nil {
+	own := lifecycle.IsOwnEvent(rc.Receiver, d.EventType, d.CallbackURL)
+	if rc.Status == store.ReceiverDisabled && !own && d.Attempt > 0 {
+		if done, err := h.failDisabled(ctx, d, rc); done || err != nil {
+			return nil, err
+		}
+		// Enabled since this worker cached it: deliver with what is stored.
+		if rc, err = h.receivers.refresh(ctx, d.ReceiverID); err != nil {
+			return nil, h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
+		}
+	}
+	// The status_callback_url is the admin's, like the callback URL itself:
+	// callback_hosts restricts producers' overrides, not it.
+	if err := callbackhosts.Allowed(rc.CallbackHosts, d.CallbackURL); err != nil && !own {
 		return nil, h.refuseCallbackHost(ctx, d, err)
 	}
 	// An open circuit defers before anything else: during an outage every
 	// task of the receiver comes through here, and a deferral should cost
 	// the queue's round trips and no more. (Manual redeliveries go through:
 	// someone asked for them.)
-	if d.Attempt > 0 {
+	if d.Attempt > 0 && !own {
 		if ok, wait := h.breakers.allow(ctx, d.ReceiverID); !ok {
 			metrics.Deferred.WithLabelValues("circuit_open").Inc()
 			return nil, h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
 		}
 	}
-	return &delivery{d: d, rc: rc}, nil
+	return &delivery{d: d, rc: rc, own: own}, nil
+}
+
+// failDisabled ends an automatic attempt's notification whose receiver is
+// disabled: failed with last error receiver_disabled, written failed at
+// once if it is not on record yet (a Go client's or the outbox's), so the
+// receiver finds it through the query API and gets it with recover once
+// enabled. done is false when Postgres says the receiver is no longer
+// disabled (this worker's copy is up to receiverTTL old).
+func (h *handler) failDisabled(ctx context.Context, d *tasks.Deliver, rc *receiverConfig) (done bool, err error) {
+	disabled, changed, err := h.failer.FailIfDisabled(ctx, *newNotification(d, rc), d.Attempt == 1)
+	if err != nil {
+		return false, h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
+	}
+	if !disabled {
+		return false, nil
+	}
+	if changed {
+		metrics.Terminal.WithLabelValues(store.StatusFailed).Inc()
+		metrics.DisabledFailed.WithLabelValues("worker").Inc()
+		h.logger.Info("notification failed: its receiver is disabled", "notification_id", d.ID, "receiver_id", d.ReceiverID)
+	}
+	return true, nil
 }
 
 // open checks the task's seal and its id. A task that fails either was not
@@ -184,7 +225,7 @@ func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err err
 		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
 	}
 	if d.Attempt == 0 {
-		return false, h.manual(ctx, d, dv.rc, st)
+		return false, h.manual(ctx, dv, st)
 	}
 	if st.Status != store.StatusPending {
 		return false, nil // delivered, failed or cancelled already
@@ -223,7 +264,9 @@ func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err 
 		// task is sent again.
 		return false, fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
 	}
-	h.breakers.record(ctx, d.ReceiverID, dv.res.Outcome)
+	if !dv.own {
+		h.breakers.record(ctx, d.ReceiverID, dv.res.Outcome)
+	}
 	return true, nil
 }
 
@@ -232,6 +275,9 @@ func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err 
 func (h *handler) record(ctx context.Context, dv *delivery) error {
 	d, res := dv.d, &dv.res
 	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, res), Create: dv.create}
+	if !dv.own {
+		rec.HealthOf = d.ReceiverID
+	}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
 		rec.NewStatus = store.StatusDelivered
@@ -304,7 +350,8 @@ func (h *handler) deferred(ctx context.Context, d *tasks.Deliver, rc *receiverCo
 
 // manual makes a redelivery someone asked for. It is recorded with a
 // negative number and does not touch the automatic schedule.
-func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, st store.DeliveryState) error {
+func (h *handler) manual(ctx context.Context, dv *delivery, st store.DeliveryState) error {
+	d, rc := dv.d, dv.rc
 	if st.Status == store.StatusCancelled {
 		return nil
 	}
@@ -315,9 +362,12 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 		return fmt.Errorf("redeliver %s: cut short: %w", d.ID, ctx.Err())
 	}
 	// A manual redelivery's answer counts like any attempt: its success
-	// closes the receiver's circuit fleet-wide.
-	h.breakers.record(ctx, d.ReceiverID, res.Outcome)
+	// closes the receiver's circuit fleet-wide (and ends a run of failures).
 	rec := store.AttemptRecord{Attempt: attemptRow(d, -d.Manual, &res)}
+	if !dv.own {
+		h.breakers.record(ctx, d.ReceiverID, res.Outcome)
+		rec.HealthOf = d.ReceiverID
+	}
 	if res.Outcome == store.OutcomeSuccess {
 		rec.NewStatus = store.StatusDelivered
 	}

@@ -70,6 +70,21 @@ func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig,
 	return v.(*receiverConfig), nil
 }
 
+// refresh reads the receiver from Postgres again, past the cache (a change
+// the worker must not act on up to receiverTTL late: an enable).
+func (c *receiverCache) refresh(ctx context.Context, id uuid.UUID) (*receiverConfig, error) {
+	r, err := c.store.GetReceiver(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rc, expires, err := c.prepare(r)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.PutUntil(id, rc, expires)
+	return rc, nil
+}
+
 // prepare readies r for delivery; expires, when not zero, is when the
 // prepared form goes stale before receiverTTL.
 func (c *receiverCache) prepare(r *store.Receiver) (rc *receiverConfig, expires time.Time, err error) {

@@ -84,6 +84,8 @@ type Config struct {
 	RequestTimeout   time.Duration
 	StatementTimeout time.Duration
 	ListMaxBytes     int
+
+	Lifecycle Lifecycle
 }
 
 // The values of NOTIFYD_ENV.
@@ -117,6 +119,7 @@ func Load(name string, args []string, env func(string) string, output io.Writer)
 	raw.parseOperation(&c, &errs)
 	raw.parseSecurity(&c, &errs)
 	raw.limits.parse(&c, &errs)
+	raw.lifecycle.parse(&c, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -134,6 +137,7 @@ type rawSettings struct {
 	retention, relayAck, logLevel            string
 	taskKey, secretKeys                      string
 	limits                                   rawLimits
+	lifecycle                                rawLifecycle
 }
 
 // define declares every setting as a flag whose default is its NOTIFYD_*
@@ -177,6 +181,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&c.Env, "env", "NOTIFYD_ENV", EnvProduction, `"production" refuses to start with unsafe settings; "development" allows them with a warning`)
 	str(&raw.secretKeys, "secret-keys", "NOTIFYD_SECRET_KEYS", "", "keys sealing signing secrets at rest: id:base64(32 bytes),... (the first seals, all open)")
 	raw.limits.define(str, c)
+	raw.lifecycle.define(str, c)
 }
 
 // settingErrors collects every bad setting so one run reports them all,

@@ -6,7 +6,9 @@
 //   - retention (retention.go): deletes terminal notifications and their
 //     attempts once they are older than the retention;
 //   - summary (summary.go): stores and logs each receiver's daily counts and
-//     failure rate, which the query API serves.
+//     failure rate, which the query API serves;
+//   - lifecycle (lifecycle.go): marks receivers failing, disables them and
+//     announces their recovery, with operational events (internal/lifecycle).
 //
 // Every replica may run a scheduler: each job takes a Postgres advisory lock
 // of its own for the length of a run and skips the run if another replica
@@ -15,7 +17,8 @@
 //
 // Schedules use robfig/cron syntax with an optional seconds field ("0 0 * * *",
 // "*/30 * * * * *", "@every 1m", "@daily") in UTC; "off" disables a job.
-// Each job is also a method (RunRedrive, RunRetention, RunSummary) that runs
+// Each job is also a method (RunRedrive, RunRetention, RunSummary,
+// RunLifecycle) that runs
 // it once, now, under the same lock.
 //
 // The jobs' SQL lives in internal/store; this package must not deliver
@@ -34,6 +37,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
@@ -44,6 +48,7 @@ const (
 	JobRedrive   = "redrive"
 	JobRetention = "retention"
 	JobSummary   = "summary"
+	JobLifecycle = "lifecycle"
 )
 
 // Advisory lock keys, one per job. They only have to be distinct from the
@@ -52,6 +57,7 @@ const (
 	lockRedrive   int64 = 0x6e6f74696679_0001 // "notify" + job number
 	lockRetention int64 = 0x6e6f74696679_0002
 	lockSummary   int64 = 0x6e6f74696679_0003
+	lockLifecycle int64 = 0x6e6f74696679_0004
 )
 
 // Off as a schedule disables a job.
@@ -59,10 +65,21 @@ const Off = "off"
 
 // Config tunes the scheduler. Zero values take the documented defaults.
 type Config struct {
-	// Schedules of the jobs (defaults "@every 1m", "@every 1h", "0 0 * * *").
+	// Schedules of the jobs (defaults "@every 1m", "@every 1h", "0 0 * * *",
+	// "@every 1m").
 	RedriveSchedule   string
 	RetentionSchedule string
 	SummarySchedule   string
+	LifecycleSchedule string
+
+	// FailingAfter and AutoDisableAfter: how long every attempt to a
+	// receiver must have failed before it is marked failing, and disabled
+	// (zero: never; defaults are the caller's, config's 24 h and 120 h).
+	FailingAfter     time.Duration
+	AutoDisableAfter time.Duration
+	// Retry is the service retry policy, for the operational events'
+	// attempts (default retry.Default()).
+	Retry retry.Policy
 
 	// Retention is how long terminal notifications and their attempts are
 	// kept (default 720 h, 30 days).
@@ -100,6 +117,10 @@ func (c *Config) setDefaults() {
 	def(&c.RedriveSchedule, "@every 1m")
 	def(&c.RetentionSchedule, "@every 1h")
 	def(&c.SummarySchedule, "0 0 * * *")
+	def(&c.LifecycleSchedule, "@every 1m")
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry = retry.Default()
+	}
 	if c.Retention == 0 {
 		c.Retention = 30 * 24 * time.Hour
 	}
@@ -184,6 +205,9 @@ func New(st *store.Store, queue tasks.Enqueuer, cfg Config) (*Scheduler, error) 
 	if cfg.Retention < 0 {
 		return nil, fmt.Errorf("scheduler: retention %s must be positive", cfg.Retention)
 	}
+	if cfg.FailingAfter < 0 || cfg.AutoDisableAfter < 0 {
+		return nil, fmt.Errorf("scheduler: lifecycle thresholds %s, %s must not be negative", cfg.FailingAfter, cfg.AutoDisableAfter)
+	}
 	if cfg.RedriveGrace < 0 {
 		return nil, fmt.Errorf("scheduler: re-drive grace %s must not be negative", cfg.RedriveGrace)
 	}
@@ -195,6 +219,7 @@ func New(st *store.Store, queue tasks.Enqueuer, cfg Config) (*Scheduler, error) 
 		{JobRedrive, cfg.RedriveSchedule, func(ctx context.Context) { _, _ = s.RunRedrive(ctx) }},
 		{JobRetention, cfg.RetentionSchedule, func(ctx context.Context) { _, _ = s.RunRetention(ctx) }},
 		{JobSummary, cfg.SummarySchedule, func(ctx context.Context) { _, _ = s.RunSummary(ctx) }},
+		{JobLifecycle, cfg.LifecycleSchedule, func(ctx context.Context) { _, _ = s.RunLifecycle(ctx) }},
 	}
 	var errs []error
 	for _, sp := range specs {
@@ -246,7 +271,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.hold.Store(int64(lockHold))
 	c.Start()
 	s.logger.Info("scheduler started", "jobs", scheduled, "redrive_schedule", s.cfg.RedriveSchedule,
-		"retention_schedule", s.cfg.RetentionSchedule, "summary_schedule", s.cfg.SummarySchedule, "retention", s.cfg.Retention)
+		"retention_schedule", s.cfg.RetentionSchedule, "summary_schedule", s.cfg.SummarySchedule, "retention", s.cfg.Retention,
+		"lifecycle_schedule", s.cfg.LifecycleSchedule, "failing_after", s.cfg.FailingAfter, "auto_disable_after", s.cfg.AutoDisableAfter)
 
 	var wg sync.WaitGroup
 	if summary != 0 {
