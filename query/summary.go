@@ -46,7 +46,7 @@ type dailySummaryView struct {
 	// ReceiverStatus is the receiver's health state now (active, failing,
 	// disabled), so the worst rows say whether it has been dealt with.
 	ReceiverStatus string `json:"receiver_status,omitempty"`
-	Day          string     `json:"day"`
+	Day            string `json:"day"`
 	summaryCounts
 	ComputedAt time.Time `json:"computed_at"`
 }
