@@ -36,6 +36,8 @@ Commands:
   cancel <id>       stop delivering a pending notification
   send              hand in a notification (producer token)
   reconcile         page through all notifications into a handler, with a checkpoint
+  receiver [id]     a receiver and its health: active, failing or disabled (and why)
+  enable [id]       take a disabled receiver back (then recover what failed meanwhile)
   version           print the version
 
 Global flags (also accepted after the command):
@@ -119,6 +121,8 @@ func init() {
 		"cancel":    {"cancel <id>", runCancel},
 		"send":      {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
 		"reconcile": {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
+		"receiver":  {"receiver [id]", runReceiver},
+		"enable":    {"enable [id]", runEnable},
 	}
 }
 

@@ -21,6 +21,9 @@ func TestConstantsMatchStore(t *testing.T) {
 		{client.OutcomeGone, store.OutcomeGone},
 		{client.OutcomeTimeout, store.OutcomeTimeout},
 		{client.OutcomeBlocked, store.OutcomeBlocked},
+		{client.ReceiverActive, store.ReceiverActive},
+		{client.ReceiverFailing, store.ReceiverFailing},
+		{client.ReceiverDisabled, store.ReceiverDisabled},
 	}
 	for _, tt := range tests {
 		if tt.client != tt.store {
