@@ -19,6 +19,10 @@ import (
 // period); a changed callback URL or policy takes effect within it.
 const receiverTTL = 10 * time.Second
 
+// unhealthyTTL bounds how stale a worker's view of a failing or disabled
+// receiver may be: a few receivers, read once a second by each worker.
+const unhealthyTTL = time.Second
+
 // receiverCacheSize bounds the receivers a worker keeps prepared; beyond it
 // the cache starts over rather than growing without bound.
 const receiverCacheSize = 10000
@@ -99,6 +103,13 @@ func (c *receiverCache) prepare(r *store.Receiver) (rc *receiverConfig, expires 
 		}
 		// Stop signing with the old secret on time, not up to a TTL late.
 		expires = *r.PreviousSecretUntil
+	}
+	if r.Status != store.ReceiverActive {
+		// A failing receiver may be disabled any moment (and a disabled one
+		// enabled): its deliveries must see that within a second, not a TTL.
+		if soon := time.Now().Add(unhealthyTTL); expires.IsZero() || soon.Before(expires) {
+			expires = soon
+		}
 	}
 	policy := c.defaults
 	if r.Retry != nil {
