@@ -42,7 +42,7 @@ Commands:
   all        API, worker and scheduler in one process (applies migrations first)
   api        HTTP API: receivers, ingest, query
   worker     delivery worker
-  scheduler  cron jobs: re-drive, retention, daily summary
+  scheduler  cron jobs: re-drive, retention, daily summary, receiver lifecycle
   migrate    apply database migrations and exit
   relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL),
              keeping each until notifyd's database (NOTIFYD_DATABASE_URL) has it

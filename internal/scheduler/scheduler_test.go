@@ -19,10 +19,12 @@ func TestNewChecksSchedules(t *testing.T) {
 		wantErr string
 		enabled []string
 	}{
-		{name: "defaults", enabled: []string{JobRedrive, JobRetention, JobSummary}},
-		{name: "seconds field and descriptors", cfg: Config{RedriveSchedule: "*/15 * * * * *", RetentionSchedule: "@hourly", SummarySchedule: "30 0 * * *"},
-			enabled: []string{JobRedrive, JobRetention, JobSummary}},
-		{name: "off", cfg: Config{RetentionSchedule: Off, SummarySchedule: Off}, enabled: []string{JobRedrive}},
+		{name: "defaults", enabled: []string{JobRedrive, JobRetention, JobSummary, JobLifecycle}},
+		{name: "seconds field and descriptors", cfg: Config{RedriveSchedule: "*/15 * * * * *", RetentionSchedule: "@hourly", SummarySchedule: "30 0 * * *",
+			LifecycleSchedule: "@every 30s"},
+			enabled: []string{JobRedrive, JobRetention, JobSummary, JobLifecycle}},
+		{name: "off", cfg: Config{RetentionSchedule: Off, SummarySchedule: Off, LifecycleSchedule: Off}, enabled: []string{JobRedrive}},
+		{name: "negative lifecycle threshold", cfg: Config{AutoDisableAfter: -time.Hour}, wantErr: "must not be negative"},
 		{name: "bad schedule", cfg: Config{RedriveSchedule: "every minute"}, wantErr: `redrive schedule "every minute"`},
 		{name: "two bad schedules", cfg: Config{RetentionSchedule: "61 * * * *", SummarySchedule: "@weekly-ish"},
 			wantErr: "retention schedule"},
