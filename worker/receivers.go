@@ -56,18 +56,7 @@ func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig,
 	if rc, ok := c.cache.Get(id); ok {
 		return rc, nil
 	}
-	v, err, _ := c.group.Do(id.String(), func() (any, error) {
-		r, err := c.store.GetReceiver(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		rc, expires, err := c.prepare(r)
-		if err != nil {
-			return nil, err
-		}
-		c.cache.PutUntil(id, rc, expires)
-		return rc, nil
-	})
+	v, err, _ := c.group.Do(id.String(), func() (any, error) { return c.refresh(ctx, id) })
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +93,7 @@ func (c *receiverCache) prepare(r *store.Receiver) (rc *receiverConfig, expires 
 		// Stop signing with the old secret on time, not up to a TTL late.
 		expires = *r.PreviousSecretUntil
 	}
-	if r.Status != store.ReceiverActive {
+	if r.Status == store.ReceiverFailing || r.Status == store.ReceiverDisabled {
 		// A failing receiver may be disabled any moment (and a disabled one
 		// enabled): its deliveries must see that within a second, not a TTL.
 		if soon := time.Now().Add(unhealthyTTL); expires.IsZero() || soon.Before(expires) {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/notifyd/notifyd/query/client"
 )
@@ -68,15 +67,10 @@ func printReceiver(w io.Writer, r *client.Receiver) error {
 	t.row("callback url", r.CallbackURL)
 	t.row("active", fmt.Sprint(r.Active))
 	t.row("status", r.Status)
-	optTime := func(label string, v *time.Time) {
-		if v != nil {
-			t.row(label, fmtTime(*v))
-		}
-	}
-	optTime("status since", r.StatusChangedAt)
-	optTime("failing since", r.FailingSince)
-	optTime("last success", r.LastSuccessAt)
-	optTime("disabled at", r.DisabledAt)
+	t.optTime("status since", r.StatusChangedAt)
+	t.optTime("failing since", r.FailingSince)
+	t.optTime("last success", r.LastSuccessAt)
+	t.optTime("disabled at", r.DisabledAt)
 	if r.DisabledReason != "" {
 		t.row("disabled because", r.DisabledReason)
 	}
