@@ -155,7 +155,6 @@ func TestReceiverLifecycle(t *testing.T) {
 		"NOTIFYD_DATABASE_URL":          dsn,
 		"NOTIFYD_REDIS_URL":             fmt.Sprintf("redis://%s/%d", redisOpt.Addr, redisOpt.DB),
 		"NOTIFYD_HTTP_ADDR":             freeAddr(t),
-		"NOTIFYD_OPS_ADDR":              freeAddr(t),
 		"NOTIFYD_ADMIN_TOKEN":           apitest.AdminToken,
 		"NOTIFYD_PRODUCER_TOKENS":       apitest.ProducerToken,
 		"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",

@@ -144,6 +144,10 @@ func (b *syncBuffer) String() string {
 // startAll runs `notifyd all` until it answers /readyz; stop ends it.
 func startAll(t *testing.T, settings map[string]string) (logs *syncBuffer, stop func()) {
 	t.Helper()
+	if settings["NOTIFYD_OPS_ADDR"] == "" {
+		// Not the default 127.0.0.1:9090, which another process may hold.
+		settings["NOTIFYD_OPS_ADDR"] = freeAddr(t)
+	}
 	cmd := exec.Command(notifydBinary(t), "all")
 	cmd.Env = withEnv(settings)
 	logs = &syncBuffer{}
