@@ -163,8 +163,14 @@ func TestReceiverLifecycle(t *testing.T) {
 		// More than the workers' receiver cache TTL (10 s) after failing:
 		// by the disable, every worker holds the failing receiver for at
 		// most 1 s (as with the defaults, 24 h and 120 h).
-		"NOTIFYD_AUTO_DISABLE_AFTER":    "13s",
-		"NOTIFYD_LIFECYCLE_SCHEDULE":    "@every 1s",
+		"NOTIFYD_AUTO_DISABLE_AFTER": "13s",
+		"NOTIFYD_LIFECYCLE_SCHEDULE": "@every 1s",
+		// No circuit: a delivery it deferred keeps its task id until the
+		// deferral ends, which recover does not cut short (README: "Deliveries
+		// already deferred by the open circuit still wait"); this test is
+		// about the lifecycle, TestLifecycleJob and the circuit's own tests
+		// cover the rest.
+		"NOTIFYD_BREAKER_FAILURES":      "-1",
 		"NOTIFYD_OPERATOR_CALLBACK_URL": sinkSrv.URL + "/ops",
 	}
 	api := apitest.NewClient(t, "http://"+settings["NOTIFYD_HTTP_ADDR"])
@@ -217,6 +223,7 @@ func TestReceiverLifecycle(t *testing.T) {
 			t.Fatalf("receiver.failing at %s: %+v", path, e.Data)
 		}
 	}
+	t.Logf("%s: receiver.failing at both endpoints", time.Since(start))
 	disabled := sink.wait(t, "/ops", "receiver.disabled", recv.ID, wait)
 	sink.wait(t, "/status", "receiver.disabled", recv.ID, wait)
 	r := receiver()
@@ -262,6 +269,7 @@ func TestReceiverLifecycle(t *testing.T) {
 		t.Fatalf("sent while disabled: %+v, attempts %d, %d", n, shop.count(httpID), shop.count(goID))
 	}
 
+	t.Logf("%s: disabled; notifications sent meanwhile failed", time.Since(start))
 	// Healed: the receiver enables itself, then recovers what failed.
 	shop.healthy.Store(true)
 	var enabled receiverState
@@ -278,6 +286,7 @@ func TestReceiverLifecycle(t *testing.T) {
 		t.Fatalf("recover after enable re-opened %d notifications, want 3", rec.Recovered)
 	}
 	api.WaitStatus(wait, "delivered", pendingID, httpID, goID)
+	t.Logf("%s: enabled, recovered notifications delivered", time.Since(start))
 	recovered := sink.wait(t, "/ops", "receiver.recovered", recv.ID, wait)
 	sink.wait(t, "/status", "receiver.recovered", recv.ID, wait)
 	if recovered.Data.Status != "active" || recovered.Data.PreviousStatus != "failing" || recovered.Data.FailingSince != nil {
@@ -285,6 +294,9 @@ func TestReceiverLifecycle(t *testing.T) {
 	}
 	if r := receiver(); r.Status != "active" || r.FailingSince != nil {
 		t.Fatalf("recovered receiver: %+v", r)
+	}
+	if testing.Verbose() {
+		t.Logf("notifyd log:\n%s", logs)
 	}
 	if n := sink.bad.Load(); n != 0 {
 		t.Fatalf("%d events did not verify", n)
