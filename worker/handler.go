@@ -129,7 +129,7 @@ func (h *handler) admit(ctx context.Context, t *asynq.Task) (*delivery, error) {
 // once if it is not on record yet (a Go client's or the outbox's), so the
 // receiver finds it through the query API and gets it with recover once
 // enabled. done is false when Postgres says the receiver is no longer
-// disabled (this worker's copy is up to receiverTTL old).
+// disabled (this worker's copy of it is up to a second old).
 func (h *handler) failDisabled(ctx context.Context, d *tasks.Deliver, rc *receiverConfig) (done bool, err error) {
 	disabled, changed, err := h.failer.FailIfDisabled(ctx, *newNotification(d, rc), d.Attempt == 1)
 	if err != nil {
