@@ -188,7 +188,8 @@ func TestReceiverLifecycle(t *testing.T) {
 	if err := cmd.Run(); err != nil || !strings.HasPrefix(stdout.String(), "whsec_") {
 		t.Fatalf("notifyd operator-secret: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
-	sink.expect(t, "/ops", strings.TrimSpace(stdout.String()))
+	operatorSecret := strings.TrimSpace(stdout.String())
+	sink.expect(t, "/ops", operatorSecret)
 
 	recv := api.CreateReceiver(shopSrv.URL+"/cb", map[string]any{
 		"status_callback_url": sinkSrv.URL + "/status",
@@ -270,6 +271,15 @@ func TestReceiverLifecycle(t *testing.T) {
 	}
 
 	t.Logf("%s: disabled; notifications sent meanwhile failed", time.Since(start))
+	// A manual redelivery is still made: someone asked for it.
+	before := shop.count(pendingID)
+	api.Call("POST", "/v1/notifications/"+pendingID+"/redeliver", recv.APIKey, nil, http.StatusAccepted, nil)
+	for deadline := time.Now().Add(wait); shop.count(pendingID) == before; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a manual redelivery to the disabled receiver was not made")
+		}
+	}
+
 	// Healed: the receiver enables itself, then recovers what failed.
 	shop.healthy.Store(true)
 	var enabled receiverState
@@ -297,6 +307,9 @@ func TestReceiverLifecycle(t *testing.T) {
 	}
 	if testing.Verbose() {
 		t.Logf("notifyd log:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), operatorSecret) {
+		t.Error("the operator receiver's signing secret is in the log")
 	}
 	if n := sink.bad.Load(); n != 0 {
 		t.Fatalf("%d events did not verify", n)

@@ -239,3 +239,43 @@ func TestLifecycleOff(t *testing.T) {
 		t.Fatalf("%v %+v", err, res.Transitions)
 	}
 }
+
+// TestOperatorReceiverFollowsConfiguration: every start points the operator
+// receiver at NOTIFYD_OPERATOR_CALLBACK_URL, creating it once; without the
+// setting it is deactivated and
+// gets no events, while receivers' own status URLs still do. Not parallel:
+// its transition moves the counter TestLifecycleJob reads.
+func TestOperatorReceiverFollowsConfiguration(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	fresh := func() *store.Receiver {
+		return &store.Receiver{ID: uuid.New(), Name: "notifyd operator", SigningSecret: "whsec_op"}
+	}
+	first, created, err := e.store.SetOperatorReceiver(ctx, "https://ops.example.com/a", fresh())
+	if err != nil || !created || !first.Operator || !first.Active {
+		t.Fatalf("first start: %v %v %+v", err, created, first)
+	}
+	moved, created, err := e.store.SetOperatorReceiver(ctx, "https://ops.example.com/b", fresh())
+	if err != nil || created || moved.ID != first.ID || moved.CallbackURL != "https://ops.example.com/b" {
+		t.Fatalf("restart with another URL: %v %v %+v", err, created, moved)
+	}
+	if r, _, err := e.store.SetOperatorReceiver(ctx, "", nil); err != nil || r != nil {
+		t.Fatalf("without the setting: %v %+v", err, r)
+	}
+	if op := e.health(first); op.Active {
+		t.Fatal("operator receiver still active without NOTIFYD_OPERATOR_CALLBACK_URL")
+	}
+	down := e.receiver()
+	status := "https://shop.example.com/status"
+	if _, err := e.store.UpdateReceiver(ctx, down.ID, store.ReceiverPatch{StatusCallbackURL: &status}); err != nil {
+		t.Fatal(err)
+	}
+	e.record(e.notification(down, ""), 1, time.Now().Add(-2*time.Hour), false)
+	res, err := e.scheduler(Config{FailingAfter: time.Hour}).RunLifecycle(ctx)
+	if err != nil || len(res.Transitions) != 1 || res.Events != 1 {
+		t.Fatalf("%v %+v, %d events", err, res.Transitions, res.Events)
+	}
+	if ev := e.eventsOf(store.EventFailing, down.ID); len(ev) != 1 || ev[down.ID] == nil {
+		t.Fatalf("events %v, want only the receiver's own", ev)
+	}
+}
