@@ -62,7 +62,7 @@ var lifecycleRules = []struct {
 }{
 	{EventRecovered, ReceiverFailing, `status = 'active'`,
 		`status = 'failing' AND (failing_since IS NULL OR failing_since > status_changed_at)`,
-		func(Thresholds) time.Duration { return -1 }},
+		func(Thresholds) time.Duration { return -1 }}, // always on
 	{EventFailing, ReceiverActive, `status = 'failing'`,
 		`status = 'active' AND failing_since <= $1::timestamptz - make_interval(secs => $2::float8)`,
 		func(t Thresholds) time.Duration { return t.FailingAfter }},
