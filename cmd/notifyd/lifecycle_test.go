@@ -150,16 +150,10 @@ func TestReceiverLifecycle(t *testing.T) {
 	shop := &merchant{hits: map[string]int{}}
 	shopSrv := httptest.NewServer(shop)
 	t.Cleanup(shopSrv.Close)
-	settings := map[string]string{
-		"NOTIFYD_ENV":                   "development",
-		"NOTIFYD_DATABASE_URL":          dsn,
-		"NOTIFYD_REDIS_URL":             fmt.Sprintf("redis://%s/%d", redisOpt.Addr, redisOpt.DB),
-		"NOTIFYD_HTTP_ADDR":             freeAddr(t),
-		"NOTIFYD_ADMIN_TOKEN":           apitest.AdminToken,
-		"NOTIFYD_PRODUCER_TOKENS":       apitest.ProducerToken,
-		"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
-		"NOTIFYD_LOG_FORMAT":            "text",
-		"NOTIFYD_FAILING_AFTER":         "2s",
+	settings := devSettings(t, dsn, redisOpt)
+	for k, v := range map[string]string{
+		"NOTIFYD_PRODUCER_TOKENS": apitest.ProducerToken,
+		"NOTIFYD_FAILING_AFTER":   "2s",
 		// More than the workers' receiver cache TTL (10 s) after failing:
 		// by the disable, every worker holds the failing receiver for at
 		// most 1 s (as with the defaults, 24 h and 120 h).
@@ -172,6 +166,8 @@ func TestReceiverLifecycle(t *testing.T) {
 		// cover the rest.
 		"NOTIFYD_BREAKER_FAILURES":      "-1",
 		"NOTIFYD_OPERATOR_CALLBACK_URL": sinkSrv.URL + "/ops",
+	} {
+		settings[k] = v
 	}
 	api := apitest.NewClient(t, "http://"+settings["NOTIFYD_HTTP_ADDR"])
 	logs, _ := startAll(t, settings)
