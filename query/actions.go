@@ -105,8 +105,14 @@ func (s *Server) recoverFailed(c echo.Context) error {
 		return fieldError("since", fmt.Sprintf("the window from since to until must be at most %s (14 days); split larger windows into several calls", maxRecoverWindow))
 	}
 	ctx := c.Request().Context()
-	if _, err := s.store.GetReceiver(ctx, id); err != nil {
+	r, err := s.store.GetReceiver(ctx, id)
+	if err != nil {
 		return err // an admin naming an unknown receiver: 404
+	}
+	if r.Status == store.ReceiverDisabled {
+		// Its notifications would only fail again, at once.
+		return apiError(http.StatusConflict, "receiver_disabled",
+			"the receiver is disabled: enable it first (POST /v1/receivers/{id}/enable), then recover")
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
 	defer cancel()

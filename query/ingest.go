@@ -71,13 +71,23 @@ func (s *Server) ingest(c echo.Context) error {
 	if r.Retry != nil {
 		policy = r.Retry.Merge(s.cfg.Retry)
 	}
-	n, created, err := s.store.InsertNotification(ctx, store.NewNotification{
+	nn := store.NewNotification{
 		ID: tasks.NotificationID(receiverID, in.IdempotencyKey), ReceiverID: receiverID,
 		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL,
 		Payload: in.Payload, MaxAttempts: policy.MaxAttempts,
-	})
+	}
+	if r.Status == store.ReceiverDisabled {
+		// Accepted all the same (the producer must not have to care), and
+		// on record for the receiver's reconciliation and recover.
+		nn.FailedWith = store.DisabledError
+	}
+	n, created, err := s.store.InsertNotification(ctx, nn)
 	if err != nil {
 		return err
+	}
+	if created && nn.FailedWith != "" {
+		metrics.DisabledFailed.WithLabelValues("ingest").Inc()
+		metrics.Terminal.WithLabelValues(store.StatusFailed).Inc()
 	}
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(tracing.NotificationID.String(n.ID.String()), tracing.ReceiverID.String(n.ReceiverID.String()))

@@ -43,18 +43,29 @@ type receiverView struct {
 	SuccessBody    *string       `json:"success_body"`
 	Timeout        string        `json:"timeout,omitempty"`
 	CallbackHosts  []string      `json:"callback_hosts"` // null: overrides unrestricted
-	Active         bool          `json:"active"`
-	Delivery       string        `json:"delivery"` // push (callbacks) or pull (stream and ack)
-	CreatedAt      time.Time     `json:"created_at"`
-	UpdatedAt      time.Time     `json:"updated_at"`
-	APIKey         string        `json:"api_key,omitempty"`
-	SigningSecret  string        `json:"signing_secret,omitempty"`
-	PreviousUntil  *time.Time    `json:"previous_secret_expires_at,omitempty"`
+	// StatusCallbackURL gets the receiver's own operational events.
+	StatusCallbackURL *string `json:"status_callback_url"`
+	// Active is the admin's switch (false: new notifications refused);
+	// the health lifecycle is healthView.
+	Active bool `json:"active"`
+	// Delivery is push (callbacks) or pull (stream and ack).
+	Delivery string `json:"delivery"`
+	healthView
+	Operator      bool       `json:"operator,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	APIKey        string     `json:"api_key,omitempty"`
+	SigningSecret string     `json:"signing_secret,omitempty"`
+	PreviousUntil *time.Time `json:"previous_secret_expires_at,omitempty"`
 }
 
 func (s *Server) view(r *store.Receiver) *receiverView {
 	v := &receiverView{ID: r.ID, Name: r.Name, CallbackURL: r.CallbackURL, Retry: r.Retry, EffectiveRetry: s.cfg.Retry,
-		SuccessBody: r.SuccessBody, CallbackHosts: r.CallbackHosts, Active: r.Active, Delivery: r.Delivery, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		SuccessBody: r.SuccessBody, CallbackHosts: r.CallbackHosts, Active: r.Active, Delivery: r.Delivery, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		healthView: healthOf(r), Operator: r.Operator}
+	if r.StatusCallbackURL != "" {
+		v.StatusCallbackURL = &r.StatusCallbackURL
+	}
 	if r.Retry != nil {
 		v.EffectiveRetry = r.Retry.Merge(s.cfg.Retry)
 	}
@@ -79,6 +90,8 @@ type receiverInput struct {
 	// Delivery is "push" (callbacks, the default) or "pull" (the receiver
 	// reads GET /v1/notifications/stream and acknowledges).
 	Delivery *string `json:"delivery"`
+	// StatusCallbackURL: absent leaves it, null removes it.
+	StatusCallbackURL json.RawMessage `json:"status_callback_url"`
 }
 
 var jsonNull = []byte("null")
@@ -165,7 +178,29 @@ func (s *Server) patch(in *receiverInput) (store.ReceiverPatch, error) {
 		}
 		p.CallbackHosts = &hosts
 	}
-	return p, nil
+	return p, s.patchStatusCallback(in, &p)
+}
+
+// patchStatusCallback reads status_callback_url: checked like callback_url
+// (it is the admin's, so callback_hosts does not restrict it).
+func (s *Server) patchStatusCallback(in *receiverInput, p *store.ReceiverPatch) error {
+	switch {
+	case in.StatusCallbackURL == nil:
+		return nil
+	case bytes.Equal(in.StatusCallbackURL, jsonNull):
+		empty := ""
+		p.StatusCallbackURL = &empty
+		return nil
+	}
+	var u string
+	if err := json.Unmarshal(in.StatusCallbackURL, &u); err != nil {
+		return fieldError("status_callback_url", "must be a URL or null")
+	}
+	if _, err := s.cfg.Targets.ValidateURL(u); err != nil {
+		return fieldError("status_callback_url", err.Error())
+	}
+	p.StatusCallbackURL = &u
+	return nil
 }
 
 func (s *Server) createReceiver(c echo.Context) error {
@@ -205,6 +240,9 @@ func (s *Server) createReceiver(c echo.Context) error {
 	}
 	if p.CallbackHosts != nil {
 		r.CallbackHosts = *p.CallbackHosts
+	}
+	if p.StatusCallbackURL != nil {
+		r.StatusCallbackURL = *p.StatusCallbackURL
 	}
 	apiKey := newAPIKey()
 	ctx := c.Request().Context()
@@ -317,6 +355,12 @@ func (s *Server) updateReceiver(c echo.Context) error {
 	r, err := s.store.UpdateReceiver(c.Request().Context(), id, p)
 	if err != nil {
 		return err
+	}
+	if in.Active != nil && *in.Active && r.Status == store.ReceiverDisabled {
+		// "active": true is also how an admin enables a disabled receiver.
+		if r, err = s.enable(c, id); err != nil {
+			return err
+		}
 	}
 	s.auth.creds.invalidate(c.Request().Context(), s.rdb, invalidateReceiver, r.ID)
 	s.publish(c, r)

@@ -178,6 +178,7 @@ func (s *Server) routes() {
 	v1.GET(streamRoute, s.stream)
 	v1.POST("/notifications/:id/ack", s.ack)
 	v1.POST("/notifications/ack", s.ackBatch)
+	v1.POST("/receivers/:id/enable", s.enableReceiver, requireAdminOrSelf)
 
 	// Audit (issue 11, part D).
 	v1.GET("/audit-events", s.listAuditEvents, requireAdmin)

@@ -43,7 +43,10 @@ func countsOf(r *store.ReceiverSummary) summaryCounts {
 type dailySummaryView struct {
 	ReceiverID   *uuid.UUID `json:"receiver_id,omitempty"`
 	ReceiverName string     `json:"receiver_name,omitempty"`
-	Day          string     `json:"day"`
+	// ReceiverStatus is the receiver's health state now (active, failing,
+	// disabled), so the worst rows say whether it has been dealt with.
+	ReceiverStatus string `json:"receiver_status,omitempty"`
+	Day            string `json:"day"`
 	summaryCounts
 	ComputedAt time.Time `json:"computed_at"`
 }
@@ -52,7 +55,7 @@ func dailyView(r *store.ReceiverSummary, withReceiver bool) dailySummaryView {
 	v := dailySummaryView{Day: r.Day.Format(time.DateOnly), summaryCounts: countsOf(r), ComputedAt: r.ComputedAt}
 	if withReceiver {
 		id := r.ReceiverID
-		v.ReceiverID, v.ReceiverName = &id, r.ReceiverName
+		v.ReceiverID, v.ReceiverName, v.ReceiverStatus = &id, r.ReceiverName, r.ReceiverStatus
 	}
 	return v
 }
@@ -80,7 +83,8 @@ func (s *Server) receiverSummary(c echo.Context) error {
 		}
 	}
 	ctx := c.Request().Context()
-	if _, err := s.store.GetReceiver(ctx, id); err != nil {
+	r, err := s.store.GetReceiver(ctx, id)
+	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
@@ -99,8 +103,9 @@ func (s *Server) receiverSummary(c echo.Context) error {
 		data[i] = dailyView(&snapshots[i], false)
 	}
 	return c.JSON(http.StatusOK, map[string]any{
-		"data": data,
-		"live": liveSummaryView{From: from, To: now, summaryCounts: countsOf(live)},
+		"data":   data,
+		"live":   liveSummaryView{From: from, To: now, summaryCounts: countsOf(live)},
+		"health": healthOf(r),
 	})
 }
 

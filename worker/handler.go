@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/callbackhosts"
+	"github.com/notifyd/notifyd/internal/lifecycle"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
@@ -44,6 +45,7 @@ type handler struct {
 // pendingFailer ends a pending notification that must not be attempted.
 type pendingFailer interface {
 	FailPending(ctx context.Context, id uuid.UUID, reason string) (bool, error)
+	FailIfDisabled(ctx context.Context, n store.NewNotification, create bool) (disabled, changed bool, err error)
 }
 
 // delivery is one task on its way through the handler's steps.
@@ -56,6 +58,11 @@ type delivery struct {
 	create *store.NewNotification
 	res    attemptResult
 	rec    store.AttemptRecord
+	// own: one of the receiver's own operational events, sent to its
+	// status_callback_url. It says nothing about the receiver's callback
+	// URL, so it neither counts for the receiver's health or circuit nor
+	// waits for them (lifecycle.IsOwnEvent).
+	own bool
 }
 
 // ProcessTask implements asynq.Handler: open and admit the task, load its
@@ -69,8 +76,8 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 	ctx, span := traceDelivery(ctx, d)
 	defer func() { endDelivery(span, err) }()
 	dv, err := h.admit(ctx, d)
-	if err != nil {
-		return err
+	if dv == nil {
+		return err // dropped, deferred or settled without an attempt
 	}
 	if proceed, err := h.load(ctx, dv); !proceed {
 		return err
@@ -85,7 +92,8 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 }
 
 // admit loads the receiver of an opened task; it drops what cannot or must
-// not be delivered and defers what the receiver's circuit holds back.
+// not be delivered, fails what a disabled receiver must not get, and defers
+// what the receiver's circuit holds back (nil delivery).
 func (h *handler) admit(ctx context.Context, d *tasks.Deliver) (*delivery, error) {
 	rc, err := h.receivers.get(ctx, d.ReceiverID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -96,20 +104,54 @@ func (h *handler) admit(ctx context.Context, d *tasks.Deliver) (*delivery, error
 	if err != nil {
 		return nil, h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
 	}
-	if err := callbackhosts.Allowed(rc.CallbackHosts, d.CallbackURL); err != nil {
+	own := lifecycle.IsOwnEvent(rc.Receiver, d.EventType, d.CallbackURL)
+	if rc.Status == store.ReceiverDisabled && !own && d.Attempt > 0 {
+		if done, err := h.failDisabled(ctx, d, rc); done || err != nil {
+			return nil, err
+		}
+		// Enabled since this worker cached it: deliver with what is stored.
+		if rc, err = h.receivers.refresh(ctx, d.ReceiverID); err != nil {
+			return nil, h.infra("postgres", fmt.Errorf("deliver %s: load receiver: %w", d.ID, err))
+		}
+	}
+	// The status_callback_url is the admin's, like the callback URL itself:
+	// callback_hosts restricts producers' overrides, not it.
+	if err := callbackhosts.Allowed(rc.CallbackHosts, d.CallbackURL); err != nil && !own {
 		return nil, h.refuseCallbackHost(ctx, d, err)
 	}
 	// An open circuit defers before anything else: during an outage every
 	// task of the receiver comes through here, and a deferral should cost
 	// the queue's round trips and no more. (Manual redeliveries go through:
 	// someone asked for them.) Pull receivers are never called: no circuit.
-	if d.Attempt > 0 && !rc.Pull() {
+	if d.Attempt > 0 && !own && !rc.Pull() {
 		if ok, wait := h.breakers.allow(ctx, d.ReceiverID); !ok {
 			metrics.Deferred.WithLabelValues("circuit_open").Inc()
 			return nil, h.deferred(ctx, d, rc, &retryLater{after: wait + rand.N(time.Second), err: errCircuitOpen})
 		}
 	}
-	return &delivery{d: d, rc: rc}, nil
+	return &delivery{d: d, rc: rc, own: own}, nil
+}
+
+// failDisabled ends an automatic attempt's notification whose receiver is
+// disabled: failed with last error receiver_disabled, written failed at
+// once if it is not on record yet (a Go client's or the outbox's), so the
+// receiver finds it through the query API and gets it with recover once
+// enabled. done is false when Postgres says the receiver is no longer
+// disabled (this worker's copy of it is up to a second old).
+func (h *handler) failDisabled(ctx context.Context, d *tasks.Deliver, rc *receiverConfig) (done bool, err error) {
+	disabled, changed, err := h.failer.FailIfDisabled(ctx, *newNotification(d, rc), d.Attempt == 1)
+	if err != nil {
+		return false, h.infra("postgres", fmt.Errorf("deliver %s: %w", d.ID, err))
+	}
+	if !disabled {
+		return false, nil
+	}
+	if changed {
+		metrics.Terminal.WithLabelValues(store.StatusFailed).Inc()
+		metrics.DisabledFailed.WithLabelValues("worker").Inc()
+		h.logger.Info("notification failed: its receiver is disabled", "notification_id", d.ID, "receiver_id", d.ReceiverID)
+	}
+	return true, nil
 }
 
 // open checks the task's seal and its id. A task that fails either was not
@@ -196,7 +238,7 @@ func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err err
 		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
 	}
 	if d.Attempt == 0 {
-		return false, h.manual(ctx, d, dv.rc, st)
+		return false, h.manual(ctx, dv, st)
 	}
 	if st.Status != store.StatusPending {
 		return false, nil // delivered, failed or cancelled already
@@ -238,7 +280,9 @@ func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err 
 		// task is sent again.
 		return false, fmt.Errorf("deliver %s: attempt %d cut short: %w", d.ID, d.Attempt, ctx.Err())
 	}
-	h.breakers.record(ctx, d.ReceiverID, dv.res.Outcome)
+	if !dv.own {
+		h.breakers.record(ctx, d.ReceiverID, dv.res.Outcome)
+	}
 	return true, nil
 }
 
@@ -247,6 +291,9 @@ func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err 
 func (h *handler) record(ctx context.Context, dv *delivery) error {
 	d, res := dv.d, &dv.res
 	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, res), Create: dv.create}
+	if !dv.own {
+		rec.HealthOf = d.ReceiverID
+	}
 	switch {
 	case res.Outcome == store.OutcomeSuccess:
 		rec.NewStatus = store.StatusDelivered
@@ -327,7 +374,8 @@ func (h *handler) deferred(ctx context.Context, d *tasks.Deliver, rc *receiverCo
 
 // manual makes a redelivery someone asked for. It is recorded with a
 // negative number and does not touch the automatic schedule.
-func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConfig, st store.DeliveryState) error {
+func (h *handler) manual(ctx context.Context, dv *delivery, st store.DeliveryState) error {
+	d, rc := dv.d, dv.rc
 	if st.Status == store.StatusCancelled {
 		return nil
 	}
@@ -341,9 +389,12 @@ func (h *handler) manual(ctx context.Context, d *tasks.Deliver, rc *receiverConf
 		return fmt.Errorf("redeliver %s: cut short: %w", d.ID, ctx.Err())
 	}
 	// A manual redelivery's answer counts like any attempt: its success
-	// closes the receiver's circuit fleet-wide.
-	h.breakers.record(ctx, d.ReceiverID, res.Outcome)
+	// closes the receiver's circuit fleet-wide (and ends a run of failures).
 	rec := store.AttemptRecord{Attempt: attemptRow(d, -d.Manual, &res)}
+	if !dv.own {
+		h.breakers.record(ctx, d.ReceiverID, res.Outcome)
+		rec.HealthOf = d.ReceiverID
+	}
 	if res.Outcome == store.OutcomeSuccess {
 		rec.NewStatus = store.StatusDelivered
 	}

@@ -19,6 +19,10 @@ import (
 // period); a changed callback URL or policy takes effect within it.
 const receiverTTL = 10 * time.Second
 
+// unhealthyTTL bounds how stale a worker's view of a failing or disabled
+// receiver may be: a few receivers, read once a second by each worker.
+const unhealthyTTL = time.Second
+
 // receiverCacheSize bounds the receivers a worker keeps prepared; beyond it
 // the cache starts over rather than growing without bound.
 const receiverCacheSize = 10000
@@ -52,22 +56,26 @@ func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig,
 	if rc, ok := c.cache.Get(id); ok {
 		return rc, nil
 	}
-	v, err, _ := c.group.Do(id.String(), func() (any, error) {
-		r, err := c.store.GetReceiver(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		rc, expires, err := c.prepare(r)
-		if err != nil {
-			return nil, err
-		}
-		c.cache.PutUntil(id, rc, expires)
-		return rc, nil
-	})
+	v, err, _ := c.group.Do(id.String(), func() (any, error) { return c.refresh(ctx, id) })
 	if err != nil {
 		return nil, err
 	}
 	return v.(*receiverConfig), nil
+}
+
+// refresh reads the receiver from Postgres again, past the cache (a change
+// the worker must not act on up to receiverTTL late: an enable).
+func (c *receiverCache) refresh(ctx context.Context, id uuid.UUID) (*receiverConfig, error) {
+	r, err := c.store.GetReceiver(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rc, expires, err := c.prepare(r)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.PutUntil(id, rc, expires)
+	return rc, nil
 }
 
 // prepare readies r for delivery; expires, when not zero, is when the
@@ -76,6 +84,13 @@ func (c *receiverCache) prepare(r *store.Receiver) (rc *receiverConfig, expires 
 	signer, expires, err := signing.ForReceiver(r.SigningSecret, r.PreviousSecret, r.PreviousSecretUntil, time.Now())
 	if err != nil {
 		return nil, expires, fmt.Errorf("receiver %s: %w", r.ID, err)
+	}
+	if r.Status == store.ReceiverFailing || r.Status == store.ReceiverDisabled {
+		// A failing receiver may be disabled any moment (and a disabled one
+		// enabled): its deliveries must see that within a second, not a TTL.
+		if soon := time.Now().Add(unhealthyTTL); expires.IsZero() || soon.Before(expires) {
+			expires = soon
+		}
 	}
 	policy := c.defaults
 	if r.Retry != nil {

@@ -42,6 +42,28 @@ func newSecret(t *testing.T) string {
 	return s
 }
 
+// A failing or disabled receiver is read again after unhealthyTTL: a
+// disable (or an enable) reaches the workers within it.
+func TestReceiverCacheUnhealthy(t *testing.T) {
+	t.Parallel()
+	for _, status := range []string{store.ReceiverFailing, store.ReceiverDisabled} {
+		r := &store.Receiver{ID: uuid.New(), SigningSecret: newSecret(t), Health: store.Health{Status: status}}
+		g := &countingGetter{byID: map[uuid.UUID]*store.Receiver{r.ID: r}}
+		c := newReceiverCache(g, retry.Default())
+		now := time.Now()
+		c.cache.SetClock(func() time.Time { return now })
+		for _, after := range []time.Duration{0, unhealthyTTL / 2, unhealthyTTL + time.Millisecond} {
+			now = now.Add(after)
+			if _, err := c.get(context.Background(), r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := g.loads.Load(); n != 2 {
+			t.Errorf("%s receiver: %d look-ups over %s, want 2", status, n, unhealthyTTL*3/2)
+		}
+	}
+}
+
 // A receiver is loaded once for receiverTTL, or until its previous secret
 // stops signing if that comes first; an unknown one is not cached.
 func TestReceiverCacheExpiry(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/notifyd/notifyd/query/client"
 )
@@ -365,14 +364,9 @@ func printNotification(w io.Writer, n *client.Notification, withAttempts bool) e
 	t.row("status", n.Status)
 	t.row("attempts", fmt.Sprintf("%d of %d", n.Attempts, n.MaxAttempts))
 	t.row("created", fmtTime(n.CreatedAt))
-	optTime := func(label string, v *time.Time) {
-		if v != nil {
-			t.row(label, fmtTime(*v))
-		}
-	}
-	optTime("next attempt", n.NextAttemptAt)
-	optTime("last attempt", n.LastAttemptAt)
-	optTime("delivered", n.DeliveredAt)
+	t.optTime("next attempt", n.NextAttemptAt)
+	t.optTime("last attempt", n.LastAttemptAt)
+	t.optTime("delivered", n.DeliveredAt)
 	if n.LastStatusCode != nil {
 		t.row("last status", fmt.Sprint(*n.LastStatusCode))
 	}

@@ -47,6 +47,9 @@ Operators (the admin token):
 Pull receivers (a receiver's API key):
   listen            forward the event stream to a local URL, acking each
   ack <id>...       acknowledge notifications as processed
+Receivers (its API key, or the admin token with an id):
+  receiver [id]     a receiver and its health: active, failing or disabled (and why)
+  enable [id]       take a disabled receiver back (then recover what failed meanwhile)
 Other:
   receiver-schema   print the DDL of the receiver's de-duplication table
   version           print the version (also --version)
@@ -175,6 +178,8 @@ func init() {
 		"receiver-schema": {"receiver-schema [--table NAME]", runReceiverSchema},
 		"listen":          {"listen --forward URL [--last-event-id ID]", runListen},
 		"ack":             {"ack <id>...", runAck},
+		"receiver":        {"receiver [id]", runReceiver},
+		"enable":          {"enable [id]", runEnable},
 	}
 }
 

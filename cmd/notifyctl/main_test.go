@@ -296,3 +296,51 @@ func TestEveryCommandHelp(t *testing.T) {
 		}
 	}
 }
+
+// field is the value of a "label  value" line of notifyctl's text output.
+func field(out, label string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(l, label+"  "); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}
+
+// TestReceiverHealthCommands: `notifyctl receiver` shows a receiver's
+// health (why and since when it is disabled), `notifyctl enable` takes it
+// back; both default to the API key's own receiver.
+func TestReceiverHealthCommands(t *testing.T) {
+	t.Parallel()
+	s := notifydtest.Start(t)
+	cb := apitest.NewCallbackServer(t, 200)
+	r := s.CreateReceiver(cb.URL, nil)
+	s.WaitStatus(10*time.Second, client.StatusDelivered, sendJSON(t, s, r.ID, "order-1", `{"amount":1}`))
+	recv := []string{"--url", s.URL, "--token", r.APIKey}
+	with := func(args ...string) []string { return append(append([]string(nil), recv...), args...) }
+
+	code, out, errOut := ctl(t, with("receiver")...)
+	if code != 0 || field(out, "status") != "active" || field(out, "id") != r.ID || field(out, "last success") == "" {
+		t.Fatalf("receiver: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := s.Store.Pool().Exec(context.Background(), `UPDATE receivers SET status = 'disabled', disabled_at = now(),
+		disabled_reason = 'every delivery attempt failed for 120h0m0s', failing_since = now() - interval '5 days' WHERE id = $1`, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = ctl(t, with("receiver", r.ID)...)
+	if code != 0 || field(out, "status") != "disabled" ||
+		field(out, "disabled because") != "every delivery attempt failed for 120h0m0s" || field(out, "disabled at") == "" {
+		t.Fatalf("receiver while disabled: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = ctl(t, with("--json", "enable")...)
+	var got client.Receiver
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Status != client.ReceiverFailing || got.DisabledAt != nil {
+		t.Fatalf("enable: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ = ctl(t, with("enable", r.ID)...); code != 0 || !strings.Contains(out, "receiver "+r.ID+" is failing") {
+		t.Fatalf("enable again: exit %d\n%s", code, out)
+	}
+	if code, _, errOut = ctl(t, with("receiver", "a", "b")...); code != exitUsage || !strings.Contains(errOut, "at most one receiver id") {
+		t.Fatalf("two ids: exit %d %s", code, errOut)
+	}
+}

@@ -42,6 +42,13 @@ func (t *table) row(cells ...string) {
 }
 
 // flush writes the table out; a nil table (JSON output) has nothing to write.
+// optTime adds a row for a time that may be unset.
+func (t *table) optTime(label string, v *time.Time) {
+	if v != nil {
+		t.row(label, fmtTime(*v))
+	}
+}
+
 func (t *table) flush() error {
 	if t == nil {
 		return nil

@@ -284,7 +284,19 @@ func printReceiver(w io.Writer, r *client.Receiver) error {
 	t.row("id", r.ID)
 	t.row("name", r.Name)
 	t.row("callback url", r.CallbackURL)
+	t.row("delivery", cmp.Or(r.Delivery, "push"))
 	t.row("active", fmt.Sprint(r.Active))
+	t.row("status", r.Status)
+	t.optTime("status since", r.StatusChangedAt)
+	t.optTime("failing since", r.FailingSince)
+	t.optTime("last success", r.LastSuccessAt)
+	t.optTime("disabled at", r.DisabledAt)
+	if r.DisabledReason != "" {
+		t.row("disabled because", r.DisabledReason)
+	}
+	if r.StatusCallbackURL != "" {
+		t.row("status callback url", r.StatusCallbackURL)
+	}
 	t.row("timeout", cmp.Or(r.Timeout, "default"))
 	if r.SuccessBody != nil {
 		t.row("success body", *r.SuccessBody)

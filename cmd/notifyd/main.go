@@ -50,13 +50,14 @@ Commands:
   all        API, worker and scheduler in one process (applies migrations first)
   api        HTTP API: receivers, ingest, query
   worker     delivery worker
-  scheduler  cron jobs: re-drive, retention, daily summary
+  scheduler  cron jobs: re-drive, retention, daily summary, receiver lifecycle
   migrate    apply database migrations and exit
   relay      outbox relay: moves a producer's outbox rows to notifyd (NOTIFYD_OUTBOX_DATABASE_URL),
              keeping each until notifyd's database (NOTIFYD_DATABASE_URL) has it
   outbox-schema  print the SQL of the producer's outbox table (-table name)
   rotate-secret-key  seal every receiver's signing secret with the first NOTIFYD_SECRET_KEYS key
              (plaintext ones too); safe to run while notifyd runs, and to run again
+  operator-secret  print the signing secret of the operator receiver (NOTIFYD_OPERATOR_CALLBACK_URL's events)
   version    print the version
 
 Each command takes its own flags, each also read from a NOTIFYD_* environment
@@ -82,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "outbox-schema":
 		return outboxSchema(args, stdout, stderr)
-	case "all", "api", "worker", "scheduler", "migrate", "relay", "rotate-secret-key":
+	case "all", "api", "worker", "scheduler", "migrate", "relay", "rotate-secret-key", "operator-secret":
 	default:
 		fmt.Fprintf(stderr, "notifyd: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -104,6 +105,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if cmd == "rotate-secret-key" {
 		return rotateSecretKey(ctx, cfg, stdout, logger)
+	}
+	if cmd == "operator-secret" {
+		return operatorSecret(ctx, cfg, stdout, stderr, logger)
 	}
 	if err := start(ctx, cmd, cfg, logger); err != nil {
 		logger.Error("notifyd failed", "err", err)
@@ -237,7 +241,8 @@ func collect(errc <-chan error) []error {
 	return errs
 }
 
-// runScheduler runs the cron jobs (re-drive, retention, daily summary) until
+// runScheduler runs the cron jobs (re-drive, retention, daily summary,
+// receiver lifecycle) until
 // ctx ends. Every replica may run it: each job locks itself in Postgres.
 func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClient, cfg *config.Config, logger *slog.Logger) error {
 	// Shares rdb's connections; closing rdb (in start) is what releases them.
@@ -245,8 +250,13 @@ func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClien
 	sched, err := scheduler.New(st, queue, scheduler.Config{
 		RedriveSchedule: cfg.RedriveSchedule, RetentionSchedule: cfg.RetentionSchedule,
 		SummarySchedule: cfg.SummarySchedule, GaugesSchedule: cfg.GaugesSchedule, Retention: cfg.Retention, Logger: logger, TaskKeys: cfg.TaskKeys,
+		LifecycleSchedule: cfg.Lifecycle.Schedule, FailingAfter: cfg.Lifecycle.FailingAfter,
+		AutoDisableAfter: cfg.Lifecycle.AutoDisableAfter, Retry: cfg.Retry,
 	})
 	if err != nil {
+		return err
+	}
+	if err := ensureOperator(ctx, st, cfg, logger); err != nil {
 		return err
 	}
 	return sched.Run(ctx)

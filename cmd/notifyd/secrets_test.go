@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/testenv"
 	"github.com/notifyd/notifyd/query/webhook"
@@ -141,6 +143,20 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// devSettings are the settings of a development notifyd on the test's own
+// database (dsn) and Redis index (redisOpt), serving on free loopback ports.
+func devSettings(t *testing.T, dsn string, redisOpt *redis.Options) map[string]string {
+	return map[string]string{
+		"NOTIFYD_ENV":                   "development",
+		"NOTIFYD_DATABASE_URL":          dsn,
+		"NOTIFYD_REDIS_URL":             fmt.Sprintf("redis://%s/%d", redisOpt.Addr, redisOpt.DB),
+		"NOTIFYD_HTTP_ADDR":             freeAddr(t),
+		"NOTIFYD_ADMIN_TOKEN":           apitest.AdminToken,
+		"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
+		"NOTIFYD_LOG_FORMAT":            "text",
+	}
+}
+
 // startAll runs `notifyd all` until it answers /readyz; stop ends it.
 func startAll(t *testing.T, settings map[string]string) (logs *syncBuffer, stop func()) {
 	t.Helper()
@@ -151,6 +167,10 @@ func startAll(t *testing.T, settings map[string]string) (logs *syncBuffer, stop 
 // port, or the ops listener of a process without one); stop ends it.
 func startCommand(t *testing.T, command, base string, settings map[string]string) (logs *syncBuffer, stop func()) {
 	t.Helper()
+	if settings["NOTIFYD_OPS_ADDR"] == "" {
+		// Not the default 127.0.0.1:9090, which another process may hold.
+		settings["NOTIFYD_OPS_ADDR"] = freeAddr(t)
+	}
 	cmd := exec.Command(notifydBinary(t), command)
 	cmd.Env = withEnv(settings)
 	logs = &syncBuffer{}
@@ -250,18 +270,9 @@ func (m *verifyingMerchant) count(path string) int64 {
 func TestSecretsSealedAtRestAndDeliveriesVerify(t *testing.T) {
 	t.Parallel()
 	dsn := testenv.Database(t)
-	redisOpt := testenv.Redis(t)
 	k1, raw1 := newSecretKey(t)
 	k2, raw2 := newSecretKey(t)
-	settings := map[string]string{
-		"NOTIFYD_ENV":                   "development",
-		"NOTIFYD_DATABASE_URL":          dsn,
-		"NOTIFYD_REDIS_URL":             fmt.Sprintf("redis://%s/%d", redisOpt.Addr, redisOpt.DB),
-		"NOTIFYD_HTTP_ADDR":             freeAddr(t),
-		"NOTIFYD_ADMIN_TOKEN":           apitest.AdminToken,
-		"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
-		"NOTIFYD_LOG_FORMAT":            "text",
-	}
+	settings := devSettings(t, dsn, testenv.Redis(t))
 	api := apitest.NewClient(t, "http://"+settings["NOTIFYD_HTTP_ADDR"])
 	merchant := newVerifyingMerchant(t)
 

@@ -89,6 +89,8 @@ type Config struct {
 	RequestTimeout   time.Duration
 	StatementTimeout time.Duration
 	ListMaxBytes     int
+
+	Lifecycle Lifecycle
 }
 
 // The values of NOTIFYD_ENV.
@@ -137,6 +139,7 @@ func (raw *rawSettings) parse(c *Config) error {
 	raw.parseOperation(c, &errs)
 	raw.parseSecurity(c, &errs)
 	raw.limits.parse(c, &errs)
+	raw.lifecycle.parse(c, &errs)
 	return errors.Join(errs...)
 }
 
@@ -151,6 +154,7 @@ type rawSettings struct {
 	retention, relayAck, logLevel            string
 	taskKey, secretKeys                      string
 	limits                                   rawLimits
+	lifecycle                                rawLifecycle
 }
 
 // define declares every setting as a flag whose default is its NOTIFYD_*
@@ -195,6 +199,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&c.Env, "env", "NOTIFYD_ENV", EnvProduction, `"production" refuses to start with unsafe settings; "development" allows them with a warning`)
 	str(&raw.secretKeys, "secret-keys", "NOTIFYD_SECRET_KEYS", "", "keys sealing signing secrets at rest: id:base64(32 bytes),... (the first seals, all open)")
 	raw.limits.define(str, c)
+	raw.lifecycle.define(str, c)
 }
 
 // settingErrors collects every bad setting so one run reports them all,

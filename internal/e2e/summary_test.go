@@ -31,15 +31,17 @@ func (s *stack) seed(receiver, set string) {
 }
 
 type summaryRow struct {
-	ReceiverID   string   `json:"receiver_id"`
-	ReceiverName string   `json:"receiver_name"`
-	Day          string   `json:"day"`
-	Delivered    int      `json:"delivered"`
-	Failed       int      `json:"failed"`
-	Pending      int      `json:"pending"`
-	Cancelled    int      `json:"cancelled"`
-	FailureRate  *float64 `json:"failure_rate"`
-	Attempts     int      `json:"attempts"`
+	ReceiverID   string `json:"receiver_id"`
+	ReceiverName string `json:"receiver_name"`
+	// ReceiverStatus is the receiver's health now (Receiver lifecycle).
+	ReceiverStatus string   `json:"receiver_status"`
+	Day            string   `json:"day"`
+	Delivered      int      `json:"delivered"`
+	Failed         int      `json:"failed"`
+	Pending        int      `json:"pending"`
+	Cancelled      int      `json:"cancelled"`
+	FailureRate    *float64 `json:"failure_rate"`
+	Attempts       int      `json:"attempts"`
 }
 
 func TestReceiverSummaryAPI(t *testing.T) {
@@ -113,6 +115,7 @@ func TestReceiverSummaryAPI(t *testing.T) {
 			t.Fatalf("%s: %d %s", path, code, raw)
 		}
 		if all.Day != day || len(all.Data) != 2 || all.Data[0].ReceiverID != bad.ID || all.Data[0].ReceiverName != "bad" ||
+			all.Data[0].ReceiverStatus != "active" ||
 			all.Data[0].FailureRate == nil || *all.Data[0].FailureRate != 1 || all.Data[0].Cancelled != 1 ||
 			all.Data[1].ReceiverID != good.ID {
 			raw, _ := json.Marshal(all)

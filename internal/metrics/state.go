@@ -16,10 +16,12 @@ var (
 		Help: "Notifications on record by status: pending and failed counted exactly (up to 1,000,000), delivered and cancelled estimated from Postgres's table statistics.",
 	}, []string{"status"})
 
-	// Receivers counts receivers by state.
+	// Receivers counts receivers by state: their health (active, failing,
+	// disabled: the receiver lifecycle) or inactive (switched off by the
+	// admin, whatever their health). The gauges and lifecycle jobs set it.
 	Receivers = factory.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "notifyd", Name: "receivers",
-		Help: "Receivers by state (active, inactive).",
+		Help: "Receivers by state: active, failing, disabled (health), inactive (switched off by the admin).",
 	}, []string{"state"})
 
 	// OldestPending is how long the most overdue pending notification has

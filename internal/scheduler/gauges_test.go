@@ -58,7 +58,7 @@ func TestGaugesRunOnEveryReplica(t *testing.T) {
 		if want := map[string]int64{"pending": 2, "failed": 1, "delivered": 0, "cancelled": 0}; !maps.Equal(g.Notifications, want) {
 			t.Errorf("replica %d: notifications %v, want %v", i, g.Notifications, want)
 		}
-		if want := map[string]int64{"active": 1, "inactive": 1}; !maps.Equal(g.Receivers, want) {
+		if want := map[string]int64{"active": 1, "failing": 0, "disabled": 0, "inactive": 1}; !maps.Equal(g.Receivers, want) {
 			t.Errorf("replica %d: receivers %v, want %v", i, g.Receivers, want)
 		}
 		if g.OldestDue < 20*time.Minute || g.OldestDue > 25*time.Minute {

@@ -10,6 +10,8 @@
 //   - gauges (gauges.go): refreshes the metrics of what the database holds
 //     (notifications by status, receivers by state, the oldest due
 //     notification's wait); read-only, so it runs on every replica, unlocked.
+//   - lifecycle (lifecycle.go): marks receivers failing, disables them and
+//     announces their recovery, with operational events (internal/lifecycle).
 //
 // Every replica may run a scheduler: each job takes a Postgres advisory lock
 // of its own for the length of a run and skips the run if another replica
@@ -19,7 +21,8 @@
 // Schedules use robfig/cron syntax with an optional seconds field ("0 0 * * *",
 // "*/30 * * * * *", "@every 1m", "@daily") in UTC; "off" disables a job.
 // Each job is also a method (RunRedrive, RunRetention, RunSummary,
-// RunGauges) that runs it once, now, under the same lock (gauges: none).
+// RunGauges, RunLifecycle) that runs it once, now, under the same lock
+// (gauges: none).
 //
 // The jobs' SQL lives in internal/store; this package must not deliver
 // notifications itself (a re-drive only queues tasks for the workers).
@@ -37,6 +40,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
@@ -48,6 +52,7 @@ const (
 	JobRetention = "retention"
 	JobSummary   = "summary"
 	JobGauges    = "gauges"
+	JobLifecycle = "lifecycle"
 )
 
 // Advisory lock keys, one per job. They only have to be distinct from the
@@ -56,6 +61,7 @@ const (
 	lockRedrive   int64 = 0x6e6f74696679_0001 // "notify" + job number
 	lockRetention int64 = 0x6e6f74696679_0002
 	lockSummary   int64 = 0x6e6f74696679_0003
+	lockLifecycle int64 = 0x6e6f74696679_0004
 )
 
 // Off as a schedule disables a job.
@@ -63,12 +69,23 @@ const Off = "off"
 
 // Config tunes the scheduler. Zero values take the documented defaults.
 type Config struct {
-	// Schedules of the jobs (defaults "@every 1m", "@every 1h", "0 0 * * *").
+	// Schedules of the jobs (defaults "@every 1m", "@every 1h", "0 0 * * *",
+	// "@every 1m").
 	RedriveSchedule   string
 	RetentionSchedule string
 	SummarySchedule   string
 	// GaugesSchedule refreshes the database gauges (default "@every 30s").
-	GaugesSchedule string
+	GaugesSchedule    string
+	LifecycleSchedule string
+
+	// FailingAfter and AutoDisableAfter: how long every attempt to a
+	// receiver must have failed before it is marked failing, and disabled
+	// (zero: never; defaults are the caller's, config's 24 h and 120 h).
+	FailingAfter     time.Duration
+	AutoDisableAfter time.Duration
+	// Retry is the service retry policy, for the operational events'
+	// attempts (default retry.Default()).
+	Retry retry.Policy
 
 	// Retention is how long terminal notifications and their attempts are
 	// kept (default 720 h, 30 days).
@@ -107,6 +124,10 @@ func (c *Config) setDefaults() {
 	def(&c.RetentionSchedule, "@every 1h")
 	def(&c.SummarySchedule, "0 0 * * *")
 	def(&c.GaugesSchedule, "@every 30s")
+	def(&c.LifecycleSchedule, "@every 1m")
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry = retry.Default()
+	}
 	if c.Retention == 0 {
 		c.Retention = 30 * 24 * time.Hour
 	}
@@ -191,6 +212,9 @@ func New(st *store.Store, queue tasks.Enqueuer, cfg Config) (*Scheduler, error) 
 	if cfg.Retention < 0 {
 		return nil, fmt.Errorf("scheduler: retention %s must be positive", cfg.Retention)
 	}
+	if cfg.FailingAfter < 0 || cfg.AutoDisableAfter < 0 {
+		return nil, fmt.Errorf("scheduler: lifecycle thresholds %s, %s must not be negative", cfg.FailingAfter, cfg.AutoDisableAfter)
+	}
 	if cfg.RedriveGrace < 0 {
 		return nil, fmt.Errorf("scheduler: re-drive grace %s must not be negative", cfg.RedriveGrace)
 	}
@@ -203,6 +227,7 @@ func New(st *store.Store, queue tasks.Enqueuer, cfg Config) (*Scheduler, error) 
 		{JobRetention, cfg.RetentionSchedule, func(ctx context.Context) { _, _ = s.RunRetention(ctx) }},
 		{JobSummary, cfg.SummarySchedule, func(ctx context.Context) { _, _ = s.RunSummary(ctx) }},
 		{JobGauges, cfg.GaugesSchedule, func(ctx context.Context) { _, _ = s.RunGauges(ctx) }},
+		{JobLifecycle, cfg.LifecycleSchedule, func(ctx context.Context) { _, _ = s.RunLifecycle(ctx) }},
 	}
 	var errs []error
 	for _, sp := range specs {
@@ -255,7 +280,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	c.Start()
 	s.logger.Info("scheduler started", "jobs", scheduled, "redrive_schedule", s.cfg.RedriveSchedule,
 		"retention_schedule", s.cfg.RetentionSchedule, "summary_schedule", s.cfg.SummarySchedule,
-		"gauges_schedule", s.cfg.GaugesSchedule, "retention", s.cfg.Retention)
+		"gauges_schedule", s.cfg.GaugesSchedule, "retention", s.cfg.Retention,
+		"lifecycle_schedule", s.cfg.LifecycleSchedule, "failing_after", s.cfg.FailingAfter, "auto_disable_after", s.cfg.AutoDisableAfter)
 
 	var wg sync.WaitGroup
 	if summary != 0 {

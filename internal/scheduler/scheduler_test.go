@@ -19,11 +19,13 @@ func TestNewChecksSchedules(t *testing.T) {
 		wantErr string
 		enabled []string
 	}{
-		{name: "defaults", enabled: []string{JobRedrive, JobRetention, JobSummary, JobGauges}},
-		{name: "seconds field and descriptors", cfg: Config{RedriveSchedule: "*/15 * * * * *", RetentionSchedule: "@hourly", SummarySchedule: "30 0 * * *"},
-			enabled: []string{JobRedrive, JobRetention, JobSummary, JobGauges}},
-		{name: "off", cfg: Config{RetentionSchedule: Off, SummarySchedule: Off, GaugesSchedule: Off}, enabled: []string{JobRedrive}},
+		{name: "defaults", enabled: []string{JobRedrive, JobRetention, JobSummary, JobGauges, JobLifecycle}},
+		{name: "seconds field and descriptors", cfg: Config{RedriveSchedule: "*/15 * * * * *", RetentionSchedule: "@hourly", SummarySchedule: "30 0 * * *",
+			LifecycleSchedule: "@every 30s"},
+			enabled: []string{JobRedrive, JobRetention, JobSummary, JobGauges, JobLifecycle}},
+		{name: "off", cfg: Config{RetentionSchedule: Off, SummarySchedule: Off, GaugesSchedule: Off, LifecycleSchedule: Off}, enabled: []string{JobRedrive}},
 		{name: "bad gauges schedule", cfg: Config{GaugesSchedule: "often"}, wantErr: `gauges schedule "often"`},
+		{name: "negative lifecycle threshold", cfg: Config{AutoDisableAfter: -time.Hour}, wantErr: "must not be negative"},
 		{name: "bad schedule", cfg: Config{RedriveSchedule: "every minute"}, wantErr: `redrive schedule "every minute"`},
 		{name: "two bad schedules", cfg: Config{RetentionSchedule: "61 * * * *", SummarySchedule: "@weekly-ish"},
 			wantErr: "retention schedule"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // DeliveryState is what a worker needs to know before an attempt.
@@ -85,6 +86,11 @@ type AttemptRecord struct {
 	// notification, pending and due at NextAttemptAt (a delivery deferred
 	// before its first attempt).
 	Create *NewNotification
+	// HealthOf is the receiver whose health the attempt counts for (its
+	// failing_since and last_success_at, see lifecycle.go); uuid.Nil for
+	// an attempt that says nothing about it (the receiver's own
+	// operational events, sent to another URL).
+	HealthOf uuid.UUID
 }
 
 // RecordAttempts writes a batch of attempts and updates their notifications
@@ -147,9 +153,9 @@ const recordAttemptsSQL = `
 		WITH u AS (
 			SELECT * FROM unnest($1::uuid[], $2::int2[], $3::timestamptz[], $4::int4[], $5::int2[],
 				$6::text[]::attempt_outcome[], $7::text[], $8::text[], $9::text[]::notification_status[], $10::timestamptz[],
-				$11::bool[], $12::uuid[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::int2[])
+				$11::bool[], $12::uuid[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::int2[], $18::uuid[])
 				AS u(id, no, started, ms, code, outcome, err, body, status, next,
-					create_it, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts)
+					create_it, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, health_of)
 		), created AS (
 			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
 				created_at, status, attempts, next_attempt_at, delivered_at, last_attempt_at, last_status_code, last_error)
@@ -181,10 +187,40 @@ const recordAttemptsSQL = `
 			FROM u
 			JOIN ins ON ins.notification_id = u.id AND ins.attempt_no = u.no
 			WHERE n.id = u.id AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
-		)
+		)` + healthSQL + `
 		SELECT u.id FROM u
 		WHERE create_it AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
 			AND NOT EXISTS (SELECT FROM notifications n WHERE n.id = u.id)`
+
+// healthSQL continues recordAttemptsSQL: it keeps each receiver's run of
+// failures (failing_since: the first failed attempt since the last success)
+// and last_success_at from the attempts the statement inserted, so a
+// retried batch counts nothing twice. A receiver row is written only when
+// failing_since changes or last_success_at is a minute old: on a healthy
+// receiver most batches write none. Attempts may be recorded out of order
+// across workers, so a success clears only a run that began before it.
+const healthSQL = `, seen AS (
+			SELECT u.health_of AS rid, u.started, u.outcome = 'success' AS ok,
+				max(u.started) FILTER (WHERE u.outcome = 'success') OVER (PARTITION BY u.health_of) AS last_ok
+			FROM u JOIN ins ON ins.notification_id = u.id AND ins.attempt_no = u.no
+			WHERE u.health_of IS NOT NULL
+		), health AS (
+			SELECT rid, last_ok, min(started) FILTER (WHERE NOT ok AND (last_ok IS NULL OR started > last_ok)) AS first_fail
+			FROM seen GROUP BY rid, last_ok
+		), health_next AS (
+			SELECT h.rid, h.last_ok, CASE
+				WHEN h.last_ok IS NULL THEN coalesce(r.failing_since, h.first_fail)
+				WHEN r.failing_since > h.last_ok THEN r.failing_since
+				ELSE h.first_fail END AS failing_since
+			FROM health h JOIN receivers r ON r.id = h.rid
+		), health_upd AS (
+			UPDATE receivers r SET failing_since = hn.failing_since,
+				last_success_at = CASE WHEN hn.last_ok IS NULL THEN r.last_success_at
+					ELSE greatest(r.last_success_at, hn.last_ok) END
+			FROM health_next hn
+			WHERE r.id = hn.rid AND (hn.failing_since IS DISTINCT FROM r.failing_since
+				OR (hn.last_ok IS NOT NULL AND (r.last_success_at IS NULL OR r.last_success_at < hn.last_ok - interval '1 minute')))
+		)`
 
 // attemptColumns spreads a batch into the column arrays recordAttemptsSQL
 // unnests, in its parameters' order.
@@ -208,6 +244,7 @@ func attemptColumns(batch []AttemptRecord) []any {
 	urls := make([]*string, n)
 	payloads := make([][]byte, n)
 	maxAttempts := make([]int16, n)
+	healthOf := make([]pgtype.UUID, n)
 	for i := range batch {
 		r := &batch[i]
 		ids[i] = r.NotificationID
@@ -225,6 +262,7 @@ func attemptColumns(batch []AttemptRecord) []any {
 		if r.NewStatus == StatusPending {
 			nexts[i] = &r.NextAttemptAt
 		}
+		healthOf[i] = pgtype.UUID{Bytes: r.HealthOf, Valid: r.HealthOf != uuid.Nil}
 		if c := r.Create; c != nil {
 			creates[i] = true
 			receivers[i], types[i], keys[i] = c.ReceiverID, c.EventType, c.IdempotencyKey
@@ -232,5 +270,5 @@ func attemptColumns(batch []AttemptRecord) []any {
 		}
 	}
 	return []any{ids, nos, started, durations, codes, outcomes, errs, bodies, statuses, nexts,
-		creates, receivers, types, keys, urls, payloads, maxAttempts}
+		creates, receivers, types, keys, urls, payloads, maxAttempts, healthOf}
 }

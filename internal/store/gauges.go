@@ -64,13 +64,15 @@ func (s *Store) OldestDue(ctx context.Context) (time.Duration, error) {
 	return time.Duration(seconds * float64(time.Second)), nil
 }
 
-// ReceiverCounts returns how many receivers are in each state (active,
-// inactive); every state is in the map. The receivers table is small (one
-// row per merchant), so it is counted.
+// ReceiverCounts returns how many receivers are in each state: the health
+// states (ReceiverActive, ReceiverFailing, ReceiverDisabled) of those the
+// admin has not switched off, and "inactive" for those switched off
+// (PATCH active=false), whatever their health. Every state is in the map.
+// The receivers table is small (one row per merchant), so it is counted.
 func (s *Store) ReceiverCounts(ctx context.Context) (map[string]int64, error) {
-	counts := map[string]int64{"active": 0, "inactive": 0}
+	counts := map[string]int64{ReceiverActive: 0, ReceiverFailing: 0, ReceiverDisabled: 0, ReceiverInactive: 0}
 	rows, err := s.pool.Query(ctx, `
-		SELECT CASE WHEN active THEN 'active' ELSE 'inactive' END, count(*) FROM receivers GROUP BY 1`)
+		SELECT CASE WHEN active THEN status ELSE 'inactive' END, count(*) FROM receivers GROUP BY 1`)
 	if err == nil {
 		err = collectCounts(rows, counts)
 	}
@@ -79,6 +81,10 @@ func (s *Store) ReceiverCounts(ctx context.Context) (map[string]int64, error) {
 	}
 	return counts, nil
 }
+
+// ReceiverInactive is ReceiverCounts' state of receivers the admin switched
+// off.
+const ReceiverInactive = "inactive"
 
 // collectCounts sets counts[name] for each (name, count) row.
 func collectCounts(rows pgx.Rows, counts map[string]int64) error {

@@ -73,7 +73,7 @@ func TestGaugeCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]int64{"active": 1, "inactive": 1}; !maps.Equal(receivers, want) {
+	if want := map[string]int64{"active": 1, "failing": 0, "disabled": 0, "inactive": 1}; !maps.Equal(receivers, want) {
 		t.Errorf("receivers %v, want %v", receivers, want)
 	}
 

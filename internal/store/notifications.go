@@ -62,6 +62,9 @@ type NewNotification struct {
 	CallbackURL    string // "" for the receiver's default
 	Payload        []byte
 	MaxAttempts    int
+	// FailedWith, when set, records the notification failed at once with
+	// this last error (its receiver is disabled: see InsertNotification).
+	FailedWith string
 }
 
 const notificationColumns = `id, receiver_id, event_type, idempotency_key, callback_url, payload, status,
@@ -107,16 +110,15 @@ func nullIfEmpty(s string) *string {
 // cursor to catch them (a Go-client notification reaches Postgres only when
 // a worker records its first attempt, or defers it; see RecordAttempts).
 
-// InsertNotification records n as pending and due now, unless a notification
-// with the same (receiver, idempotency key) exists: then it returns that one
-// and created=false. Unknown receivers give ErrUnknownReceiver.
+// InsertNotification records n as pending and due now (or, with
+// n.FailedWith set, failed at once with that last error), unless a
+// notification with the same (receiver, idempotency key) exists: then it
+// returns that one and created=false. Unknown receivers give
+// ErrUnknownReceiver.
 func (s *Store) InsertNotification(ctx context.Context, n NewNotification) (_ *Notification, created bool, err error) {
-	got, err := scanNotification(s.pool.QueryRow(ctx, `
-		INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts, created_at, next_attempt_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
-		ON CONFLICT DO NOTHING
-		RETURNING `+notificationColumns,
-		pgID(n.ID), pgID(n.ReceiverID), n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts))
+	got, err := scanNotification(s.pool.QueryRow(ctx, insertNotificationSQL,
+		pgID(n.ID), pgID(n.ReceiverID), n.EventType, n.IdempotencyKey, nullIfEmpty(n.CallbackURL), n.Payload, n.MaxAttempts,
+		nullIfEmpty(n.FailedWith)))
 	switch {
 	case err == nil:
 		return got, true, nil
@@ -129,6 +131,16 @@ func (s *Store) InsertNotification(ctx context.Context, n NewNotification) (_ *N
 	}
 	return nil, false, fmt.Errorf("insert notification %s: %w", n.ID, err)
 }
+
+// insertNotificationSQL inserts a notification unless its id exists; $8,
+// when not NULL, records it failed at once with that last error.
+const insertNotificationSQL = `
+		INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,
+			created_at, next_attempt_at, status, last_error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now(), CASE WHEN $8::text IS NULL THEN now() END,
+			CASE WHEN $8::text IS NULL THEN 'pending' ELSE 'failed' END::notification_status, $8::text)
+		ON CONFLICT DO NOTHING
+		RETURNING ` + notificationColumns
 
 func isForeignKeyViolation(err error) bool {
 	var pgErr *pgconn.PgError

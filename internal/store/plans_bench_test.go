@@ -74,6 +74,7 @@ func BenchmarkPlanModes(b *testing.B) {
 							StartedAt: time.Now(), Outcome: store.OutcomeFailure},
 						NewStatus:     store.StatusPending,
 						NextAttemptAt: time.Now().Add(time.Minute),
+						HealthOf:      r.ID, // as the worker records: the receiver's run of failures is kept too
 					}
 				}
 				if err := s.RecordAttempts(ctx, recs); err != nil {

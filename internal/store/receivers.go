@@ -33,6 +33,24 @@ type Receiver struct {
 	// Delivery is DeliveryPush (HTTP callbacks) or DeliveryPull (offers on
 	// the receiver's event stream, acknowledged by the receiver).
 	Delivery string
+	// StatusCallbackURL receives the receiver's own operational events
+	// ("": none).
+	StatusCallbackURL string
+	Health
+}
+
+// Health is a receiver's place in the lifecycle (see lifecycle.go).
+type Health struct {
+	Status          string // ReceiverActive, ReceiverFailing or ReceiverDisabled
+	StatusChangedAt *time.Time
+	DisabledReason  string
+	DisabledAt      *time.Time
+	// FailingSince starts the current run of failed attempts (nil: the last
+	// attempt succeeded, or none failed since the receiver was enabled).
+	FailingSince  *time.Time
+	LastSuccessAt *time.Time // at most a minute stale
+	// Operator marks the receiver that gets every receiver's events.
+	Operator bool
 }
 
 // Delivery modes of a receiver.
@@ -53,14 +71,18 @@ func HashAPIKey(key string) []byte {
 }
 
 const receiverColumns = `id, name, callback_url, signing_secret, coalesce(previous_signing_secret, ''),
-	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), callback_hosts, active, created_at, updated_at, delivery`
+	previous_secret_until, retry_policy, success_body, coalesce(timeout_ms, 0), callback_hosts, active, created_at, updated_at,
+	coalesce(status_callback_url, ''), status, status_changed_at, coalesce(disabled_reason, ''), disabled_at,
+	failing_since, last_success_at, operator, delivery`
 
 func (s *Store) scanReceiver(row pgx.Row) (*Receiver, error) {
 	var r Receiver
 	var policy []byte
 	var timeoutMS int
 	err := row.Scan(&r.ID, &r.Name, &r.CallbackURL, &r.SigningSecret, &r.PreviousSecret,
-		&r.PreviousSecretUntil, &policy, &r.SuccessBody, &timeoutMS, &r.CallbackHosts, &r.Active, &r.CreatedAt, &r.UpdatedAt, &r.Delivery)
+		&r.PreviousSecretUntil, &policy, &r.SuccessBody, &timeoutMS, &r.CallbackHosts, &r.Active, &r.CreatedAt, &r.UpdatedAt,
+		&r.StatusCallbackURL, &r.Status, &r.StatusChangedAt, &r.DisabledReason, &r.DisabledAt,
+		&r.FailingSince, &r.LastSuccessAt, &r.Operator, &r.Delivery)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -110,15 +132,17 @@ func (s *Store) insertReceiver(ctx context.Context, q pgx.Tx, r *Receiver) error
 		return fmt.Errorf("create receiver: %w", err)
 	}
 	err = q.QueryRow(ctx, `
-		INSERT INTO receivers (id, name, callback_url, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active, delivery)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, coalesce(nullif($9, ''), 'push'))
-		RETURNING created_at, updated_at, delivery`,
-		r.ID, r.Name, r.CallbackURL, stored, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts, r.Delivery,
-	).Scan(&r.CreatedAt, &r.UpdatedAt, &r.Delivery)
+		INSERT INTO receivers (id, name, callback_url, signing_secret, retry_policy, success_body, timeout_ms, callback_hosts, active,
+			status_callback_url, operator, status_changed_at, delivery)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $10, now(), coalesce(nullif($11, ''), 'push'))
+		RETURNING created_at, updated_at, status_changed_at, delivery`,
+		r.ID, r.Name, r.CallbackURL, stored, policy, r.SuccessBody, timeoutMS(r.Timeout), r.CallbackHosts,
+		nullIfEmpty(r.StatusCallbackURL), r.Operator, r.Delivery,
+	).Scan(&r.CreatedAt, &r.UpdatedAt, &r.StatusChangedAt, &r.Delivery)
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)
 	}
-	r.Active = true
+	r.Active, r.Status = true, ReceiverActive
 	return nil
 }
 
@@ -185,6 +209,8 @@ type ReceiverPatch struct {
 	ClearCallbackHosts bool
 	// Delivery, when not nil, switches between push and pull.
 	Delivery *string
+	// StatusCallbackURL, when not nil, replaces the URL ("" removes it).
+	StatusCallbackURL *string
 }
 
 // UpdateReceiver applies p and returns the receiver as stored.
@@ -206,16 +232,25 @@ func (s *Store) UpdateReceiver(ctx context.Context, id uuid.UUID, p ReceiverPatc
 			timeout_ms = CASE WHEN $8 THEN $9 ELSE timeout_ms END,
 			active = coalesce($10, active),
 			callback_hosts = CASE WHEN $11 THEN NULL WHEN $12 THEN $13::text[] ELSE callback_hosts END,
-			delivery = coalesce($14, delivery),
+			status_callback_url = CASE WHEN $14 THEN nullif($15, '') ELSE status_callback_url END,
+			delivery = coalesce($16, delivery),
 			updated_at = now()
 		WHERE id = $1
 		RETURNING `+receiverColumns,
 		id, p.Name, p.CallbackURL, p.ClearRetry, policy, p.ClearSuccessBody, p.SuccessBody,
-		p.Timeout != nil, timeout, p.Active, p.ClearCallbackHosts, p.CallbackHosts != nil, hostsArg(p.CallbackHosts), p.Delivery))
+		p.Timeout != nil, timeout, p.Active, p.ClearCallbackHosts, p.CallbackHosts != nil, hostsArg(p.CallbackHosts),
+		p.StatusCallbackURL != nil, derefOr(p.StatusCallbackURL, ""), p.Delivery))
 	if err != nil {
 		return nil, fmt.Errorf("update receiver %s: %w", id, err)
 	}
 	return r, nil
+}
+
+func derefOr(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 // hostsArg is a patch's new list as a query argument: non-nil even when

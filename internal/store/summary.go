@@ -16,6 +16,9 @@ import (
 type ReceiverSummary struct {
 	ReceiverID   uuid.UUID
 	ReceiverName string
+	// ReceiverStatus is the receiver's health state now (not that day's),
+	// in snapshots read with their receiver.
+	ReceiverStatus string
 	// Day is the UTC day of a daily snapshot (midnight UTC); zero for a
 	// live summary.
 	Day       time.Time
@@ -123,7 +126,7 @@ func (s *Store) SaveDailySummaries(ctx context.Context, day time.Time) ([]Receiv
 	return collectDaily(rows, "save daily summaries")
 }
 
-const dailyColumns = `d.receiver_id, r.name, d.day, d.delivered, d.failed, d.pending, d.cancelled,
+const dailyColumns = `d.receiver_id, r.name, r.status, d.day, d.delivered, d.failed, d.pending, d.cancelled,
 	d.failure_rate, d.attempts, d.avg_attempt_ms, d.p95_attempt_ms, d.computed_at`
 
 // worstFirst orders snapshots so that the receivers an operator should look
@@ -174,7 +177,7 @@ func collectDaily(rows pgx.Rows, what string) ([]ReceiverSummary, error) {
 	out := []ReceiverSummary{}
 	var r ReceiverSummary
 	var day time.Time
-	_, err := pgx.ForEachRow(rows, []any{&r.ReceiverID, &r.ReceiverName, &day, &r.Delivered, &r.Failed, &r.Pending, &r.Cancelled,
+	_, err := pgx.ForEachRow(rows, []any{&r.ReceiverID, &r.ReceiverName, &r.ReceiverStatus, &day, &r.Delivered, &r.Failed, &r.Pending, &r.Cancelled,
 		&r.FailureRate, &r.Attempts, &r.AvgAttemptMS, &r.P95AttemptMS, &r.ComputedAt}, func() error {
 		// A date scans as midnight UTC.
 		r.Day = day.UTC()

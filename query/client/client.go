@@ -297,6 +297,17 @@ func (c *Client) GetReceiver(ctx context.Context, id string) (*Receiver, error) 
 	return &r, nil
 }
 
+// Enable takes a disabled receiver back (admin, or the receiver itself):
+// it is attempted again, and Recover then re-sends what failed while it
+// was disabled. A receiver that is not disabled is returned unchanged.
+func (c *Client) Enable(ctx context.Context, receiverID string) (*Receiver, error) {
+	var r Receiver
+	if _, err := c.do(ctx, http.MethodPost, "/v1/receivers/"+url.PathEscape(receiverID)+"/enable", nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
 // do sends one request and decodes a 2xx JSON answer into out. It returns
 // the answer's headers.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) (http.Header, error) {

@@ -170,4 +170,22 @@ type Receiver struct {
 	// the policy in force, as the server reports them.
 	Retry          json.RawMessage `json:"retry,omitempty"`
 	EffectiveRetry json.RawMessage `json:"effective_retry,omitempty"`
+	// Status is the receiver's health: ReceiverActive, ReceiverFailing
+	// (every attempt has failed for a while; still attempted) or
+	// ReceiverDisabled (nothing attempted until Enable). Active above is
+	// the admin's switch for accepting new notifications, apart from it.
+	Status            string     `json:"status"`
+	StatusChangedAt   *time.Time `json:"status_changed_at"`
+	FailingSince      *time.Time `json:"failing_since"`
+	LastSuccessAt     *time.Time `json:"last_success_at"`
+	DisabledAt        *time.Time `json:"disabled_at"`
+	DisabledReason    string     `json:"disabled_reason"`
+	StatusCallbackURL string     `json:"status_callback_url"`
 }
+
+// Receiver health states (Receiver.Status).
+const (
+	ReceiverActive   = "active"
+	ReceiverFailing  = "failing"
+	ReceiverDisabled = "disabled"
+)

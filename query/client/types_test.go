@@ -22,6 +22,9 @@ func TestConstantsMatchStore(t *testing.T) {
 		{client.OutcomeTimeout, store.OutcomeTimeout},
 		{client.OutcomeOffered, store.OutcomeOffered},
 		{client.OutcomeBlocked, store.OutcomeBlocked},
+		{client.ReceiverActive, store.ReceiverActive},
+		{client.ReceiverFailing, store.ReceiverFailing},
+		{client.ReceiverDisabled, store.ReceiverDisabled},
 	}
 	for _, tt := range tests {
 		if tt.client != tt.store {
