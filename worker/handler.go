@@ -234,9 +234,6 @@ func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err err
 			return false, err
 		}
 	}
-	if st.Attempts == 0 && d.Attempt == 1 {
-		metrics.FirstAttemptDelay.Observe(time.Since(d.EnqueuedAt).Seconds())
-	}
 	if d.Attempt == 0 {
 		return false, h.manual(ctx, dv, st)
 	}
@@ -262,6 +259,7 @@ func (h *handler) load(ctx context.Context, dv *delivery) (proceed bool, err err
 // and feeds its outcome to the latency tracker and the circuit breaker.
 func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err error) {
 	if dv.rc.Pull() {
+		observeFirstAttempt(dv)
 		return h.offer(ctx, dv)
 	}
 	d := dv.d
@@ -271,6 +269,7 @@ func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err 
 		// notification for it (see deferred).
 		return false, &retryLater{after: h.latency.busyDelay(d.ReceiverID), err: errReceiverBusy}
 	}
+	observeFirstAttempt(dv)
 	dv.res = h.send(ctx, d, dv.rc, createdAt(d, dv.st), d.Attempt)
 	h.semaphore.release(d.ReceiverID, dv.res.Outcome == store.OutcomeTimeout)
 	h.latency.observe(d.ReceiverID, dv.res.Duration)
@@ -284,6 +283,15 @@ func (h *handler) attempt(ctx context.Context, dv *delivery) (proceed bool, err 
 		h.breakers.record(ctx, d.ReceiverID, dv.res.Outcome)
 	}
 	return true, nil
+}
+
+// observeFirstAttempt measures, once per first attempt actually made (not
+// per task run: a deferral runs the task again), how long the notification
+// waited for it.
+func observeFirstAttempt(dv *delivery) {
+	if dv.d.Attempt == 1 && dv.st.Attempts == 0 {
+		metrics.FirstAttemptDelay.Observe(time.Since(dv.d.EnqueuedAt).Seconds())
+	}
 }
 
 // record writes the attempt and the notification's new status (with the

@@ -18,11 +18,12 @@ const (
 	CmdMigrate         = "migrate"
 	CmdRelay           = "relay"
 	CmdRotateSecretKey = "rotate-secret-key"
+	CmdOperatorSecret  = "operator-secret"
 )
 
 // Commands lists the subcommands LoadCommand knows, in the order of
 // notifyd's usage.
-var Commands = []string{CmdAll, CmdAPI, CmdWorker, CmdScheduler, CmdMigrate, CmdRelay, CmdRotateSecretKey}
+var Commands = []string{CmdAll, CmdAPI, CmdWorker, CmdScheduler, CmdMigrate, CmdRelay, CmdRotateSecretKey, CmdOperatorSecret}
 
 // flagInfo says what a setting's value looks like in -h output and which
 // subcommands read it. Settings are stored as strings (so that a bad value
@@ -67,6 +68,11 @@ var flagInfos = map[string]flagInfo{
 	"retention-schedule":       {"schedule", schedCmds},
 	"summary-schedule":         {"schedule", schedCmds},
 	"retention":                {"duration", schedCmds},
+	"gauges-schedule":          {"schedule", schedCmds},
+	"lifecycle-schedule":       {"schedule", schedCmds},
+	"failing-after":            {"duration", schedCmds},
+	"auto-disable-after":       {"duration", schedCmds},
+	"operator-callback-url":    {"URL", schedCmds},
 	"log-level":                {"level", everyCmd},
 	"log-format":               {"json|text", everyCmd},
 	"outbox-database-url":      {"URL", []string{CmdRelay}},
@@ -74,7 +80,7 @@ var flagInfos = map[string]flagInfo{
 	"relay-replica-ack":        {"int", []string{CmdRelay}},
 	"task-key":                 {"keys", serviceCmds},
 	"env":                      {"production|development", everyCmd},
-	"secret-keys":              {"keys", []string{CmdAll, CmdAPI, CmdWorker, CmdMigrate, CmdRotateSecretKey}},
+	"secret-keys":              {"keys", []string{CmdAll, CmdAPI, CmdWorker, CmdMigrate, CmdRotateSecretKey, CmdOperatorSecret}},
 	"ops-addr":                 {"address", serviceCmds},
 	"rate-limit-admin":         {"rate/burst", apiCmds},
 	"rate-limit-producer":      {"rate/burst", apiCmds},
