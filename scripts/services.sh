@@ -4,6 +4,7 @@
 #   PostgreSQL  NOTIFYD_TEST_DATABASE_URL  (default postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
 #   Redis       NOTIFYD_TEST_REDIS_ADDR    (default 127.0.0.1:6379)
 #   Go          `go version` must work (the one prerequisite installed by hand)
+#   chromium    for the console's browser tests (installed when missing)
 #
 # For each service: if it answers, nothing is done. If it is the local default
 # (127.0.0.1 / localhost on the standard port) and not running, it is started;
@@ -258,6 +259,17 @@ _svc_main() {
 		sentinel_mode_works || die "redis-server --sentinel does not run (needed by internal/faults' Sentinel tests)"
 	fi
 	say "sentinel: redis-server --sentinel available"
+
+	# The console's browser tests (query/console) drive Debian's chromium
+	# headless; they skip, saying why, only where it cannot be installed.
+	if have chromium; then
+		say "chromium: $(command -v chromium), nothing to do"
+	elif [[ $(id -u) -ne 0 ]] && ! have sudo; then
+		printf 'services.sh: warning: chromium missing and no root or sudo to install it: the browser tests will skip\n' >&2
+	else
+		apt_install chromium
+		say "chromium: installed"
+	fi
 }
 
 # sentinel_mode_works: redis-server starts in Sentinel mode (on a config that
