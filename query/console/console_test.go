@@ -29,9 +29,18 @@ func TestSessionCookieAndHeaders(t *testing.T) {
 		t.Errorf("Content-Security-Policy = %q", csp)
 	}
 
-	resp, page := b.post("/console/login", url.Values{"csrf": {b.csrf("/console/login")}, "token": {"wrong"}})
-	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "neither the admin token") {
-		t.Fatalf("wrong token: %d\n%s", resp.StatusCode, page)
+	for k, v := range map[string]string{"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+		"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+
+	for token, want := range map[string]string{"wrong": "neither the admin token", apitest.ProducerToken: "Producer tokens cannot log in"} {
+		resp, page := b.post("/console/login", url.Values{"csrf": {b.csrf("/console/login")}, "token": {token}})
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, want) {
+			t.Fatalf("log in with %q: %d\n%s", token, resp.StatusCode, page)
+		}
 	}
 	resp, _ = b.post("/console/login", url.Values{"csrf": {b.csrf("/console/login")}, "token": {apitest.AdminToken}})
 	c := cookieNamed(resp, "notifyd_console")
@@ -44,7 +53,7 @@ func TestSessionCookieAndHeaders(t *testing.T) {
 	if strings.Contains(c.Value, apitest.AdminToken) {
 		t.Error("the session cookie shows the admin token")
 	}
-	resp, page = b.get("/console/overview")
+	resp, page := b.get("/console/overview")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Attempts per minute") {
 		t.Fatalf("overview: %d\n%s", resp.StatusCode, page)
 	}

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,7 +20,7 @@ type pages struct {
 var funcs = template.FuncMap{
 	"when":     when,
 	"pretty":   prettyJSON,
-	"ms":       func(v int64) string { return (time.Duration(v) * time.Millisecond).String() },
+	"ms":       func(v int64) string { return strconv.FormatInt(v, 10) + " ms" },
 	"percent":  percent,
 	"deref":    func(p *int) int { return *p },
 	"add":      func(a, b int) int { return a + b },
