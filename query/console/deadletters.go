@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -40,7 +41,7 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session
 	d := &deadLettersData{Failed: failed, Receivers: c.receiverOptions(r),
 		Since: c.cfg.Now().Add(-24 * time.Hour).UTC().Format("2006-01-02T15:04")}
 	if failed.NextCursor != "" {
-		d.NextURL = "/console/dead-letters?cursor=" + failed.NextCursor
+		d.NextURL = "/console/dead-letters?cursor=" + url.QueryEscape(failed.NextCursor)
 	}
 	d.Tasks, d.TaskError = c.archivedTasks()
 	c.render(w, http.StatusOK, "deadletters", &view{Title: "Dead letters", Session: s, Nav: "deadletters", Data: d})

@@ -47,6 +47,9 @@ func TestOperatorReceiverPages(t *testing.T) {
 	if resp, page := edit(url.Values{"timeout": {"5h"}}); resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, "timeout") {
 		t.Errorf("a 5 h timeout: %d, want 422 naming the timeout\n%s", resp.StatusCode, page)
 	}
+	if resp, page := edit(url.Values{"retry": {"{"}}); resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, "retry must be") {
+		t.Errorf("a retry policy that is not JSON: %d, want 422 naming retry\n%s", resp.StatusCode, page)
+	}
 	if resp, page := edit(url.Values{"timeout": {"2s"}, "success_body": {"success"}}); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("edit: %d\n%s", resp.StatusCode, page)
 	}

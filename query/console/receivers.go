@@ -2,7 +2,7 @@ package console
 
 import (
 	"encoding/json"
-	"fmt"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -72,6 +72,10 @@ func formOf(r *client.Receiver) receiverForm {
 	return f
 }
 
+// errRetryNotJSON refuses a retry policy field that is not JSON before the
+// API sees it.
+var errRetryNotJSON = errors.New("retry must be a JSON object, like {\"max_attempts\": 5}")
+
 // settings turns the form into the API's fields: an empty optional field
 // resets that setting to the service default.
 func (f *receiverForm) settings() (client.ReceiverSettings, error) {
@@ -79,7 +83,7 @@ func (f *receiverForm) settings() (client.ReceiverSettings, error) {
 		Retry: json.RawMessage("null"), SuccessBody: json.RawMessage("null"), Timeout: json.RawMessage("null")}
 	if f.Retry != "" {
 		if !json.Valid([]byte(f.Retry)) {
-			return s, fmt.Errorf("retry: not JSON")
+			return s, errRetryNotJSON
 		}
 		s.Retry = json.RawMessage(f.Retry)
 	}
@@ -134,11 +138,12 @@ func (c *Console) createReceiver(w http.ResponseWriter, r *http.Request, s *sess
 // anything else is the caller's error.
 func (c *Console) formError(w http.ResponseWriter, s *session, page string, f receiverForm, err error) error {
 	var ae *client.APIError
-	if asAPIError(err, &ae) && ae.StatusCode != http.StatusNotFound && ae.StatusCode < 500 {
-		f.Error = ae.Message
-	} else if !asAPIError(err, &ae) && strings.HasPrefix(err.Error(), "retry:") {
+	switch {
+	case errors.Is(err, errRetryNotJSON):
 		f.Error = err.Error()
-	} else {
+	case asAPIError(err, &ae) && ae.StatusCode != http.StatusNotFound && ae.StatusCode < 500:
+		f.Error = ae.Message
+	default:
 		return err
 	}
 	c.render(w, http.StatusUnprocessableEntity, page, &view{Title: "Receiver", Session: s, Nav: "receivers", Data: f})
