@@ -55,6 +55,8 @@ type Console struct {
 	mux      *http.ServeMux
 	admin    [32]byte
 	inspect  *asynq.Inspector
+	// overviewCache keeps the overview's figures (overview.go).
+	overviewCache overviewCache
 }
 
 // contentSecurityPolicy allows our own stylesheet, script and images only:

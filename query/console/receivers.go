@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -30,7 +31,7 @@ func (c *Console) listReceivers(w http.ResponseWriter, r *http.Request, s *sessi
 	if err != nil {
 		return err
 	}
-	open := c.openCircuits(r)
+	open := c.openCircuits(r.Context())
 	rows := make([]receiverRow, len(hs))
 	for i, h := range hs {
 		rows[i] = receiverRow{ReceiverHealth: h}
@@ -44,11 +45,11 @@ func (c *Console) listReceivers(w http.ResponseWriter, r *http.Request, s *sessi
 
 // openCircuits reads the fleet's open circuits; Redis failing leaves the
 // page without them rather than without the page.
-func (c *Console) openCircuits(r *http.Request) map[uuid.UUID]circuit.Open {
+func (c *Console) openCircuits(ctx context.Context) map[uuid.UUID]circuit.Open {
 	if c.cfg.Redis == nil {
 		return nil
 	}
-	open, err := circuit.All(r.Context(), c.cfg.Redis)
+	open, err := circuit.All(ctx, c.cfg.Redis)
 	if err != nil {
 		c.cfg.Logger.Warn("console: open circuits", "err", err)
 	}
@@ -188,7 +189,7 @@ func (c *Console) receiverPage(w http.ResponseWriter, r *http.Request, s *sessio
 	d := &receiverData{R: rcv, Form: formOf(rcv), Recent: recent, Flash: flashes[r.URL.Query().Get("done")],
 		Since: c.cfg.Now().Add(-24 * time.Hour).UTC().Format("2006-01-02T15:04"), Operator: s.Operator()}
 	if uid, err := uuid.Parse(rcv.ID); err == nil {
-		if o, ok := c.openCircuits(r)[uid]; ok {
+		if o, ok := c.openCircuits(r.Context())[uid]; ok {
 			d.Circuit = &o.Until
 		}
 	}
