@@ -233,3 +233,28 @@ func TestHostileContentIsEscaped(t *testing.T) {
 		t.Errorf("the response body is not shown escaped:\n%s", page)
 	}
 }
+
+// TestOperatorFindsAKeyWithoutItsReceiver: an operator searching only an
+// idempotency key lands on its notification, or sees every receiver's
+// notification with that key.
+func TestOperatorFindsAKeyWithoutItsReceiver(t *testing.T) {
+	t.Parallel()
+	s := notifydtest.Start(t)
+	cb := apitest.NewCallbackServer(t, http.StatusOK)
+	ra, rb := s.CreateReceiver(cb.URL, nil), s.CreateReceiver(cb.URL, nil)
+	only := send(t, s, ra.ID, "order-1001", map[string]any{})
+	both := []string{send(t, s, ra.ID, "order-7", map[string]any{}), send(t, s, rb.ID, "order-7", map[string]any{})}
+	b := newBrowser(t, s)
+	b.login(apitest.AdminToken)
+	if resp, _ := b.get("/console/notifications?key=order-1001"); resp.StatusCode != http.StatusSeeOther ||
+		resp.Header.Get("Location") != "/console/notifications/"+only {
+		t.Errorf("one match: %d to %q, want its page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, page := b.get("/console/notifications?key=order-7")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, both[0]) || !strings.Contains(page, both[1]) {
+		t.Errorf("two matches: %d\n%s", resp.StatusCode, page)
+	}
+	if _, page := b.get("/console/notifications?key=order-404"); !strings.Contains(page, "Nothing found") {
+		t.Errorf("no match:\n%s", page)
+	}
+}

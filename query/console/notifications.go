@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/query/client"
 )
 
@@ -63,6 +66,9 @@ func (c *Console) searchNotifications(w http.ResponseWriter, r *http.Request, s 
 	if f.ID != "" {
 		http.Redirect(w, r, "/console/notifications/"+url.PathEscape(f.ID), http.StatusSeeOther)
 		return nil
+	}
+	if s.Operator() && f.Key != "" && f.Receiver == "" {
+		return c.searchKeyEverywhere(w, r, s, f)
 	}
 	d := &searchData{Form: f, Statuses: []string{client.StatusPending, client.StatusDelivered, client.StatusFailed, client.StatusCancelled}}
 	if s.Operator() {
@@ -174,3 +180,40 @@ func (c *Console) receiverOptions(r *http.Request) []receiverOption {
 }
 
 func asAPIError(err error, target **client.APIError) bool { return errors.As(err, target) }
+
+// searchKeyEverywhere finds an idempotency key among every receiver's
+// notifications, for an operator who does not name the receiver: a
+// notification's id derives from (receiver, key), so that is one look-up of
+// as many ids as there are receivers. One match opens it.
+func (c *Console) searchKeyEverywhere(w http.ResponseWriter, r *http.Request, s *session, f searchForm) error {
+	names, err := c.cfg.Store.ReceiverNames(r.Context())
+	if err != nil {
+		return err
+	}
+	ids := make([]uuid.UUID, len(names))
+	for i, n := range names {
+		ids[i] = tasks.NotificationID(n.ID, f.Key)
+	}
+	found, err := c.cfg.Store.NotificationReceivers(r.Context(), ids)
+	if err != nil {
+		return err
+	}
+	d := &searchData{Form: f, Statuses: []string{client.StatusPending, client.StatusDelivered, client.StatusFailed, client.StatusCancelled},
+		Receivers: c.receiverOptions(r), Page: &client.Page{}}
+	for _, id := range ids {
+		if _, ok := found[id]; !ok {
+			continue
+		}
+		if len(found) == 1 {
+			http.Redirect(w, r, "/console/notifications/"+id.String(), http.StatusSeeOther)
+			return nil
+		}
+		n, err := c.apiFor(s).Get(r.Context(), id.String())
+		if err != nil {
+			return err
+		}
+		d.Page.Data = append(d.Page.Data, n)
+	}
+	c.render(w, http.StatusOK, "notifications", &view{Title: "Notifications", Session: s, Nav: "notifications", Data: d})
+	return nil
+}
