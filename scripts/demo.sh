@@ -25,6 +25,7 @@
 #   NOTIFYD_DEMO_REDIS_CLAIM      the caller already holds that index's claim
 #                                 (its value in notifyd:testenv:db:<n>)
 #   demo.sh --prepare-only        make the database and index ready, then stop
+#   NOTIFYD_DEMO_KEEP=1           keep notifyd running after the demo (for the console) until Ctrl-C
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -139,5 +140,11 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null
 echo "notifyd is ready (API http://127.0.0.1:${port}, admin token ${NOTIFYD_ADMIN_TOKEN})"
+echo "console: http://127.0.0.1:${port}/console/ (log in with the admin token ${NOTIFYD_ADMIN_TOKEN})"
 echo
 go run ./examples/demo -api "http://127.0.0.1:${port}" -token "$NOTIFYD_ADMIN_TOKEN"
+echo "console: http://127.0.0.1:${port}/console/ (log in with the admin token ${NOTIFYD_ADMIN_TOKEN})"
+if [[ -n "${NOTIFYD_DEMO_KEEP:-}" ]]; then
+	echo "notifyd keeps running (NOTIFYD_DEMO_KEEP); Ctrl-C stops it"
+	wait $pid
+fi

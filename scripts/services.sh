@@ -6,6 +6,7 @@
 #   Go          `go version` must work (the one prerequisite installed by hand)
 #   Runtimes of examples/receivers: python3, node and npm, php with pdo_sqlite
 #   promtool    checks deploy/observability's alert rules (Debian package prometheus)
+#   chromium    for the console's browser tests (installed when missing)
 #
 # For each service: if it answers, nothing is done. If it is the local default
 # (127.0.0.1 / localhost on the standard port) and not running, it is started;
@@ -286,6 +287,16 @@ _svc_main() {
 		fi
 	fi
 	say "promtool: $(promtool --version 2>&1 | head -n 1)"
+	# The console's browser tests (query/console) drive Debian's chromium
+	# headless; they skip, saying why, only where it cannot be installed.
+	if have chromium; then
+		say "chromium: $(command -v chromium), nothing to do"
+	elif [[ $(id -u) -ne 0 ]] && ! have sudo; then
+		printf 'services.sh: warning: chromium missing and no root or sudo to install it: the browser tests will skip\n' >&2
+	else
+		apt_install chromium
+		say "chromium: installed"
+	fi
 }
 
 # sentinel_mode_works: redis-server starts in Sentinel mode (on a config that

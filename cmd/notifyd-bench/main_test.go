@@ -75,6 +75,14 @@ func TestSmoke(t *testing.T) {
 	if len(q.Missing) < 2 && (q.Rows != 20000 || (q.ListOne == nil && q.ByKeyOne == nil)) {
 		t.Errorf("query = %s", res["query"])
 	}
+	// With the routes there, the console's pages were measured too, without errors.
+	if len(q.Missing) == 0 {
+		c := q.Console
+		if c == nil || c.Overview == nil || c.ByKey == nil || c.Detail == nil ||
+			c.Overview.Errors+c.ByKey.Errors+c.Detail.Errors > 0 || c.Overview.Requests == 0 {
+			t.Errorf("console = %+v", c)
+		}
+	}
 	if _, ok := res["errors"]; ok {
 		t.Errorf("errors reported: %s", res["errors"])
 	}

@@ -31,6 +31,8 @@ type QueryResult struct {
 	ByKeyOne    *LoadResult `json:"by_key_1_conn"`
 	ByKeyLoaded *LoadResult `json:"by_key_loaded"`
 	CPU         *CPUSplit   `json:"cpu_list_loaded"`
+	// Console is the web console's pages (console.go); nil when skipped.
+	Console *ConsoleResult `json:"console"`
 	// Profile is the API process's CPU profile (--cpuprofile), covering
 	// every load run.
 	Profile string `json:"cpuprofile,omitempty"`
@@ -160,6 +162,7 @@ func (b *bench) queryLoad(ctx context.Context, api string, data *queryData, r *Q
 		r.ByKeyOne = b.load(ctx, "query by-key, 1 conn", 1, cfg.queryDuration, byKey)
 		r.ByKeyLoaded = b.load(ctx, fmt.Sprintf("query by-key, %d conns", cfg.queryConns), cfg.queryConns, cfg.queryDuration, byKey)
 	}
+	r.Console = b.consoleLoad(ctx, api, data)
 }
 
 // queryAPIArgs are the arguments of the query run's API process. With
@@ -167,7 +170,7 @@ func (b *bench) queryLoad(ctx context.Context, api string, data *queryData, r *Q
 // throughput run's worker writes the path itself); the API process started
 // after generating rows overwrites the one started before.
 func (b *bench) queryAPIArgs(dbURL string, r *QueryResult) []string {
-	args := []string{"-worker=false", "-api"}
+	args := []string{"-worker=false", "-api", "-admin-token", consoleAdminToken}
 	if b.cfg.cpuprofile != "" {
 		r.Profile = b.cfg.cpuprofile + ".query"
 		args = append(args, "-cpuprofile", r.Profile)
@@ -205,6 +208,7 @@ func (b *bench) queryRows(r *QueryResult) {
 	if r.CPU != nil {
 		b.rows = append(b.rows, row{"  cpu (list, loaded)", strings.Replace(r.CPU.String(), "notifyd", "notifyd api", 1) + "; bench = the load generator", "", ""})
 	}
+	b.consoleRows(r.Console, on)
 	for _, m := range r.Missing {
 		b.rows = append(b.rows, row{"6 query", "route missing: " + m, "", "-"})
 	}

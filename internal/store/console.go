@@ -1,0 +1,157 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// The console's operator views (query/console): counts, a per-minute
+// chart, latency percentiles and receivers' health. Each reads one bounded
+// window of notifications through notifications_created or
+// notifications_receiver_created, and attempts through their primary key.
+
+// StatusCounts counts the notifications created since, by status.
+func (s *Store) StatusCounts(ctx context.Context, since time.Time) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT status::text, count(*) FROM notifications WHERE created_at >= $1 GROUP BY status`, since)
+	if err != nil {
+		return nil, fmt.Errorf("status counts: %w", err)
+	}
+	out := map[string]int{}
+	var status string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error { out[status] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("status counts: %w", err)
+	}
+	return out, nil
+}
+
+// MinuteOutcome is how many attempts of one outcome started in one minute.
+type MinuteOutcome struct {
+	Minute  time.Time
+	Outcome string
+	Count   int
+}
+
+// AttemptsPerMinute counts the attempts started since (truncated to the
+// minute, by outcome) of the notifications created after createdAfter: the
+// attempts table has no index by time, so its rows are reached from their
+// notifications (see summarySQL for the OFFSET 0).
+func (s *Store) AttemptsPerMinute(ctx context.Context, since, createdAfter time.Time) ([]MinuteOutcome, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH n AS MATERIALIZED (SELECT id FROM notifications WHERE created_at >= $2)
+		SELECT date_trunc('minute', a.started_at), a.outcome::text, count(*)
+		FROM n CROSS JOIN LATERAL (
+			SELECT started_at, outcome FROM delivery_attempts WHERE notification_id = n.id OFFSET 0
+		) a
+		WHERE a.started_at >= $1
+		GROUP BY 1, 2 ORDER BY 1, 2`, since, createdAfter)
+	if err != nil {
+		return nil, fmt.Errorf("attempts per minute: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (MinuteOutcome, error) {
+		var m MinuteOutcome
+		err := r.Scan(&m.Minute, &m.Outcome, &m.Count)
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attempts per minute: %w", err)
+	}
+	return out, nil
+}
+
+// FirstAttemptPercentiles returns the p50, p95 and p99 duration (ms) of the
+// first attempts of the notifications created since; nil without any.
+func (s *Store) FirstAttemptPercentiles(ctx context.Context, since time.Time) ([]float64, error) {
+	var p []float64
+	err := s.pool.QueryRow(ctx, `
+		SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY a.duration_ms)
+		FROM notifications n JOIN delivery_attempts a ON a.notification_id = n.id AND a.attempt_no = 1
+		WHERE n.created_at >= $1`, since).Scan(&p)
+	if err != nil {
+		return nil, fmt.Errorf("first attempt percentiles: %w", err)
+	}
+	return p, nil
+}
+
+// ReceiverHealth is one receiver with how its notifications created in the
+// window fared.
+type ReceiverHealth struct {
+	ID          uuid.UUID
+	Name        string
+	CallbackURL string
+	Active      bool
+	Delivered   int
+	Failed      int
+	Pending     int
+	// LastSuccess is when its newest delivered notification of the window
+	// was delivered; nil without one.
+	LastSuccess *time.Time
+	// FailingInARow counts the notifications created after that one (or in
+	// the whole window) that were attempted and are failed or still pending.
+	FailingInARow int
+}
+
+// ListReceiverHealth lists every receiver by name with its health over the
+// notifications created since.
+func (s *Store) ListReceiverHealth(ctx context.Context, since time.Time) ([]ReceiverHealth, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT r.id, r.name, r.callback_url, r.active, c.delivered, c.failed, c.pending, ok.delivered_at, streak.n
+		FROM receivers r
+		CROSS JOIN LATERAL (
+			SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered,
+				count(*) FILTER (WHERE status = 'failed') AS failed,
+				count(*) FILTER (WHERE status = 'pending') AS pending
+			FROM notifications WHERE receiver_id = r.id AND created_at >= $1
+		) c
+		LEFT JOIN LATERAL (
+			SELECT created_at, delivered_at FROM notifications
+			WHERE receiver_id = r.id AND created_at >= $1 AND status = 'delivered'
+			ORDER BY created_at DESC, id DESC LIMIT 1
+		) ok ON true
+		CROSS JOIN LATERAL (
+			SELECT count(*) AS n FROM notifications
+			WHERE receiver_id = r.id AND created_at >= coalesce(ok.created_at, $1)
+				AND attempts > 0 AND status IN ('failed', 'pending')
+		) streak
+		ORDER BY r.name, r.id`, since)
+	if err != nil {
+		return nil, fmt.Errorf("receiver health: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReceiverHealth, error) {
+		var h ReceiverHealth
+		err := r.Scan(&h.ID, &h.Name, &h.CallbackURL, &h.Active, &h.Delivered, &h.Failed, &h.Pending, &h.LastSuccess, &h.FailingInARow)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receiver health: %w", err)
+	}
+	return out, nil
+}
+
+// ReceiverName is a receiver's id and name, for pickers.
+type ReceiverName struct {
+	ID   uuid.UUID
+	Name string
+}
+
+// ReceiverNames lists every receiver by name.
+func (s *Store) ReceiverNames(ctx context.Context) ([]ReceiverName, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name FROM receivers ORDER BY name, id`)
+	if err != nil {
+		return nil, fmt.Errorf("receiver names: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReceiverName, error) {
+		var n ReceiverName
+		err := r.Scan(&n.ID, &n.Name)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receiver names: %w", err)
+	}
+	return out, nil
+}
