@@ -1,8 +1,8 @@
 package fleet
 
 import (
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -31,11 +31,17 @@ func WaitQueuesIdle(redisURL string, timeout time.Duration) (string, error) {
 	for {
 		busy := false
 		last = ""
+		// A queue Redis does not know (never used, or Redis restarted
+		// empty) is empty; GetQueueInfo would call it an error.
+		known, err := insp.Queues()
+		if err != nil {
+			busy, last = true, "queues: "+err.Error()
+		}
 		for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
-			info, err := insp.GetQueueInfo(q)
-			if errors.Is(err, asynq.ErrQueueNotFound) {
+			if !slices.Contains(known, q) {
 				continue
 			}
+			info, err := insp.GetQueueInfo(q)
 			if err != nil {
 				busy, last = true, last+q+": "+err.Error()+"; "
 				continue
