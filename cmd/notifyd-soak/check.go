@@ -55,12 +55,9 @@ type History struct {
 	// Twice lists (id, attempt) pairs Postgres holds more than once.
 	Twice []string
 	Cap   int
-	// Timeout is the workers' delivery timeout. A receiver learns that the
-	// sender gave up only when its server notices the closed connection,
-	// which a loaded machine can delay past the moment the worker freed the
-	// slot; the worker had closed it by Start+Timeout at the latest (its
-	// clock started before the receiver's), so an aborted request counts
-	// as in flight until then, no longer.
+	// Timeout is the workers' delivery timeout: an aborted request counts
+	// as in flight until Start+Timeout at the latest
+	// (fleet.Request.InFlightUntil).
 	Timeout time.Duration
 	// RedisLoss are the spans in which Redis lost data (restarted empty or
 	// failed over): the receivers' slots live in Redis, so the cap cannot
@@ -238,13 +235,7 @@ func checkRecorded(h *History, accepted map[string]Sent, r *Report, add addFunc)
 func checkCap(h *History, r *Report, add addFunc) {
 	byReceiver := make(map[int][]capEvent)
 	for i, q := range h.Seen {
-		end := q.End
-		switch {
-		case end.IsZero():
-			end = time.Now().Add(time.Hour) // still in flight
-		case q.Aborted && h.Timeout > 0 && end.After(q.Start.Add(h.Timeout)):
-			end = q.Start.Add(h.Timeout)
-		}
+		end := q.InFlightUntil(h.Timeout)
 		byReceiver[q.Receiver] = append(byReceiver[q.Receiver], capEvent{q.Start, 1, i}, capEvent{end, -1, i})
 	}
 	for idx, evs := range byReceiver {

@@ -61,7 +61,7 @@ func TestFleetAgrees(t *testing.T) {
 	c := newCluster(t, "", map[string]string{
 		"NOTIFYD_WORKER_CONCURRENCY":   strconv.Itoa(workerParallel),
 		"NOTIFYD_RECEIVER_CONCURRENCY": strconv.Itoa(receiverCap),
-		"NOTIFYD_DELIVERY_TIMEOUT":     "2s",
+		"NOTIFYD_DELIVERY_TIMEOUT":     deliveryTimeout.String(),
 		"NOTIFYD_SHUTDOWN_TIMEOUT":     "5s",
 		"NOTIFYD_RETRY_MAX_ATTEMPTS":   "4",
 		"NOTIFYD_RETRY_BASE":           "500ms",
@@ -137,6 +137,10 @@ func (c *cluster) checkNoDuplicateAttempts(t *testing.T) {
 	}
 }
 
+// deliveryTimeout is the fleet's NOTIFYD_DELIVERY_TIMEOUT: a worker has
+// closed a request it gave up on by then.
+const deliveryTimeout = 2 * time.Second
+
 // checkReceiverCap checks, from the requests each receiver saw, that no
 // receiver ever had more than limit requests in flight at once, and that
 // the limit was reached (else the check proved nothing).
@@ -148,11 +152,7 @@ func checkReceiverCap(t *testing.T, rs *receivers, limit int) {
 	}
 	byReceiver := make(map[int][]event)
 	for _, r := range rs.Snapshot() {
-		end := r.End
-		if end.IsZero() {
-			end = time.Now().Add(time.Hour) // still in flight
-		}
-		byReceiver[r.Receiver] = append(byReceiver[r.Receiver], event{r.Start, 1}, event{end, -1})
+		byReceiver[r.Receiver] = append(byReceiver[r.Receiver], event{r.Start, 1}, event{r.InFlightUntil(deliveryTimeout), -1})
 	}
 	reached := 0
 	for idx, evs := range byReceiver {

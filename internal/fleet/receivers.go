@@ -52,6 +52,24 @@ type Request struct {
 	SigErr   string    // why the signature did not verify ("" if it did, or if not checked)
 }
 
+// InFlightUntil is when the request stopped occupying its sender's slot, as
+// far as the receiver can tell: its end, or, for a request the sender gave
+// up on (Aborted), no later than Start+timeout, the sender's delivery
+// timeout. A receiver learns of a closed connection only when its server
+// notices, which a loaded machine can delay past the moment the sender had
+// freed the slot; the sender's clock started before the receiver's, so it
+// had closed the connection by Start+timeout. A request still open (End
+// zero) counts as in flight for an hour.
+func (r Request) InFlightUntil(timeout time.Duration) time.Time {
+	switch {
+	case r.End.IsZero():
+		return time.Now().Add(time.Hour)
+	case r.Aborted && timeout > 0 && r.End.After(r.Start.Add(timeout)):
+		return r.Start.Add(timeout)
+	}
+	return r.End
+}
+
 // Receivers is a set of real HTTP callback endpoints on loopback that record
 // every request. Each can be taken down (its port refuses connections) and
 // brought back on the same port.
