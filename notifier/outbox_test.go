@@ -367,7 +367,7 @@ func TestRelayWakesOnCommitAndIgnoresRollback(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitFor(t, 10*time.Second, "relay LISTENing", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "relay LISTENing", func() bool {
 		var n int
 		err := f.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&n)
 		return err == nil && n == 1
@@ -397,7 +397,7 @@ func TestRelayWakesOnCommitAndIgnoresRollback(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the committed row relayed", func() bool { return countRows(t, f.pool, "sent_at IS NOT NULL") == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the committed row relayed", func() bool { return countRows(t, f.pool, "sent_at IS NOT NULL") == 1 })
 	got := f.pending(t)
 	if len(got) != 1 || got[0].ID.String() != committed || got[0].ID.String() == rolledBack {
 		t.Errorf("queued %v, want only %s", got, committed)
@@ -462,16 +462,5 @@ func TestRelayRefusesToStartMisconfigured(t *testing.T) {
 	}
 	if err := NewRelay(pool, offlineClient(t)).Run(context.Background()); !errors.Is(err, ErrNoConfirmer) {
 		t.Errorf("Run without a Confirmer = %v, want ErrNoConfirmer", err)
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -19,26 +19,9 @@ import (
 
 	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
+	"github.com/notifyd/notifyd/internal/testenv"
 	"github.com/notifyd/notifyd/query/webhook"
 )
-
-// syncBuffer is stdout shared with the running command.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestListenForwardsVerifiableCallbacksAndAcks: `notifyctl listen` takes a
 // pull receiver's stream and forwards each notification to a local handler
@@ -100,7 +83,7 @@ func TestListenForwardsVerifiableCallbacksAndAcks(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"listen", "--url", s.URL, "--token", r.APIKey, "--forward", local.URL, "--json"}, &stdout, &stderr)
@@ -252,7 +235,7 @@ func TestListenReconnectsWithLastEventID(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"listen", "--url", front.URL, "--token", r.APIKey, "--forward", local.URL}, &stdout, &stderr)

@@ -95,7 +95,7 @@ func TestReconcileAndCallbackShareOneHandler(t *testing.T) {
 	}
 	s.Call(http.MethodPost, "/v1/notifications/"+missed[0]+"/redeliver", r.APIKey, nil, http.StatusAccepted, nil)
 	s.WaitStatus(30*time.Second, client.StatusDelivered, missed[0])
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return bodies[missed[0]][false] != nil })
+	testenv.WaitFor(t, 30*time.Second, "the missed notification's reconciled delivery", func() bool { mu.Lock(); defer mu.Unlock(); return bodies[missed[0]][false] != nil })
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -117,16 +117,6 @@ func TestReconcileAndCallbackShareOneHandler(t *testing.T) {
 	for _, id := range append(pushed, missed[0]) {
 		if cb, rc := bodies[id][false], bodies[id][true]; cb == nil || !reflect.DeepEqual(cb, rc) {
 			t.Errorf("%s: callback envelope %v, reconciled envelope %v", id, cb, rc)
-		}
-	}
-}
-
-// waitFor polls cond for up to 30 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 30 s")
 		}
 	}
 }

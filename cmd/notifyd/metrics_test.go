@@ -132,7 +132,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	waitMetric(t, schedOps, "notifyd_notifications", labels("status", "pending"), 8, wait)
 	waitMetric(t, schedOps, "notifyd_receivers", labels("state", "active"), 2, wait)
 	waitMetric(t, schedOps, "notifyd_receivers", labels("state", "inactive"), 1, wait)
-	waitFor(t, wait, "oldest pending ≥ 1 s", func() bool {
+	testenv.WaitFor(t, wait, "oldest pending ≥ 1 s", func() bool {
 		return metricValue(t, scrape(t, schedOps), "notifyd_oldest_pending_seconds", nil) >= 1
 	})
 
@@ -244,23 +244,10 @@ func metricValue(t *testing.T, families map[string]*dto.MetricFamily, name strin
 func waitMetric(t *testing.T, opsAddr, name string, lbls map[string]string, want float64, timeout time.Duration) {
 	t.Helper()
 	var got float64
-	waitFor(t, timeout, fmt.Sprintf("%s%v = %v (last %v)", name, lbls, want, &got), func() bool {
+	testenv.WaitFor(t, timeout, fmt.Sprintf("%s%v = %v (last %v)", name, lbls, want, &got), func() bool {
 		got = metricValue(t, scrape(t, opsAddr), name, lbls)
 		return got == want
 	})
-}
-
-// waitFor polls cond every 200 ms until it holds, failing the test after
-// timeout with what.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // TestRelayLagMetric runs the real `notifyd relay` on an outbox row written

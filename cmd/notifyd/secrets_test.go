@@ -125,24 +125,6 @@ func TestProductionRefusesUnsafeSettings(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // devSettings are the settings of a development notifyd on the test's own
 // database (dsn) and Redis index (redisOpt), serving on free loopback ports.
 func devSettings(t *testing.T, dsn string, redisOpt *redis.Options) map[string]string {
@@ -158,14 +140,14 @@ func devSettings(t *testing.T, dsn string, redisOpt *redis.Options) map[string]s
 }
 
 // startAll runs `notifyd all` until it answers /readyz; stop ends it.
-func startAll(t *testing.T, settings map[string]string) (logs *syncBuffer, stop func()) {
+func startAll(t *testing.T, settings map[string]string) (logs *testenv.SyncBuffer, stop func()) {
 	t.Helper()
 	return startCommand(t, "all", "http://"+settings["NOTIFYD_HTTP_ADDR"], settings)
 }
 
 // startCommand runs `notifyd command` until base answers /readyz (the API
 // port, or the ops listener of a process without one); stop ends it.
-func startCommand(t *testing.T, command, base string, settings map[string]string) (logs *syncBuffer, stop func()) {
+func startCommand(t *testing.T, command, base string, settings map[string]string) (logs *testenv.SyncBuffer, stop func()) {
 	t.Helper()
 	if settings["NOTIFYD_OPS_ADDR"] == "" {
 		// Not the default 127.0.0.1:9090, which another process may hold.
@@ -173,7 +155,7 @@ func startCommand(t *testing.T, command, base string, settings map[string]string
 	}
 	cmd := exec.Command(notifydBinary(t), command)
 	cmd.Env = withEnv(settings)
-	logs = &syncBuffer{}
+	logs = &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@
 package receivers_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -75,7 +74,7 @@ func runReceiver(t *testing.T, p program, ctl string) {
 	} else {
 		env = append(env, "RECEIVER_DB="+filepath.Join(t.TempDir(), "receiver.db"))
 	}
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	stop := start(t, argv, env, out, p.ready)
 
 	sent := send(t, s, r.ID, "order-1042")
@@ -209,7 +208,7 @@ func forged(t *testing.T, port int, id string) {
 
 // start runs argv until the test ends or stop is called, and waits until
 // it prints ready.
-func start(t *testing.T, argv, env []string, out *syncBuffer, ready string) (stop func()) {
+func start(t *testing.T, argv, env []string, out *testenv.SyncBuffer, ready string) (stop func()) {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
@@ -306,28 +305,4 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects the output of the receiver's processes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Len()
 }

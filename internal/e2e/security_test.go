@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,27 +19,10 @@ import (
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/signing"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/testenv"
 	"github.com/notifyd/notifyd/query"
 	"github.com/notifyd/notifyd/worker"
 )
-
-// syncBuffer is a log sink shared by the API's and the worker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func withLogger(l *slog.Logger) stackOption {
 	return func(w *worker.Config, q *query.Config) { w.Logger, q.Logger = l, l }
@@ -78,7 +60,7 @@ func hitFor(t *testing.T, rs *receiverServer, id string) hit {
 // loggers at debug level, and checks that no secret or token reached them.
 func TestLogsNeverContainSecrets(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := newStack(t, withLogger(logger))
 	rs := newReceiverServer(t, func(n int, w http.ResponseWriter, _ *http.Request) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
+	"github.com/notifyd/notifyd/internal/testenv"
 )
 
 // TestSessionCookieAndHeaders logs in and out as the operator and checks
@@ -138,18 +139,7 @@ func TestFormsWithoutCSRFAreRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("redeliver with token: %d", resp.StatusCode)
 	}
-	waitFor(t, func() bool { return attempts(t, s, id) == 2 }, "the redelivery's attempt")
-}
-
-func waitFor(t *testing.T, ok func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, time.Minute, "the redelivery's attempt", func() bool { return attempts(t, s, id) == 2 })
 }
 
 // TestReceiverPortalIsScopedLikeTheAPI logs in with receiver A's API key:
@@ -212,7 +202,7 @@ func TestHostileContentIsEscaped(t *testing.T) {
 	cb := newBodyServer(t, http.StatusInternalServerError, evil)
 	r := s.CreateReceiver(cb, nil)
 	id := send(t, s, r.ID, `key-"><script>`, map[string]any{"note": evil})
-	waitFor(t, func() bool { return attempts(t, s, id) >= 1 }, "the first attempt")
+	testenv.WaitFor(t, time.Minute, "the first attempt", func() bool { return attempts(t, s, id) >= 1 })
 
 	b := newBrowser(t, s)
 	b.login(apitest.AdminToken)

@@ -13,6 +13,7 @@ import (
 	"github.com/notifyd/notifyd/cmd/notifyd/notifydtest"
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/tasks"
+	"github.com/notifyd/notifyd/internal/testenv"
 )
 
 var receiverIDOnPage = regexp.MustCompile(`id="receiver-id">([0-9a-f-]{36})<`)
@@ -99,7 +100,7 @@ func TestDeadLettersArchivedTask(t *testing.T) {
 	b := newBrowser(t, s)
 	b.login(apitest.AdminToken)
 	var page string
-	waitFor(t, func() bool { _, page = b.get("/console/dead-letters"); return strings.Contains(page, info.ID) }, "the archived task")
+	testenv.WaitFor(t, time.Minute, "the archived task", func() bool { _, page = b.get("/console/dead-letters"); return strings.Contains(page, info.ID) })
 	if !strings.Contains(page, "&lt;b&gt;not a task&lt;/b&gt;") || strings.Contains(page, "<b>not a task") {
 		t.Errorf("the archived task's payload is not shown escaped:\n%s", page)
 	}
