@@ -90,7 +90,8 @@ func TestReceiverHealthCached(t *testing.T) {
 		}
 		return rec.Body.String()
 	}
-	if p := page(); !strings.Contains(p, "<td>1 / 1 / 1</td>") || !strings.Contains(p, "<td>active</td>") {
+	if p := page(); !strings.Contains(p, "<td>1 / 1 / 1</td>") || !strings.Contains(p, "<td>active</td>") ||
+		!strings.Contains(p, "Health over 24 h as of "+when(clock())) {
 		t.Fatalf("first page:\n%s", p)
 	}
 
