@@ -17,7 +17,10 @@ import (
 
 // The console part of scenario 6: the web console's pages on the query
 // run's rows, one connection each, logged in as the operator: the
-// overview, a search by idempotency key and a notification's page.
+// overview, a search by idempotency key, a notification's page and the
+// receivers list (with each receiver's health over 24 h). The first
+// overview and receivers list of the fresh API compute their cached
+// figures: those are each run's max.
 
 // consoleAdminToken is the query run's admin token (the console's login).
 const consoleAdminToken = "bench-console-admin-token"
@@ -27,9 +30,10 @@ const targetConsoleP99MS = 100
 
 // ConsoleResult is the console's pages under load.
 type ConsoleResult struct {
-	Overview *LoadResult `json:"overview_1_conn"`
-	ByKey    *LoadResult `json:"search_by_key_1_conn"`
-	Detail   *LoadResult `json:"detail_1_conn"`
+	Overview  *LoadResult `json:"overview_1_conn"`
+	ByKey     *LoadResult `json:"search_by_key_1_conn"`
+	Detail    *LoadResult `json:"detail_1_conn"`
+	Receivers *LoadResult `json:"receivers_1_conn"`
 }
 
 var consoleCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -70,7 +74,7 @@ func (b *bench) consoleLogin(api string) (string, error) {
 	return "", fmt.Errorf("console login: HTTP %d and no session", resp.StatusCode)
 }
 
-// consoleLoad measures the three pages; a build without the console (or
+// consoleLoad measures the four pages; a build without the console (or
 // without an admin token) skips them.
 func (b *bench) consoleLoad(ctx context.Context, api string, data *queryData) *ConsoleResult {
 	cookie, err := b.consoleLogin(api)
@@ -114,6 +118,7 @@ func (b *bench) consoleLoad(ctx context.Context, api string, data *queryData) *C
 		rc, key := pick(rng)
 		return "/console/notifications/" + tasks.NotificationID(rc.ID, key).String()
 	}))
+	r.Receivers = b.load(ctx, "console receivers, 1 conn", 1, d, page(func(*rand.Rand) string { return "/console/receivers" }))
 	return r
 }
 
@@ -124,7 +129,8 @@ func (b *bench) consoleRows(r *ConsoleResult, on string) {
 	for _, p := range []struct {
 		label string
 		lr    *LoadResult
-	}{{"console overview", r.Overview}, {"console search by key", r.ByKey}, {"console notification page", r.Detail}} {
+	}{{"console overview", r.Overview}, {"console search by key", r.ByKey}, {"console notification page", r.Detail},
+		{"console receivers list", r.Receivers}} {
 		if p.lr == nil {
 			continue
 		}

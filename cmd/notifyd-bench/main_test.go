@@ -78,8 +78,9 @@ func TestSmoke(t *testing.T) {
 	// With the routes there, the console's pages were measured too, without errors.
 	if len(q.Missing) == 0 {
 		c := q.Console
-		if c == nil || c.Overview == nil || c.ByKey == nil || c.Detail == nil ||
-			c.Overview.Errors+c.ByKey.Errors+c.Detail.Errors > 0 || c.Overview.Requests == 0 {
+		if c == nil || c.Overview == nil || c.ByKey == nil || c.Detail == nil || c.Receivers == nil ||
+			c.Overview.Errors+c.ByKey.Errors+c.Detail.Errors+c.Receivers.Errors > 0 ||
+			c.Overview.Requests == 0 || c.Receivers.Requests == 0 {
 			t.Errorf("console = %+v", c)
 		}
 	}

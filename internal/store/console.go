@@ -78,16 +78,12 @@ func (s *Store) FirstAttemptPercentiles(ctx context.Context, since time.Time) ([
 	return p, nil
 }
 
-// ReceiverHealth is one receiver with how its notifications created in the
-// window fared.
+// ReceiverHealth is how one receiver's notifications created in a window
+// fared.
 type ReceiverHealth struct {
-	ID          uuid.UUID
-	Name        string
-	CallbackURL string
-	Active      bool
-	Delivered   int
-	Failed      int
-	Pending     int
+	Delivered int
+	Failed    int
+	Pending   int
 	// LastSuccess is when its newest delivered notification of the window
 	// was delivered; nil without one.
 	LastSuccess *time.Time
@@ -96,39 +92,70 @@ type ReceiverHealth struct {
 	FailingInARow int
 }
 
-// ListReceiverHealth lists every receiver by name with its health over the
-// notifications created since.
-func (s *Store) ListReceiverHealth(ctx context.Context, since time.Time) ([]ReceiverHealth, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT r.id, r.name, r.callback_url, r.active, c.delivered, c.failed, c.pending, ok.delivered_at, streak.n
-		FROM receivers r
-		CROSS JOIN LATERAL (
-			SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered,
-				count(*) FILTER (WHERE status = 'failed') AS failed,
-				count(*) FILTER (WHERE status = 'pending') AS pending
-			FROM notifications WHERE receiver_id = r.id AND created_at >= $1
-		) c
-		LEFT JOIN LATERAL (
-			SELECT created_at, delivered_at FROM notifications
-			WHERE receiver_id = r.id AND created_at >= $1 AND status = 'delivered'
-			ORDER BY created_at DESC, id DESC LIMIT 1
-		) ok ON true
-		CROSS JOIN LATERAL (
-			SELECT count(*) AS n FROM notifications
-			WHERE receiver_id = r.id AND created_at >= coalesce(ok.created_at, $1)
-				AND attempts > 0 AND status IN ('failed', 'pending')
-		) streak
-		ORDER BY r.name, r.id`, since)
+// receiversHealthSQL counts each receiver's notifications created since $1
+// through notifications_receiver_created: its window of the index, then the
+// newest delivered one (read backwards, stopping at the first), then those
+// after it. Its cost grows with a day's notifications (about 330,000 on the
+// bench's 10 M rows), which is why the console caches the result.
+const receiversHealthSQL = `
+	SELECT r.id, c.delivered, c.failed, c.pending, ok.delivered_at, streak.n
+	FROM receivers r
+	CROSS JOIN LATERAL (
+		SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered,
+			count(*) FILTER (WHERE status = 'failed') AS failed,
+			count(*) FILTER (WHERE status = 'pending') AS pending
+		FROM notifications WHERE receiver_id = r.id AND created_at >= $1
+	) c
+	LEFT JOIN LATERAL (
+		SELECT created_at, delivered_at FROM notifications
+		WHERE receiver_id = r.id AND created_at >= $1 AND status = 'delivered'
+		ORDER BY created_at DESC, id DESC LIMIT 1
+	) ok ON true
+	CROSS JOIN LATERAL (
+		SELECT count(*) AS n FROM notifications
+		WHERE receiver_id = r.id AND created_at >= coalesce(ok.created_at, $1)
+			AND attempts > 0 AND status IN ('failed', 'pending')
+	) streak`
+
+// ReceiversHealth returns every receiver's health over the notifications
+// created since, by receiver id.
+func (s *Store) ReceiversHealth(ctx context.Context, since time.Time) (map[uuid.UUID]ReceiverHealth, error) {
+	rows, err := s.pool.Query(ctx, receiversHealthSQL, since)
 	if err != nil {
 		return nil, fmt.Errorf("receiver health: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReceiverHealth, error) {
-		var h ReceiverHealth
-		err := r.Scan(&h.ID, &h.Name, &h.CallbackURL, &h.Active, &h.Delivered, &h.Failed, &h.Pending, &h.LastSuccess, &h.FailingInARow)
-		return h, err
+	out := map[uuid.UUID]ReceiverHealth{}
+	var id uuid.UUID
+	var h ReceiverHealth
+	_, err = pgx.ForEachRow(rows, []any{&id, &h.Delivered, &h.Failed, &h.Pending, &h.LastSuccess, &h.FailingInARow}, func() error {
+		out[id] = h
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receiver health: %w", err)
+	}
+	return out, nil
+}
+
+// ReceiverEntry is a receiver as the console's list shows it.
+type ReceiverEntry struct {
+	ID          uuid.UUID
+	Name        string
+	CallbackURL string
+	Active      bool
+}
+
+// ReceiverEntries lists every receiver by name: one read of the receivers
+// table, so the list shows a change (a new receiver, one deactivated) at
+// once while its health figures may be cached.
+func (s *Store) ReceiverEntries(ctx context.Context) ([]ReceiverEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name, callback_url, active FROM receivers ORDER BY name, id`)
+	if err != nil {
+		return nil, fmt.Errorf("receiver entries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ReceiverEntry])
+	if err != nil {
+		return nil, fmt.Errorf("receiver entries: %w", err)
 	}
 	return out, nil
 }

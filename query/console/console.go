@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -55,8 +56,10 @@ type Console struct {
 	mux      *http.ServeMux
 	admin    [32]byte
 	inspect  *asynq.Inspector
-	// overviewCache keeps the overview's figures (overview.go).
-	overviewCache overviewCache
+	// overviewCache keeps the overview's figures (overview.go) and
+	// healthCache the receivers' health over 24 h (receivers.go).
+	overviewCache *figureCache[*overviewData]
+	healthCache   *figureCache[map[uuid.UUID]store.ReceiverHealth]
 }
 
 // contentSecurityPolicy allows our own stylesheet, script and images only:
@@ -83,6 +86,10 @@ func New(cfg Config) *Console {
 	if cfg.Redis != nil {
 		c.inspect = asynq.NewInspectorFromRedisClient(cfg.Redis)
 	}
+	c.overviewCache = newFigureCache("overview", c.computeOverview)
+	c.healthCache = newFigureCache("receiver health", func(ctx context.Context) (map[uuid.UUID]store.ReceiverHealth, error) {
+		return c.cfg.Store.ReceiversHealth(ctx, c.cfg.Now().Add(-healthWindow))
+	})
 	c.routes()
 	return c
 }

@@ -3,7 +3,6 @@ package console
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,19 +29,6 @@ type openCircuit struct {
 	Until    time.Time
 }
 
-// overviewTTL is how old the overview's figures may be. Counting a day of
-// notifications and their attempts takes long on a large table (about a
-// second at 10 M rows), so the figures are computed at most this often, in
-// the background once there are some, and every page load reads them.
-const overviewTTL = 15 * time.Second
-
-// overviewCache holds the last figures and refreshes them.
-type overviewCache struct {
-	mu         sync.Mutex
-	data       *overviewData
-	refreshing bool
-}
-
 // overview is the operator's first page: what happened in the last hour and
 // day, the queues, the open circuits and yesterday's worst receivers.
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -54,41 +40,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 	return nil
 }
 
-// overviewFigures returns fresh figures, or stale ones while a refresh runs
-// in the background; the first call computes them.
+// overviewFigures returns the overview's figures, at most figuresTTL old
+// but while a refresh runs (figurecache.go).
 func (c *Console) overviewFigures(ctx context.Context) (*overviewData, error) {
-	oc := &c.overviewCache
-	oc.mu.Lock()
-	d := oc.data
-	stale := d == nil || c.cfg.Now().Sub(d.Now) >= overviewTTL
-	if d != nil && stale && !oc.refreshing {
-		oc.refreshing = true
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			fresh, err := c.computeOverview(ctx)
-			oc.mu.Lock()
-			defer oc.mu.Unlock()
-			oc.refreshing = false
-			if err != nil {
-				c.cfg.Logger.Warn("console: overview refresh", "err", err)
-				return
-			}
-			oc.data = fresh
-		}()
-	}
-	oc.mu.Unlock()
-	if d != nil {
-		return d, nil
-	}
-	d, err := c.computeOverview(ctx)
-	if err != nil {
-		return nil, err
-	}
-	oc.mu.Lock()
-	oc.data = d
-	oc.mu.Unlock()
-	return d, nil
+	d, _, err := c.overviewCache.get(ctx, c.cfg.Now(), c.cfg.Logger)
+	return d, err
 }
 
 // computeOverview reads every figure of the overview.

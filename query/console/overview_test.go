@@ -43,7 +43,7 @@ func TestOverviewFiguresRefresh(t *testing.T) {
 		IdempotencyKey: "k", Payload: []byte(`{}`), MaxAttempts: 1}); err != nil {
 		t.Fatal(err)
 	}
-	advance(overviewTTL - time.Second)
+	advance(figuresTTL - time.Second)
 	if d, _ := c.overviewFigures(ctx); d != first {
 		t.Fatal("recomputed within the TTL")
 	}

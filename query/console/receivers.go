@@ -21,25 +21,39 @@ import (
 const healthWindow = 24 * time.Hour
 
 type receiverRow struct {
+	store.ReceiverEntry
 	store.ReceiverHealth
 	// CircuitUntil is when an open circuit lets a probe through; nil: closed.
 	CircuitUntil *time.Time
 }
 
+type receiversData struct {
+	Rows []receiverRow
+	// HealthAt is when the health figures were computed (figurecache.go).
+	HealthAt time.Time
+}
+
+// listReceivers shows every receiver as it is now (name, state, circuit)
+// with its health over 24 h from the cache: a receiver created since the
+// figures were computed shows none yet.
 func (c *Console) listReceivers(w http.ResponseWriter, r *http.Request, s *session) error {
-	hs, err := c.cfg.Store.ListReceiverHealth(r.Context(), c.cfg.Now().Add(-healthWindow))
+	entries, err := c.cfg.Store.ReceiverEntries(r.Context())
+	if err != nil {
+		return err
+	}
+	health, at, err := c.healthCache.get(r.Context(), c.cfg.Now(), c.cfg.Logger)
 	if err != nil {
 		return err
 	}
 	open := c.openCircuits(r.Context())
-	rows := make([]receiverRow, len(hs))
-	for i, h := range hs {
-		rows[i] = receiverRow{ReceiverHealth: h}
-		if o, ok := open[h.ID]; ok {
-			rows[i].CircuitUntil = &o.Until
+	d := receiversData{Rows: make([]receiverRow, len(entries)), HealthAt: at}
+	for i, e := range entries {
+		d.Rows[i] = receiverRow{ReceiverEntry: e, ReceiverHealth: health[e.ID]}
+		if o, ok := open[e.ID]; ok {
+			d.Rows[i].CircuitUntil = &o.Until
 		}
 	}
-	c.render(w, http.StatusOK, "receivers", &view{Title: "Receivers", Session: s, Nav: "receivers", Data: rows})
+	c.render(w, http.StatusOK, "receivers", &view{Title: "Receivers", Session: s, Nav: "receivers", Data: d})
 	return nil
 }
 
