@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -54,18 +55,9 @@ func (s *Server) ingest(c echo.Context) error {
 		in.Payload = compact.Bytes()
 	}
 	ctx := c.Request().Context()
-	r, err := s.store.GetReceiver(ctx, receiverID)
-	if errors.Is(err, store.ErrNotFound) {
-		return fieldError("receiver_id", "names no receiver")
-	}
+	r, err := s.ingestReceiver(ctx, receiverID, in.CallbackURL)
 	if err != nil {
 		return err
-	}
-	if !r.Active {
-		return fieldError("receiver_id", "names a deactivated receiver")
-	}
-	if callbackhosts.Allowed(r.CallbackHosts, in.CallbackURL) != nil {
-		return fieldError("callback_url", "names a host outside the receiver's callback_hosts")
 	}
 	policy := s.cfg.Retry
 	if r.Retry != nil {
@@ -105,16 +97,42 @@ func (s *Server) ingest(c echo.Context) error {
 	}
 	if n.Status == store.StatusPending {
 		// Also on a replay: a first request whose enqueue failed is queued now.
-		due := n.CreatedAt
-		if n.NextAttemptAt != nil {
-			due = *n.NextAttemptAt
-		}
-		if err := tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, deliverTask(n), n.Attempts+1, due); err != nil {
-			metrics.InfraErrors.WithLabelValues("redis").Inc()
-			s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
-		}
+		s.enqueueIngested(ctx, n)
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"id": n.ID, "status": n.Status})
+}
+
+// ingestReceiver loads the receiver a notification is for and checks that
+// it takes one: it exists, is active, and allows the callback URL override.
+func (s *Server) ingestReceiver(ctx context.Context, id uuid.UUID, callbackURL string) (*store.Receiver, error) {
+	r, err := s.store.GetReceiver(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fieldError("receiver_id", "names no receiver")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !r.Active {
+		return nil, fieldError("receiver_id", "names a deactivated receiver")
+	}
+	if callbackhosts.Allowed(r.CallbackHosts, callbackURL) != nil {
+		return nil, fieldError("callback_url", "names a host outside the receiver's callback_hosts")
+	}
+	return r, nil
+}
+
+// enqueueIngested queues the next attempt of a pending notification. A
+// failure is not the producer's: the notification is on record, and the
+// re-drive job queues it later.
+func (s *Server) enqueueIngested(ctx context.Context, n *store.Notification) {
+	due := n.CreatedAt
+	if n.NextAttemptAt != nil {
+		due = *n.NextAttemptAt
+	}
+	if err := tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, deliverTask(n), n.Attempts+1, due); err != nil {
+		metrics.InfraErrors.WithLabelValues("redis").Inc()
+		s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
+	}
 }
 
 // deliverTask is the task for a stored notification.
