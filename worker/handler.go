@@ -299,7 +299,10 @@ func observeFirstAttempt(dv *delivery) {
 func (h *handler) record(ctx context.Context, dv *delivery) error {
 	d, res := dv.d, &dv.res
 	rec := store.AttemptRecord{Attempt: attemptRow(d, d.Attempt, res), Create: dv.create}
-	if !dv.own {
+	// An offer to a pull receiver is not an answer of it (the receiver's
+	// acknowledgement comes later, through the API): it says nothing about
+	// the receiver's health, like its own operational events.
+	if !dv.own && !dv.rc.Pull() {
 		rec.HealthOf = d.ReceiverID
 	}
 	switch {

@@ -236,6 +236,15 @@ func TestPullUnacknowledgedIsRemindedThenFails(t *testing.T) {
 	if !slices.Equal(outcomes, []string{"1offered", "2offered", "3offered"}) {
 		t.Errorf("attempts on record: %v", outcomes)
 	}
+	// Offers are not the receiver's answers: they start no run of failures
+	// that would mark it failing, then disable it (Receiver lifecycle).
+	var failingSince *time.Time
+	if err := s.store.Pool().QueryRow(context.Background(), `SELECT failing_since FROM receivers WHERE id = $1`, r.ID).Scan(&failingSince); err != nil {
+		t.Fatal(err)
+	}
+	if failingSince != nil {
+		t.Errorf("unacknowledged offers set the pull receiver's failing_since to %s", failingSince)
+	}
 	// Other tests run alongside and offer too: at least these three.
 	if d := counterValue(metrics.Attempts, store.OutcomeOffered) - offeredBefore; d < 3 {
 		t.Errorf("delivery_attempts_total{outcome=offered} grew by %v, want at least 3", d)
