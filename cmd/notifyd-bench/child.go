@@ -43,7 +43,7 @@ type child struct {
 	stdoutEOF chan struct{}
 }
 
-func startChild(ctx context.Context, logDir, role string, args ...string) (*child, error) {
+func startChild(ctx context.Context, logDir, role string, env []string, args ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", role, err)
@@ -55,7 +55,7 @@ func startChild(ctx context.Context, logDir, role string, args ...string) (*chil
 	}
 	defer logFile.Close()
 	cmd := exec.Command(exe, append([]string{"child", role}, args...)...)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(append(os.Environ(), env...), childEnv+"=1")
 	cmd.Stderr = logFile
 	// Children die with the bench, even if it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -193,7 +193,7 @@ func (b *bench) roleMap() map[int]string {
 
 // startChild starts a child and registers its pid for the CPU split.
 func (b *bench) startChild(ctx context.Context, role string, args ...string) (*child, error) {
-	c, err := startChild(ctx, b.logDir, role, args...)
+	c, err := startChild(ctx, b.logDir, role, b.childEnv, args...)
 	if err != nil {
 		return nil, err
 	}

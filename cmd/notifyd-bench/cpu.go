@@ -53,6 +53,10 @@ type procSample struct {
 type cpuSampler struct {
 	databases []string // postgres backends of these databases count as ours
 	roles     func() map[int]string
+	// redisPID, when not 0, is the bench's own redis-server: only it and
+	// its children (AOF rewrites) count as Redis; other redis-servers on
+	// the machine serve other users.
+	redisPID int
 }
 
 // clientBackend matches the process title of a Postgres client backend:
@@ -88,6 +92,9 @@ func (s *cpuSampler) snapshot() cpuSnapshot {
 			case "postgres":
 				category = s.postgresCategory(dir)
 			case "redis-server":
+				if s.redisPID != 0 && pid != s.redisPID && parentPID(dir) != s.redisPID {
+					continue
+				}
 				category = cpuRedis
 			default:
 				continue
@@ -147,6 +154,24 @@ func procTicks(dir string) (ticks, start uint64, ok bool) {
 		return 0, 0, false
 	}
 	return utime + stime, st, true
+}
+
+// parentPID reads the parent's pid from /proc/<pid>/stat (0 if unknown).
+func parentPID(dir string) int {
+	raw, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1]) // field 4
+	return ppid
 }
 
 // machineBusyTicks is the non-idle time of all CPUs from /proc/stat.

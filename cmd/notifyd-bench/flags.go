@@ -40,6 +40,7 @@ type config struct {
 	cpuprofile     string
 	keep           bool
 	smoke          bool
+	scale          scaleConfig // --workers, --queue-shards and the sizing assumptions (scaleflags.go)
 }
 
 func envOr(key, def string) string {
@@ -55,8 +56,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.databaseURL, "database-url", envOr("NOTIFYD_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
 		"PostgreSQL server (admin connection); the bench creates its own database there")
-	fs.StringVar(&c.redisAddr, "redis-addr", envOr("NOTIFYD_TEST_REDIS_ADDR", "127.0.0.1:6379"), "Redis server")
-	fs.IntVar(&c.redisDB, "redis-db", 14, "Redis database index the bench claims and flushes (FLUSHDB, never FLUSHALL)")
+	fs.StringVar(&c.redisAddr, "redis-addr", privateRedisAddr,
+		`Redis server host:port, or "private": a redis-server of the bench's own on a free loopback port (its figures count only the bench's traffic)`)
+	fs.IntVar(&c.redisDB, "redis-db", 14, "Redis database index the bench claims and flushes on --redis-addr host:port (FLUSHDB, never FLUSHALL)")
 	fs.BoolVar(&c.noRedisClaim, "no-redis-claim", false, "do not claim --redis-db (the caller claimed it, e.g. a test through testenv)")
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	fs.IntVar(&c.n, "n", 50000, "notifications in the throughput and ceiling runs")
@@ -80,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the notifyd process during the throughput run (and of the API during the query run, to the path plus .query)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the bench database")
 	fs.BoolVar(&c.smoke, "smoke", false, "tiny sizes (CI): n=500, query-rows=20000, runs of a few seconds")
+	c.scale.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -95,6 +98,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, err
 	}
 	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if err := c.scale.parse(); err != nil {
 		return nil, err
 	}
 	return c, nil

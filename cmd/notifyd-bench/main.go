@@ -79,6 +79,11 @@ type bench struct {
 	recvURL string
 	http    *http.Client
 	sampler *cpuSampler
+	// privateRedis is the bench's own redis-server (--redis-addr private).
+	privateRedis *privateRedis
+	// childEnv is added to the environment of the notifyd children started
+	// (a throughput configuration's NOTIFYD_QUEUE_SHARDS).
+	childEnv []string
 
 	rolesMu sync.Mutex
 	roles   map[int]string
@@ -100,6 +105,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "notifyd-bench: %v\n", err)
 		return 2
+	}
+	if cfg.scale.sizingFrom != "" {
+		if err := sizingFrom(cfg.scale.sizingFrom, cfg.scale.assume, stdout); err != nil {
+			fmt.Fprintf(stderr, "notifyd-bench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	b := &bench{cfg: cfg, stdout: stdout, prog: newProgress(stderr, false), roles: map[int]string{},
 		http: &http.Client{Timeout: 30 * time.Second}}
@@ -125,7 +137,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	failed := false
 	for _, s := range steps {
-		want := selected(s.name) || (s.name == "throughput" && selected("storage"))
+		// Storage is measured on the throughput run's rows, and the sizing
+		// after throughput needs it.
+		want := selected(s.name) || (s.name == "throughput" && selected("storage")) || (s.name == "storage" && selected("throughput"))
 		if !want || ctx.Err() != nil {
 			continue
 		}
@@ -140,6 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		b.res.Errors["bench"] = "interrupted"
 		failed = true
 	}
+	b.sizing()
 	b.report()
 	if failed {
 		return 1

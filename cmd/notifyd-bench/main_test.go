@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +32,13 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Postgres databases, Redis and child processes")
 	}
-	opt := testenv.Redis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
+	// The bench's own redis-server (the default), two worker counts and a
+	// sharded run, so that every throughput configuration and cost runs.
 	code := run(ctx, []string{
-		"--smoke", "--database-url", testenv.DatabaseURL(), "--redis-addr", opt.Addr,
-		"--redis-db", strconv.Itoa(opt.DB), "--no-redis-claim",
+		"--smoke", "--database-url", testenv.DatabaseURL(), "--workers", "1,2", "--queue-shards", "2",
 	}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -53,7 +52,7 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 		t.Fatalf("last line is not the JSON line: %v\n%s", err, out)
 	}
-	for _, key := range []string{"bench", "env", "params", "throughput", "storage", "ceiling", "latency", "retry", "isolation", "query", "targets"} {
+	for _, key := range []string{"bench", "env", "params", "throughput", "storage", "ceiling", "latency", "retry", "isolation", "query", "targets", "scaling", "sizing"} {
 		v, ok := res[key]
 		if !ok || string(v) == "null" {
 			t.Errorf("JSON line: %q missing or null", key)
@@ -66,6 +65,9 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(res["throughput"], &tp); err != nil || tp.N != 500 || tp.PerSecond <= 0 || tp.CPU == nil {
 		t.Errorf("throughput = %s (%v)", res["throughput"], err)
 	}
+	checkCosts(t, tp.Costs)
+	checkScaling(t, res["scaling"])
+	checkSizing(t, res["sizing"], out)
 	var q QueryResult
 	if err := json.Unmarshal(res["query"], &q); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,8 @@ type Results struct {
 	Retry      *RetryResult        `json:"retry"`
 	Isolation  *IsolationResult    `json:"isolation"`
 	Query      *QueryResult        `json:"query"`
+	Scaling    *ScalingResult      `json:"scaling"` // throughput per --workers / --queue-shards (scale.go)
+	Sizing     *SizingResult       `json:"sizing"`  // the capacity model (sizing.go)
 	Targets    map[string]*Verdict `json:"targets"`
 	Errors     map[string]string   `json:"errors,omitempty"`
 }
@@ -61,6 +63,7 @@ func (b *bench) report() {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.scenario, r.figure, r.target, r.verdict)
 	}
 	tw.Flush()
+	printSizing(b.stdout, b.res.Sizing)
 	fmt.Fprintf(b.stdout, "\n%s\n", line)
 }
 

@@ -56,6 +56,16 @@ func (b *bench) setupLogDir(_ context.Context, push func(func())) error {
 
 func (b *bench) setupRedis(ctx context.Context, push func(func())) error {
 	cfg := b.cfg
+	if cfg.redisAddr == privateRedisAddr {
+		r, err := startPrivateRedis(ctx, b.logDir)
+		if err != nil {
+			return err
+		}
+		push(r.stop)
+		b.privateRedis = r
+		// Nobody else uses this server: no claim, database 0.
+		cfg.redisAddr, cfg.redisDB, cfg.noRedisClaim = r.addr, 0, true
+	}
 	b.rdb = redis.NewClient(&redis.Options{Addr: cfg.redisAddr, DB: cfg.redisDB, PoolSize: 4 * cfg.producers})
 	push(func() { b.rdb.Close() })
 	if !cfg.noRedisClaim {
@@ -98,6 +108,9 @@ func (b *bench) setupDatabase(ctx context.Context, push func(func())) error {
 	b.res.Env = collectEnv(ctx, b.dbURL, b.rdb)
 	b.res.Params = b.params()
 	b.sampler = &cpuSampler{databases: []string{b.dbName, b.queryDBName()}, roles: b.roleMap}
+	if b.privateRedis != nil {
+		b.sampler.redisPID = b.privateRedis.pid()
+	}
 	return nil
 }
 
@@ -111,6 +124,7 @@ func (b *bench) params() map[string]any {
 		"retry_intervals": durStrings(cfg.retryIntervals), "iso_n": cfg.isoN, "hang_timeout_s": cfg.hangTimeout.Seconds(),
 		"query_rows": cfg.queryRows, "query_receivers": cfg.queryReceivers, "query_conns": cfg.queryConns,
 		"query_duration_s": cfg.queryDuration.Seconds(), "scenarios": cfg.scenarios, "smoke": cfg.smoke, "repeat": cfg.repeat,
+		"workers": cfg.scale.workers, "queue_shards": cfg.scale.queueShards, "private_redis": b.privateRedis != nil,
 	}
 }
 

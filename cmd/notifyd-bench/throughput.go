@@ -22,66 +22,93 @@ type ThroughputResult struct {
 	// Runs holds every repetition's delivered/s (--repeat); the other
 	// fields are those of the median run.
 	Runs []float64 `json:"runs_per_s"`
+	// Workers is the number of notifyd worker processes, QueueShards the
+	// NOTIFYD_QUEUE_SHARDS they and the producers ran with.
+	Workers     int `json:"workers"`
+	QueueShards int `json:"queue_shards"`
+	// Costs are the run's per-notification costs (costs.go).
+	Costs *Costs `json:"costs"`
 }
 
 func (b *bench) throughput(ctx context.Context) error {
 	cfg := b.cfg
-	var runs []*ThroughputResult
+	configs := cfg.scale.configs()
+	// Repetitions alternate the configurations, so that the machine's
+	// drift within minutes falls on all of them alike.
+	runs := make([][]*ThroughputResult, len(configs))
 	for rep := range cfg.repeat {
-		r, err := b.throughputRun(ctx, rep)
-		if err != nil {
-			return err
+		for i, tc := range configs {
+			r, err := b.throughputRun(ctx, rep, tc)
+			if err != nil {
+				return err
+			}
+			runs[i] = append(runs[i], r)
 		}
-		runs = append(runs, r)
 	}
-	r := median(runs, func(r *ThroughputResult) float64 { return r.PerSecond })
-	for _, run := range runs {
-		r.Runs = append(r.Runs, run.PerSecond)
+	medians := make([]*ThroughputResult, len(configs))
+	for i := range configs {
+		medians[i] = median(runs[i], func(r *ThroughputResult) float64 { return r.PerSecond })
+		for _, run := range runs[i] {
+			medians[i].Runs = append(medians[i].Runs, run.PerSecond)
+		}
 	}
+	r := medians[0]
 	b.res.Throughput = r
 	met, text := verdict(r.PerSecond, targetThroughput, true)
 	b.target("throughput", met, text)
 	b.rows = append(b.rows,
-		row{"1 throughput", fmt.Sprintf("%s delivered/s (%s in %.2f s, first enqueue → last delivered in PG)%s", strings.TrimSuffix(fmtRate(r.PerSecond), "/s"),
-			thousands(int64(cfg.n)), r.Seconds, runsNote(r.Runs)), "≥ 8,000/s", text},
+		row{"1 throughput", fmt.Sprintf("%s delivered/s (%s in %.2f s, first enqueue → last delivered in PG, %s)%s", strings.TrimSuffix(fmtRate(r.PerSecond), "/s"),
+			thousands(int64(cfg.n)), r.Seconds, configs[0], runsNote(r.Runs)), "≥ 8,000/s", text},
 		row{"  cpu: % of a core (share)", r.CPU.String(), "", ""},
 		row{"  cpu per notification", fmt.Sprintf("%.0f µs of CPU (notifyd+postgres+redis+receiver)", r.CPUPerNotifU), "", ""},
 		row{"  batching", fmt.Sprintf("%.1f deliveries started and %.1f attempts recorded per statement (means)",
 			r.Batching["begin_rows_per_statement"], r.Batching["record_rows_per_statement"]), "", ""},
 	)
-	return nil
+	b.costRows(r.Costs)
+	b.scalingRows(configs, medians)
+	return b.measureQueueMemory(ctx)
 }
 
-func (b *bench) throughputRun(ctx context.Context, rep int) (*ThroughputResult, error) {
+func (b *bench) throughputRun(ctx context.Context, rep int, tc tpConfig) (*ThroughputResult, error) {
 	cfg := b.cfg
 	var extra []string
-	if cfg.cpuprofile != "" && rep == 0 {
+	if cfg.cpuprofile != "" && rep == 0 && tc == cfg.scale.configs()[0] {
 		extra = append(extra, "-cpuprofile", cfg.cpuprofile)
 	}
-	c, err := b.startNotifyd(ctx, extra...)
+	restore := b.useQueueShards(tc.shards)
+	defer restore()
+	workers, err := b.startWorkers(ctx, tc.workers, extra...)
+	defer b.stopChildren(workers)
 	if err != nil {
 		return nil, err
 	}
-	defer b.stopChild(c)
 	rs := b.okReceivers
-	// Earlier repetitions' notifications are delivered already.
+	// Earlier runs' notifications are delivered already.
 	base, err := b.deliveredCount(ctx, ids(rs))
 	if err != nil {
 		return nil, err
 	}
-	label := runLabel("throughput", rep, cfg.repeat)
+	before, err := b.costSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	label := runLabel("throughput, "+tc.String(), rep, cfg.repeat)
 	timeout := max(5*time.Minute, time.Duration(cfg.n/200)*time.Second)
 	run, err := b.burst(ctx, label, cfg.n, func(i int) (benchReceiver, string) {
-		return rs[i%len(rs)], fmt.Sprintf("tp%d-%d", rep, i)
+		return rs[i%len(rs)], fmt.Sprintf("tp%d-w%ds%d-%d", rep, tc.workers, tc.shards, i)
 	}, ids(rs), base, cfg.n, timeout)
 	if err != nil {
 		return nil, err
 	}
-	b.stopChild(c)
+	b.stopChildren(workers)
+	after, err := b.costSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
 	secs := run.seconds()
-	r := &ThroughputResult{N: cfg.n, Seconds: round(secs, 3), PerSecond: round(float64(cfg.n)/secs, 1),
+	r := &ThroughputResult{N: cfg.n, Workers: tc.workers, QueueShards: tc.shards, Seconds: round(secs, 3), PerSecond: round(float64(cfg.n)/secs, 1),
 		EnqueueRate: round(float64(cfg.n)/run.enqueued.Sub(run.start).Seconds(), 1), CPU: run.cpu, Profile: cfg.cpuprofile,
-		Batching: c.stats}
+		Batching: meanStats(workers), Costs: b.costsBetween(ctx, before, after, cfg.n, run.cpu)}
 	var total float64
 	for _, k := range cpuOrder {
 		if k != cpuBench {
