@@ -17,9 +17,9 @@ type Costs struct {
 	// CPUMicros is CPU µs per category of the split (notifyd is the sum of
 	// every worker process).
 	CPUMicros map[string]float64 `json:"cpu_us"`
-	// RedisCommands are the commands clients sent (total_commands_processed:
-	// an EVALSHA is one); RedisCalls counts the commands scripts ran too
-	// (INFO commandstats), by command in RedisCallsByCommand.
+	// RedisCommands is total_commands_processed, RedisCalls the sum of INFO
+	// commandstats' calls, by command in RedisCallsByCommand; Redis 7
+	// counts the commands a script runs in both, besides the EVALSHA.
 	RedisCommands       float64            `json:"redis_commands"`
 	RedisCalls          float64            `json:"redis_calls_incl_scripts"`
 	RedisCallsByCommand map[string]float64 `json:"redis_calls_by_command"`
