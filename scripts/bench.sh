@@ -5,12 +5,18 @@
 #   ./scripts/bench.sh --scenarios throughput,ceiling --n 20000
 #   ./scripts/bench.sh --cpuprofile /tmp/notifyd.pprof   profile notifyd during the throughput run
 #   ./scripts/bench.sh --smoke                           tiny sizes (CI), well under a minute
+#   ./scripts/bench.sh --scenarios throughput --workers 1,2 --queue-shards 4 --repeat 3 --json > bench.json
+#                                                        README's Sizing figures (about 15 min)
+#   ./scripts/bench.sh --sizing-from bench.json --sizing-payload-bytes 2048
+#                                                        the sizing table again, other assumptions
 #   ./scripts/bench.sh -h                                every flag
 #
 # Brings up PostgreSQL and Redis like the test command (scripts/services.sh),
 # builds cmd/notifyd-bench with the version stamped from git, and runs it with
-# the given arguments. The bench creates and drops its own database and claims
-# one Redis database index (--redis-db, default 14); see cmd/notifyd-bench.
+# the given arguments. The bench creates and drops its own database and starts
+# a redis-server of its own on a free port (--redis-addr host:port: an
+# existing Redis, claiming one database index, --redis-db, default 14); see
+# cmd/notifyd-bench.
 #
 # Environment: NOTIFYD_TEST_DATABASE_URL / NOTIFYD_TEST_REDIS_ADDR (see
 # scripts/services.sh) are the servers used.

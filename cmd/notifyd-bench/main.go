@@ -8,8 +8,16 @@
 //	go run ./cmd/notifyd-bench --smoke               # tiny sizes, for CI
 //
 // It creates its own database notifyd_bench_<pid> on the server of
-// --database-url (dropped at the end unless --keep) and claims Redis database
-// --redis-db (flushed at start and end; never FLUSHALL).
+// --database-url (dropped at the end unless --keep) and starts a redis-server
+// of its own on a free loopback port; with --redis-addr host:port it claims
+// Redis database --redis-db there instead (flushed at start and end; never
+// FLUSHALL).
+//
+// The throughput run is repeated for each count of worker processes in
+// --workers and, with --queue-shards, on sharded queues; it reports what a
+// notification costs (CPU, Redis commands and bytes, rows, WAL, queue
+// memory) and a sizing table derived from those costs (--sizing-*
+// assumptions; --sizing-from prints it again from a saved JSON line).
 //
 // Scenarios: throughput (N notifications through the Go client), ceiling (the
 // same N as no-op Asynq tasks), latency (steady rate), retry (precision of the

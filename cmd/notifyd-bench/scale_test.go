@@ -79,7 +79,7 @@ func checkSizing(t *testing.T, raw json.RawMessage, out string) {
 			t.Errorf("sizing: %+v after %+v: not 10× the rate's figures", r, prev)
 		}
 	}
-	if !strings.Contains(out, "| notifyd worker cores") || !strings.Contains(out, "| 1,000/s | 10,000/s | 100,000/s |") {
+	if !strings.Contains(out, "| worker processes") || !strings.Contains(out, "| 1,000/s | 10,000/s | 100,000/s |") {
 		t.Errorf("sizing table not printed:\n%s", out)
 	}
 }
@@ -87,7 +87,8 @@ func checkSizing(t *testing.T, raw json.RawMessage, out string) {
 func TestSizeFor(t *testing.T) {
 	t.Parallel()
 	base := sizingAssumptions{Retention: 30 * 24 * time.Hour, Utilisation: 0.5, PayloadBytes: 1000, Headroom: 1,
-		Backlog: 10 * time.Minute, RedisOpsPerCore: 100_000, PostgresMaxCores: 32}
+		Backlog: 10 * time.Minute, RedisOpsPerCore: 100_000, PostgresMaxCores: 32, PostgresMaxDisk: 1e18,
+		ReceiverLatency: 50 * time.Millisecond, WorkerConcurrency: 100}
 	in := sizingInputs{NotifydCPUMicros: 100, PostgresCPUMicros: 50, RedisCPUMicros: 40, RedisCalls: 10, PGRows: 2,
 		WALBytes: 1000, NotificationBytes: 300, AttemptBytes: 200, QueueBytes: 700}
 	month := 30 * 86400.0
@@ -99,19 +100,23 @@ func TestSizeFor(t *testing.T) {
 		want  sizingRow
 		limit string
 	}{
-		{"1k/s fits one of each", in, nil, 1000, sizingRow{AttemptsPerS: 1000, WorkerCores: 0.2, WorkerProcesses: 1,
+		{"1k/s fits one of each", in, nil, 1000, sizingRow{AttemptsPerS: 1000, WorkerCores: 0.2, InFlight: 50, WorkerProcesses: 1,
 			RedisCores: 0.08, RedisMastersByCPU: 1, RedisMastersByOps: 1, RedisMasters: 1, RedisMemoryBytes: 1000 * 600 * 1700,
 			PostgresCores: 0.1, PostgresRowsPerS: 2000, WALBytesPerS: 1e6, DiskBytes: 1000 * month * 1500}, "nothing: one Redis, one Postgres primary"},
-		{"100k/s with retries: commands decide the masters", in, func(a *sizingAssumptions) { a.RetryShare = 0.1 }, 100_000,
-			sizingRow{AttemptsPerS: 110_000, WorkerCores: 22, WorkerProcesses: 22, RedisCores: 8.8, RedisMastersByCPU: 9,
+		{"100k/s with retries: commands decide the masters, deliveries in flight the processes", in, func(a *sizingAssumptions) { a.RetryShare = 0.1 }, 100_000,
+			sizingRow{AttemptsPerS: 110_000, WorkerCores: 22, InFlight: 5500, WorkerProcesses: 55, RedisCores: 8.8, RedisMastersByCPU: 9,
 				RedisMastersByOps: 22, RedisMasters: 22, RedisMemoryBytes: 100_000 * 600 * 1700, PostgresCores: 11,
 				PostgresRowsPerS: 220_000, WALBytesPerS: 110e6, DiskBytes: 100_000 * month * (300 + 1000 + 220)}, "Redis (cluster, sharded queues)"},
 		{"Postgres outgrows its primary first", sizingInputs{NotifydCPUMicros: 100, PostgresCPUMicros: 2000, RedisCPUMicros: 10, RedisCalls: 2},
-			func(a *sizingAssumptions) { a.Headroom, a.PayloadBytes, a.Backlog = 2, 0, 0 }, 100_000,
+			func(a *sizingAssumptions) { a.Headroom, a.PayloadBytes, a.Backlog, a.ReceiverLatency = 2, 0, 0, 0 }, 100_000,
 			sizingRow{AttemptsPerS: 100_000, WorkerCores: 20, WorkerProcesses: 20, RedisCores: 2, RedisMastersByCPU: 2,
 				RedisMastersByOps: 4, RedisMasters: 4, PostgresCores: 400}, "Postgres (sharding), then Redis (cluster, sharded queues)"},
+		{"a month of data outgrows the primary's disk", in, func(a *sizingAssumptions) { a.PostgresMaxDisk = 1e12 }, 1000,
+			sizingRow{AttemptsPerS: 1000, WorkerCores: 0.2, InFlight: 50, WorkerProcesses: 1, RedisCores: 0.08, RedisMastersByCPU: 1,
+				RedisMastersByOps: 1, RedisMasters: 1, RedisMemoryBytes: 1000 * 600 * 1700, PostgresCores: 0.1, PostgresRowsPerS: 2000,
+				WALBytesPerS: 1e6, DiskBytes: 1000 * month * 1500}, "Postgres (sharding)"},
 		{"tiny rate still needs one of each", in, func(a *sizingAssumptions) { a.Utilisation = 1 }, 1,
-			sizingRow{AttemptsPerS: 1, WorkerCores: 1e-4, WorkerProcesses: 1, RedisCores: 4e-5, RedisMastersByCPU: 1, RedisMastersByOps: 1,
+			sizingRow{AttemptsPerS: 1, WorkerCores: 1e-4, InFlight: 0.05, WorkerProcesses: 1, RedisCores: 4e-5, RedisMastersByCPU: 1, RedisMastersByOps: 1,
 				RedisMasters: 1, RedisMemoryBytes: 600 * 1700, PostgresCores: 5e-5, PostgresRowsPerS: 2, WALBytesPerS: 1000,
 				DiskBytes: month * 1500}, "nothing: one Redis, one Postgres primary"},
 	}
@@ -130,7 +135,7 @@ func TestSizeFor(t *testing.T) {
 				!near(got.RedisCores, want.RedisCores) || got.RedisMastersByCPU != want.RedisMastersByCPU || got.RedisMastersByOps != want.RedisMastersByOps ||
 				got.RedisMasters != want.RedisMasters || !near(got.RedisMemoryBytes, want.RedisMemoryBytes) || !near(got.PostgresCores, want.PostgresCores) ||
 				!near(got.PostgresRowsPerS, want.PostgresRowsPerS) || !near(got.WALBytesPerS, want.WALBytesPerS) || !near(got.DiskBytes, want.DiskBytes) ||
-				got.FirstLimit != want.FirstLimit {
+				!near(got.InFlight, want.InFlight) || got.FirstLimit != want.FirstLimit {
 				t.Errorf("sizeFor(rate %v)\n got %+v\nwant %+v", tt.rate, got, want)
 			}
 		})
@@ -210,6 +215,7 @@ func TestScaleFlags(t *testing.T) {
 		{[]string{"--sizing-utilisation", "1.5"}, "", true},
 		{[]string{"--sizing-rates", "1000,-1"}, "", true},
 		{[]string{"--sizing-headroom", "0.5"}, "", true},
+		{[]string{"--sizing-worker-concurrency", "0"}, "", true},
 	}
 	for _, tt := range tests {
 		c, err := parseFlags(tt.args, &bytes.Buffer{})

@@ -36,7 +36,14 @@ type sizingAssumptions struct {
 	BacklogMinutes   float64       `json:"backlog_minutes"`
 	RedisOpsPerCore  float64       `json:"redis_ops_per_master"`
 	PostgresMaxCores float64       `json:"postgres_max_cores"`
-	ratesFlag        string
+	PostgresMaxDisk  float64       `json:"postgres_max_disk_bytes"`
+	// ReceiverLatency is receivers' mean answer time: deliveries in
+	// flight are rate × latency (Little's law), WorkerConcurrency of them
+	// per worker process.
+	ReceiverLatency   time.Duration `json:"-"`
+	ReceiverLatencyMS float64       `json:"receiver_latency_ms"`
+	WorkerConcurrency float64       `json:"worker_concurrency"`
+	ratesFlag         string
 }
 
 func (s *scaleConfig) register(fs *flag.FlagSet) {
@@ -55,6 +62,9 @@ func (s *scaleConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&a.Backlog, "sizing-backlog", 15*time.Minute, "queue backlog Redis memory must hold, as time at the full rate (workers stopped or slowed for that long)")
 	fs.Float64Var(&a.RedisOpsPerCore, "sizing-redis-ops", 100_000, "commands per second one Redis master (one core, single-threaded) is planned to serve")
 	fs.Float64Var(&a.PostgresMaxCores, "sizing-postgres-max-cores", 32, "cores of the largest Postgres primary considered; above it the table says to shard")
+	fs.Float64Var(&a.PostgresMaxDisk, "sizing-postgres-max-disk", 10e12, "bytes of data the largest Postgres primary considered holds (backups, restores and replicas of more take too long); above it the table says to shard")
+	fs.DurationVar(&a.ReceiverLatency, "sizing-receiver-latency", 100*time.Millisecond, "receivers' mean answer time: deliveries in flight are rate × this")
+	fs.Float64Var(&a.WorkerConcurrency, "sizing-worker-concurrency", 100, "deliveries in flight per worker process (NOTIFYD_WORKER_CONCURRENCY)")
 }
 
 // parse reads the lists and checks the ranges.
@@ -84,6 +94,7 @@ func (a *sizingAssumptions) parse() error {
 	}
 	a.RetentionDays = round(a.Retention.Hours()/24, 2)
 	a.BacklogMinutes = round(a.Backlog.Minutes(), 2)
+	a.ReceiverLatencyMS = float64(a.ReceiverLatency.Milliseconds())
 	switch {
 	case a.Utilisation <= 0 || a.Utilisation > 1:
 		return errors.New("--sizing-utilisation must be in (0, 1]")
@@ -93,8 +104,10 @@ func (a *sizingAssumptions) parse() error {
 		return errors.New("--sizing-payload-bytes must not be negative and --sizing-headroom must be at least 1")
 	case a.Retention <= 0 || a.Backlog < 0:
 		return errors.New("--sizing-retention must be positive and --sizing-backlog not negative")
-	case a.RedisOpsPerCore <= 0 || a.PostgresMaxCores <= 0:
-		return errors.New("--sizing-redis-ops and --sizing-postgres-max-cores must be positive")
+	case a.RedisOpsPerCore <= 0 || a.PostgresMaxCores <= 0 || a.PostgresMaxDisk <= 0 || a.WorkerConcurrency < 1:
+		return errors.New("--sizing-redis-ops, --sizing-postgres-max-cores, --sizing-postgres-max-disk and --sizing-worker-concurrency must be positive")
+	case a.ReceiverLatency < 0:
+		return errors.New("--sizing-receiver-latency must not be negative")
 	}
 	return nil
 }

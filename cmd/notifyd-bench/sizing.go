@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -41,6 +42,7 @@ type sizingRow struct {
 	Rate              float64 `json:"rate_per_s"`
 	AttemptsPerS      float64 `json:"attempts_per_s"`
 	WorkerCores       float64 `json:"worker_cores"`
+	InFlight          float64 `json:"deliveries_in_flight"`
 	WorkerProcesses   int     `json:"worker_processes"`
 	RedisCores        float64 `json:"redis_cores"`
 	RedisMastersByCPU int     `json:"redis_masters_by_cpu"`
@@ -70,7 +72,9 @@ func sizeFor(in sizingInputs, a sizingAssumptions, rate float64) sizingRow {
 	cores := func(micros float64) float64 { return attempts * micros / 1e6 / a.Utilisation }
 	r := sizingRow{Rate: rate, AttemptsPerS: attempts}
 	r.WorkerCores = cores(in.NotifydCPUMicros)
-	r.WorkerProcesses = units(r.WorkerCores)
+	// Enough processes for the CPU, and for the deliveries in flight.
+	r.InFlight = attempts * a.ReceiverLatency.Seconds()
+	r.WorkerProcesses = max(units(r.WorkerCores), units(r.InFlight/a.WorkerConcurrency))
 	// A Redis master runs commands on one thread: one core each.
 	r.RedisCores = cores(in.RedisCPUMicros)
 	r.RedisMastersByCPU = units(r.RedisCores)
@@ -99,7 +103,7 @@ func units(need float64) int {
 // Workers are stateless and never a limit: more processes.
 func firstLimit(r sizingRow, a sizingAssumptions) string {
 	redis := float64(r.RedisMasters) // over a limit of 1
-	pg := r.PostgresCores / a.PostgresMaxCores
+	pg := max(r.PostgresCores/a.PostgresMaxCores, r.DiskBytes/a.PostgresMaxDisk)
 	const redisName, pgName = "Redis (cluster, sharded queues)", "Postgres (sharding)"
 	switch {
 	case redis <= 1 && pg <= 1:
@@ -187,8 +191,11 @@ func printSizing(w io.Writer, s *SizingResult) {
 		}
 		fmt.Fprintln(w, l)
 	}
-	line("notifyd worker cores (processes of one core)", func(r sizingRow) string {
-		return fmt.Sprintf("%.1f (%d)", r.WorkerCores, r.WorkerProcesses)
+	line("notifyd worker cores; deliveries in flight", func(r sizingRow) string {
+		return fmt.Sprintf("%.1f; %s", r.WorkerCores, thousands(int64(r.InFlight)))
+	})
+	line(fmt.Sprintf("worker processes (one core, %.0f in flight each)", a.WorkerConcurrency), func(r sizingRow) string {
+		return strconv.Itoa(r.WorkerProcesses)
 	})
 	line("Redis masters (by CPU; by commands)", func(r sizingRow) string {
 		return fmt.Sprintf("%d (%.1f cores; %d)", r.RedisMasters, r.RedisCores, r.RedisMastersByOps)
@@ -206,9 +213,10 @@ func printSizing(w io.Writer, s *SizingResult) {
 		"notification %s + attempt %s on disk (payload excluded); %s of Redis per queued task (payload excluded).\n",
 		in.NotifydCPUMicros, in.PostgresCPUMicros, in.RedisCPUMicros, in.RedisCalls, in.PGRows, fmtBytes(in.WALBytes),
 		fmtBytes(in.NotificationBytes), fmtBytes(in.AttemptBytes), fmtBytes(in.QueueBytes))
-	fmt.Fprintf(w, "Assumed: cores %.0f %% busy at the sustained rate; %.0f %% more attempts for retries; %s payloads; headroom ×%.1f on disk and memory; "+
-		"a Redis master serves %s commands/s; one Postgres primary has at most %.0f cores.\n",
-		a.Utilisation*100, a.RetryShare*100, fmtBytes(a.PayloadBytes), a.Headroom, thousands(int64(a.RedisOpsPerCore)), a.PostgresMaxCores)
+	fmt.Fprintf(w, "Assumed: cores %.0f %% busy at the sustained rate; %.0f %% more attempts for retries; %s payloads; receivers answer in %.0f ms on average; "+
+		"headroom ×%.1f on disk and memory; a Redis master serves %s commands/s; one Postgres primary has at most %.0f cores and %s of data.\n",
+		a.Utilisation*100, a.RetryShare*100, fmtBytes(a.PayloadBytes), a.ReceiverLatencyMS, a.Headroom, thousands(int64(a.RedisOpsPerCore)),
+		a.PostgresMaxCores, fmtBytes(a.PostgresMaxDisk))
 	if len(s.Missing) > 0 {
 		fmt.Fprintf(w, "Not measured in this run (counted as 0): %s.\n", strings.Join(s.Missing, ", "))
 	}
