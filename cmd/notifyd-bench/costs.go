@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,6 +206,28 @@ func (b *bench) walBytes(ctx context.Context, from, to string) (ours, cluster in
 		return 0, cluster, fmt.Errorf("pg_walinspect: %w", err)
 	}
 	return ours, cluster, nil
+}
+
+// reserveWAL keeps the server from removing the WAL written from now on
+// until release, so that pg_walinspect can still read it after the run:
+// other tests write WAL at the same time, and a checkpoint recycles
+// segments. It is a temporary physical replication slot on a connection
+// of its own: Postgres drops it when that connection ends, also when the
+// bench dies. Without it (no free slot) the WAL figure may fall back to
+// the whole cluster's.
+func (b *bench) reserveWAL(ctx context.Context) (release func()) {
+	conn, err := connect(ctx, b.dbURL)
+	if err == nil {
+		_, err = conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true, true)`, fmt.Sprintf("notifyd_bench_%d", os.Getpid()))
+		if err != nil {
+			conn.Close(context.Background())
+		}
+	}
+	if err != nil {
+		b.prog.note(fmt.Sprintf("wal not reserved for the run (%v)", err))
+		return func() {}
+	}
+	return func() { conn.Close(context.Background()) }
 }
 
 func (b *bench) dbOID(ctx context.Context) string {

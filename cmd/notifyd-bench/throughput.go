@@ -88,6 +88,8 @@ func (b *bench) throughputRun(ctx context.Context, rep int, tc tpConfig) (*Throu
 	if err != nil {
 		return nil, err
 	}
+	releaseWAL := b.reserveWAL(ctx)
+	defer releaseWAL()
 	before, err := b.costSnapshot(ctx)
 	if err != nil {
 		return nil, err
