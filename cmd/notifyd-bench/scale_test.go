@@ -191,7 +191,8 @@ func TestSizingFrom(t *testing.T) {
 	if err := sizingFrom(c.scale.sizingFrom, c.scale.assume, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "| | 2,000/s | 4,000/s |") || !strings.Contains(out.String(), "Redis calls") {
+	if !strings.Contains(out.String(), "| | 2,000/s | 4,000/s |") || !strings.Contains(out.String(), "Redis calls") ||
+		!strings.Contains(out.String(), "| per notification (1 worker) |") {
 		t.Errorf("output:\n%s", out.String())
 	}
 	if err := sizingFrom(t.TempDir()+"/none", c.scale.assume, &out); err == nil {

@@ -264,7 +264,48 @@ func sizingFrom(path string, a sizingAssumptions, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	fmt.Fprintf(stdout, "From %s: notifyd %s, started %s, n=%v, %v worker(s).\n", path, res.Env.Notifyd, res.Env.Started, res.Params["n"], res.Throughput.Workers)
+	fmt.Fprintf(stdout, "From %s: notifyd %s, started %s (load average before %s), n=%v.\n", path, res.Env.Notifyd, res.Env.Started,
+		res.Env.LoadAvgBefore, res.Params["n"])
+	printScaling(stdout, res.Scaling)
+	printCosts(stdout, res.Throughput)
 	printSizing(stdout, s)
 	return nil
+}
+
+// printScaling writes the throughput configurations as a Markdown table.
+func printScaling(w io.Writer, s *ScalingResult) {
+	if s == nil || len(s.Runs) == 0 {
+		return
+	}
+	first := s.Runs[0]
+	fmt.Fprintf(w, "\n| run | delivered/s (median; every run) | ÷ first | CPU per notification: all / notifyd | machine busy, of which other processes |\n|---|---|---|---|---|\n")
+	for _, r := range s.Runs {
+		name := tpConfig{workers: r.Workers, shards: r.QueueShards}.String()
+		var runs []string
+		for _, v := range r.Runs {
+			runs = append(runs, thousands(int64(math.Round(v))))
+		}
+		var notifyd float64
+		if r.Costs != nil {
+			notifyd = r.Costs.CPUMicros[cpuNotifyd]
+		}
+		fmt.Fprintf(w, "| %s | %s (%s) | %.2f | %.0f µs / %.0f µs | %.0f %% / %.0f %% of a core |\n", name, thousands(int64(math.Round(r.PerSecond))),
+			strings.Join(runs, ", "), r.PerSecond/first.PerSecond, r.CPUPerNotifU, notifyd, r.CPU.MachinePercent, r.CPU.OthersPercent)
+	}
+}
+
+// printCosts writes a run's per-notification costs as a Markdown table.
+func printCosts(w io.Writer, r *ThroughputResult) {
+	if r == nil || r.Costs == nil {
+		return
+	}
+	c := r.Costs
+	fmt.Fprintf(w, "\n| per notification (%s) | |\n|---|---|\n", tpConfig{workers: r.Workers, shards: r.QueueShards})
+	fmt.Fprintf(w, "| CPU | notifyd %.0f µs, Postgres %.0f µs, Redis %.0f µs (receiver %.0f µs, load generator %.0f µs) |\n",
+		c.CPUMicros[cpuNotifyd], c.CPUMicros[cpuPostgres], c.CPUMicros[cpuRedis], c.CPUMicros[cpuReceiver], c.CPUMicros[cpuBench])
+	fmt.Fprintf(w, "| Redis | %.1f commands (%.1f EVALSHA, counted with the commands they run), %s in, %s out, %.0f µs executing (%s server) |\n",
+		c.RedisCalls, c.RedisCallsByCommand["evalsha"], fmtBytes(c.RedisBytesIn), fmtBytes(c.RedisBytesOut), c.RedisExecMicros, c.RedisScope)
+	fmt.Fprintf(w, "| Redis memory per queued task | %s (with the run's payload) |\n", fmtBytes(c.RedisQueueBytesPerTask))
+	fmt.Fprintf(w, "| Postgres rows | %.2f written (%.2f inserted, %.2f updated, %.2f deleted) |\n", c.PGRowsWritten, c.PGRowsInserted, c.PGRowsUpdated, c.PGRowsDeleted)
+	fmt.Fprintf(w, "| WAL | %s (%s; the whole cluster's over the run: %s) |\n", fmtBytes(c.WALBytes), c.WALScope, fmtBytes(c.WALBytesCluster))
 }
