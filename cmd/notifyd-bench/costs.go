@@ -46,6 +46,11 @@ type Costs struct {
 	WALBytes        float64 `json:"wal_bytes"`
 	WALBytesCluster float64 `json:"wal_bytes_cluster"`
 	WALScope        string  `json:"wal_scope"`
+	// WALFPIBytes is the part of WALBytes that is full-page images: the
+	// first change of a page after a checkpoint logs the whole page, so it
+	// grows with the checkpoint frequency (here driven by the other
+	// databases' WAL too). 0 with WALScope "cluster".
+	WALFPIBytes float64 `json:"wal_fpi_bytes"`
 	// RedisQueueBytesPerTask is the Redis memory one queued notification
 	// takes (used_memory growth while N are enqueued with no worker), with
 	// the payload size of the run (params.payload_bytes) included.
@@ -168,13 +173,13 @@ func (b *bench) costsBetween(ctx context.Context, before, after costSnapshot, n 
 	c.PGRowsUpdated = per(float64(after.rowsUpd - before.rowsUpd))
 	c.PGRowsDeleted = per(float64(after.rowsDel - before.rowsDel))
 	c.PGRowsWritten = round(c.PGRowsInserted+c.PGRowsUpdated+c.PGRowsDeleted, 2)
-	ours, cluster, err := b.walBytes(ctx, before.walInsert, after.walFlush)
+	ours, fpi, cluster, err := b.walBytes(ctx, before.walInsert, after.walFlush)
 	c.WALBytesCluster = per(float64(cluster))
 	if err != nil {
 		b.prog.note(fmt.Sprintf("wal of the bench database alone not measured (%v): wal_bytes is the whole cluster's", err))
 		c.WALBytes, c.WALScope = c.WALBytesCluster, "cluster"
 	} else {
-		c.WALBytes, c.WALScope = per(float64(ours)), "database"
+		c.WALBytes, c.WALFPIBytes, c.WALScope = per(float64(ours)), per(float64(fpi)), "database"
 	}
 	return c
 }
@@ -184,28 +189,29 @@ func (b *bench) costsBetween(ctx context.Context, before, after costSnapshot, n 
 // transactions that wrote them, read with pg_walinspect) and the whole
 // cluster's. WAL is one stream for every database of the server, and
 // other tests write to it while the bench runs.
-func (b *bench) walBytes(ctx context.Context, from, to string) (ours, cluster int64, err error) {
+func (b *bench) walBytes(ctx context.Context, from, to string) (ours, fpi, cluster int64, err error) {
 	pool := b.st.Pool()
 	if err := pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)::bigint`, from, to).Scan(&cluster); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_walinspect`); err != nil {
-		return 0, cluster, fmt.Errorf("pg_walinspect: %w", err)
+		return 0, 0, cluster, fmt.Errorf("pg_walinspect: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	// A block reference reads "rel <tablespace>/<database>/<relation>".
 	err = pool.QueryRow(ctx, `
 		WITH r AS (
-			SELECT xid::text::bigint AS xid, record_length, coalesce(block_ref, '') AS block_ref
+			SELECT xid::text::bigint AS xid, record_length, fpi_length, coalesce(block_ref, '') AS block_ref
 			FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)),
-		ours AS (SELECT DISTINCT xid FROM r WHERE xid <> 0 AND block_ref ~ $3)
-		SELECT coalesce(sum(record_length) FILTER (WHERE block_ref ~ $3 OR xid IN (SELECT xid FROM ours)), 0)::bigint FROM r`,
-		from, to, `rel [0-9]+/`+b.dbOID(ctx)+`/`).Scan(&ours)
+		ours AS (SELECT DISTINCT xid FROM r WHERE xid <> 0 AND block_ref ~ $3),
+		mine AS (SELECT * FROM r WHERE block_ref ~ $3 OR xid IN (SELECT xid FROM ours))
+		SELECT coalesce(sum(record_length), 0)::bigint, coalesce(sum(fpi_length), 0)::bigint FROM mine`,
+		from, to, `rel [0-9]+/`+b.dbOID(ctx)+`/`).Scan(&ours, &fpi)
 	if err != nil {
-		return 0, cluster, fmt.Errorf("pg_walinspect: %w", err)
+		return 0, 0, cluster, fmt.Errorf("pg_walinspect: %w", err)
 	}
-	return ours, cluster, nil
+	return ours, fpi, cluster, nil
 }
 
 // reserveWAL keeps the server from removing the WAL written from now on

@@ -151,8 +151,9 @@ func (b *bench) costRows(c *Costs) {
 		row{"  per notification: cpu µs", strings.Join(cpu, ", "), "", ""},
 		row{"  per notification: redis", fmt.Sprintf("%.1f commands (%.1f of them EVALSHA, counted with the commands they run), %s B in, %s B out, %.0f µs executing (%s server)",
 			c.RedisCalls, c.RedisCallsByCommand["evalsha"], thousands(int64(c.RedisBytesIn)), thousands(int64(c.RedisBytesOut)), c.RedisExecMicros, c.RedisScope), "", ""},
-		row{"  per notification: postgres", fmt.Sprintf("%.2f rows written (%.2f inserted, %.2f updated, %.2f deleted); WAL %s B (%s; whole cluster %s B)",
-			c.PGRowsWritten, c.PGRowsInserted, c.PGRowsUpdated, c.PGRowsDeleted, thousands(int64(c.WALBytes)), c.WALScope, thousands(int64(c.WALBytesCluster))), "", ""},
+		row{"  per notification: postgres", fmt.Sprintf("%.2f rows written (%.2f inserted, %.2f updated, %.2f deleted); WAL %s B, %s B of it full-page images (%s; whole cluster %s B)",
+			c.PGRowsWritten, c.PGRowsInserted, c.PGRowsUpdated, c.PGRowsDeleted, thousands(int64(c.WALBytes)), thousands(int64(c.WALFPIBytes)), c.WALScope,
+			thousands(int64(c.WALBytesCluster))), "", ""},
 	)
 }
 
