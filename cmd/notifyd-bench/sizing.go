@@ -307,6 +307,9 @@ func printCosts(w io.Writer, r *ThroughputResult) {
 		c.RedisCalls, c.RedisCallsByCommand["evalsha"], fmtBytes(c.RedisBytesIn), fmtBytes(c.RedisBytesOut), c.RedisExecMicros, c.RedisScope)
 	fmt.Fprintf(w, "| Redis memory per queued task | %s (with the run's payload) |\n", fmtBytes(c.RedisQueueBytesPerTask))
 	fmt.Fprintf(w, "| Postgres rows | %.2f written (%.2f inserted, %.2f updated, %.2f deleted) |\n", c.PGRowsWritten, c.PGRowsInserted, c.PGRowsUpdated, c.PGRowsDeleted)
-	fmt.Fprintf(w, "| WAL | %s, %s of it full-page images (%s; the whole cluster's over the run: %s) |\n", fmtBytes(c.WALBytes), fmtBytes(c.WALFPIBytes),
-		c.WALScope, fmtBytes(c.WALBytesCluster))
+	fpi := "" // not measured by older bench versions, nor without pg_walinspect
+	if c.WALFPIBytes > 0 {
+		fpi = ", " + fmtBytes(c.WALFPIBytes) + " of it full-page images"
+	}
+	fmt.Fprintf(w, "| WAL | %s%s (%s; the whole cluster's over the run: %s) |\n", fmtBytes(c.WALBytes), fpi, c.WALScope, fmtBytes(c.WALBytesCluster))
 }
