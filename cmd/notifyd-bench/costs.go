@@ -67,18 +67,21 @@ type costSnapshot struct {
 	walFlush  string // pg_current_wal_flush_lsn()
 }
 
-// costSnapshot reads the counters. Before reading Postgres's table
-// statistics it waits for the workers' connections to end: a backend
-// publishes its counters at exit or at most once a second.
-func (b *bench) costSnapshot(ctx context.Context) (costSnapshot, error) {
+// costSnapshot reads the counters. After a run (workersStopped), before
+// reading Postgres's table statistics, it waits for the workers'
+// connections to end: a backend publishes its counters at exit, or at most
+// once a second while it runs.
+func (b *bench) costSnapshot(ctx context.Context, workersStopped bool) (costSnapshot, error) {
 	var s costSnapshot
 	info, err := b.rdb.Info(ctx, "stats", "commandstats").Result()
 	if err != nil {
 		return s, fmt.Errorf("redis info: %w", err)
 	}
 	s.redis = parseRedisInfo(info)
-	if err := b.waitForeignBackendsGone(ctx); err != nil {
-		return s, err
+	if workersStopped {
+		if err := b.waitForeignBackendsGone(ctx); err != nil {
+			return s, err
+		}
 	}
 	conn, err := b.st.Pool().Acquire(ctx)
 	if err != nil {

@@ -90,7 +90,7 @@ func (b *bench) throughputRun(ctx context.Context, rep int, tc tpConfig) (*Throu
 	}
 	releaseWAL := b.reserveWAL(ctx)
 	defer releaseWAL()
-	before, err := b.costSnapshot(ctx)
+	before, err := b.costSnapshot(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (b *bench) throughputRun(ctx context.Context, rep int, tc tpConfig) (*Throu
 		return nil, err
 	}
 	b.stopChildren(workers)
-	after, err := b.costSnapshot(ctx)
+	after, err := b.costSnapshot(ctx, true)
 	if err != nil {
 		return nil, err
 	}
