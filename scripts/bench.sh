@@ -18,8 +18,8 @@
 # existing Redis, claiming one database index, --redis-db, default 14); see
 # cmd/notifyd-bench.
 #
-# Environment: NOTIFYD_TEST_DATABASE_URL / NOTIFYD_TEST_REDIS_ADDR (see
-# scripts/services.sh) are the servers used.
+# Environment: NOTIFYD_TEST_DATABASE_URL (see scripts/services.sh) is the
+# PostgreSQL server used; Redis is the bench's own unless --redis-addr names one.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
