@@ -30,7 +30,7 @@ type Costs struct {
 	RedisBytesIn    float64 `json:"redis_bytes_in"`
 	RedisBytesOut   float64 `json:"redis_bytes_out"`
 	// RedisScope is "private" when the figures come from the bench's own
-	// redis-server, "shared server" when other clients' traffic on it is
+	// redis-server, "shared" when other clients' traffic on the server is
 	// included.
 	RedisScope string `json:"redis_scope"`
 	// Rows the bench database's tables took: inserted, updated, deleted
@@ -152,7 +152,7 @@ func parseRedisInfo(info string) map[string]int64 {
 // notifications, and the run's CPU split, into per-notification costs.
 func (b *bench) costsBetween(ctx context.Context, before, after costSnapshot, n int, cpu *CPUSplit) *Costs {
 	per := func(v float64) float64 { return round(v/float64(n), 2) }
-	c := &Costs{CPUMicros: map[string]float64{}, RedisCallsByCommand: map[string]float64{}, RedisScope: "shared server"}
+	c := &Costs{CPUMicros: map[string]float64{}, RedisCallsByCommand: map[string]float64{}, RedisScope: "shared"}
 	if b.privateRedis != nil {
 		c.RedisScope = "private"
 	}
