@@ -29,7 +29,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ./scripts/services.sh >&2
 
 version="$(git describe --always --dirty 2>/dev/null || echo dev)"
-bin="${TMPDIR:-/tmp}/notifyd-bench-$(id -u)"
+# One binary per checkout: two worktrees benchmarking at once must not
+# overwrite each other's.
+bin="${TMPDIR:-/tmp}/notifyd-bench-$(id -u)-$(pwd | cksum | cut -d" " -f1)"
 go build -ldflags "-X github.com/notifyd/notifyd/internal/buildinfo.Version=$version" -o "$bin" ./cmd/notifyd-bench
 # exec: signals (Ctrl-C) reach the bench directly, which then stops its
 # child processes and drops its database.
