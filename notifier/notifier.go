@@ -131,7 +131,7 @@ type Client struct {
 	inspector *asynq.Inspector
 	acks      *ackScripter // nil unless WithReplicaAck
 	shards    queueShards
-	ownsRDB   bool         // Close closes rdb
+	ownsRDB   bool // Close closes rdb
 	opts      options
 	// active holds the receivers found active, for opts.cacheTTL.
 	active *ttlcache.Cache[uuid.UUID, struct{}]

@@ -173,7 +173,7 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 			Concurrency: cfg.WorkerConcurrency, Retry: cfg.Retry, DefaultTimeout: cfg.DeliveryTimeout,
 			Targets: cfg.Targets, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, TaskKeys: cfg.TaskKeys,
 			ReceiverConcurrency: cfg.ReceiverConcurrency, QueueShards: cfg.QueueShards,
-			Breaker:             worker.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
+			Breaker: worker.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 		})
 		components = append(components, w.Run)
 	}
