@@ -30,6 +30,7 @@ import (
 	"github.com/notifyd/notifyd/internal/circuit"
 	"github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/store"
@@ -151,6 +152,9 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
 	defer rdb.Close()
+	if err := checkRedisMode(ctx, rdb); err != nil {
+		return err
+	}
 
 	var components []func(context.Context) error
 	runAPI := cmd == "all" || cmd == "api"
@@ -204,6 +208,17 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		})
 	}
 	return runAll(ctx, components)
+}
+
+// checkRedisMode refuses a single-node URL that names a Redis Cluster node
+// (redisurl.CheckClusterMode), within 5 s.
+func checkRedisMode(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := redisurl.CheckClusterMode(ctx, rdb); err != nil {
+		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
+	}
+	return nil
 }
 
 // flushTraces sends the spans still buffered, after every component has

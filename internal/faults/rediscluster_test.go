@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,7 +94,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	flushedAt := time.Now()
-	c.start("worker", nil) // re-publishes the registry and the shard count
+	_, workerOps := c.start("worker", nil) // re-publishes the registry and the shard count
 	waitPublished(t, rc.URL())
 
 	goClient, err := notifier.NewFromURL(rc.URL(), notifier.WithAllowPrivateTargets(true))
@@ -121,6 +123,52 @@ func TestRedisCluster(t *testing.T) {
 	c.checkNoDuplicateAttempts(t)
 	checkReceiverCap(t, rs, receiverCap)
 	checkQueuesSpread(t, rc)
+	checkQueueMetrics(t, workerOps)
+	checkModeRefused(t, rc)
+}
+
+// checkQueueMetrics checks that the queue depth metrics, read through
+// Asynq's inspector on the cluster, name every shard.
+func checkQueueMetrics(t *testing.T, ops string) {
+	t.Helper()
+	resp, err := http.Get(ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range clusterShards {
+		for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
+			line := fmt.Sprintf(`notifyd_queue_tasks{queue="%s_%d",state="pending"} 0`, q, i)
+			if !strings.Contains(string(body), line) {
+				t.Errorf("worker metrics lack %s", line)
+			}
+		}
+	}
+	if !strings.Contains(string(body), "notifyd_queue_read_errors_total 0") {
+		t.Errorf("queue metrics could not be read on the cluster")
+	}
+}
+
+// checkModeRefused: a single-node URL naming a cluster node is refused at
+// start (redisurl.CheckClusterMode), a cluster URL is not.
+func checkModeRefused(t *testing.T, rc *fleet.RedisCluster) {
+	t.Helper()
+	ctx := context.Background()
+	for url, want := range map[string]error{"redis://" + rc.Nodes[1].Addr() + "/0": redisurl.ErrClusterNode, rc.URL(): nil} {
+		conn, err := redisurl.Parse(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb := conn.Client()
+		if err := redisurl.CheckClusterMode(ctx, rdb); !errors.Is(err, want) || (want == nil && err != nil) {
+			t.Errorf("CheckClusterMode(%s) = %v, want %v", url, err, want)
+		}
+		rdb.Close()
+	}
 }
 
 // coverShards registers receivers until every shard has one: receiver 0 of

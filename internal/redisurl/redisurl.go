@@ -23,6 +23,7 @@
 package redisurl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -174,4 +175,25 @@ func (c *Conn) AsynqOpt() asynq.RedisConnOpt {
 		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 		PoolSize: o.PoolSize, TLSConfig: o.TLSConfig,
 	}
+}
+
+// ErrClusterNode: a URL without cluster=true names a node of a Redis
+// Cluster, whose single-node client would fail on every key another master
+// holds (MOVED).
+var ErrClusterNode = errors.New("redis URL: the server is a Redis Cluster node; add cluster=true to the URL")
+
+// CheckClusterMode asks the server behind rdb, opened from a URL without
+// cluster=true, whether it is a cluster node (INFO cluster), so that a
+// process started with the wrong URL says so instead of failing on some
+// keys only. A server that does not answer is not an error here: the
+// process's readiness reports it.
+func CheckClusterMode(ctx context.Context, rdb redis.UniversalClient) error {
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		return nil
+	}
+	info, err := rdb.Info(ctx, "cluster").Result()
+	if err == nil && strings.Contains(info, "cluster_enabled:1") {
+		return ErrClusterNode
+	}
+	return nil
 }
