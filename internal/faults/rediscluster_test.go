@@ -61,7 +61,8 @@ func startRedisCluster(t *testing.T) *fleet.RedisCluster {
 //   - per-receiver isolation: a slow receiver is held to
 //     NOTIFYD_RECEIVER_CONCURRENCY requests in flight (slots in the cluster)
 //     while the others' deliveries go through;
-//   - every master holds some of the delivery queues, and no task went to
+//   - every master holds some of the delivery queues, retries went to the
+//     retry shards (a third of first attempts fail), and no task went to
 //     the unsharded queues.
 //
 // Every notification ends delivered, with no attempt recorded twice.
@@ -73,6 +74,9 @@ func TestRedisCluster(t *testing.T) {
 	rs := newReceivers(t, clusterShards+1, func(idx int, id string, attempt int) (time.Duration, int) {
 		if idx == 0 {
 			return 300 * time.Millisecond, 200 // slow: always at its cap
+		}
+		if attempt == 1 && roll("cluster", id, attempt)%3 == 0 {
+			return 10 * time.Millisecond, 503 // a third of first attempts: retries on the retry shards
 		}
 		return 10 * time.Millisecond, 200
 	})
@@ -244,6 +248,15 @@ func checkQueuesSpread(t *testing.T, rc *fleet.RedisCluster) {
 		if q := tasks.QueueFirst + "_" + strconv.Itoa(i); home[q] == "" {
 			t.Errorf("shard queue %s never held a task", q)
 		}
+	}
+	retries := 0
+	for q := range home {
+		if strings.HasPrefix(q, tasks.QueueRetry+"_") {
+			retries++
+		}
+	}
+	if retries == 0 {
+		t.Errorf("no retry shard queue held a task: the retries were not exercised")
 	}
 }
 
