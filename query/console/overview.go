@@ -91,8 +91,8 @@ func (c *Console) computeOverview(ctx context.Context) (*overviewData, error) {
 	return d, nil
 }
 
-// queues reads notifyd's Asynq queues, every shard's included: pending, scheduled, retry and
-// archived tasks each.
+// queues reads notifyd's Asynq queues, every shard's included: pending,
+// scheduled, retry and archived tasks each.
 func (c *Console) queues() ([]*asynq.QueueInfo, string) {
 	if c.inspect == nil {
 		return nil, "no Redis configured"
