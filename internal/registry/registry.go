@@ -22,6 +22,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/tasks"
 )
 
 // Key is the Redis hash: receiver id → "1" (active) or "0" (inactive).
@@ -213,14 +215,11 @@ func QueueShards(ctx context.Context, rdb redis.UniversalClient) (int, error) {
 		return 1, fmt.Errorf("read queue shards: %w", err)
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > maxShards {
+	if err != nil || n < 1 || n > tasks.MaxQueueShards {
 		return 1, fmt.Errorf("%w: %q", ErrBadShards, v)
 	}
 	return n, nil
 }
-
-// maxShards is tasks.MaxQueueShards (registry does not import tasks).
-const maxShards = 64
 
 // KeepQueueShards publishes shards now and then every interval until ctx
 // ends, so a Redis that restarted empty learns it again.
