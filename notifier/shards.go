@@ -20,20 +20,20 @@ type queueShards struct {
 	readAt time.Time
 }
 
-// get returns the shard count, reading it again once ttl has passed.
+// get returns the shard count, reading it again once ttl has passed. A
+// failed read keeps the last count (1 if none was read: the unsharded
+// queues, always consumed) until the next read is due, so that callers
+// never queue up behind reads of a Redis that does not answer.
 func (s *queueShards) get(ctx context.Context, c *Client) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n > 0 && time.Since(s.readAt) < c.opts.cacheTTL {
 		return s.n
 	}
-	n, err := registry.QueueShards(ctx, c.rdb)
-	switch {
-	case err == nil:
-		s.n, s.readAt = n, time.Now()
-	case s.n == 0:
-		return 1 // never read: the unsharded queues, retried on the next call
+	n, err := registry.QueueShards(ctx, c.rdb) // 1 on error
+	if err != nil && s.n > 0 {
+		n = s.n
 	}
-	// A failed read keeps the last count until the next call tries again.
+	s.n, s.readAt = n, time.Now()
 	return s.n
 }
