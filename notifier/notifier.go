@@ -130,7 +130,8 @@ type Client struct {
 	// inspector reads a queued task whose id an enqueue collided with.
 	inspector *asynq.Inspector
 	acks      *ackScripter // nil unless WithReplicaAck
-	ownsRDB   bool         // Close closes rdb
+	shards    queueShards
+	ownsRDB   bool // Close closes rdb
 	opts      options
 	// active holds the receivers found active, for opts.cacheTTL.
 	active *ttlcache.Cache[uuid.UUID, struct{}]
@@ -266,6 +267,7 @@ func (c *Client) prepare(n Notification) (*tasks.Deliver, error) {
 // which is success too (the notification is on its way); the same id with
 // other content is a *ConflictError.
 func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
+	d.QueueShards = c.shards.get(ctx, c)
 	var ack *replicaAck
 	if c.acks != nil {
 		ack = new(replicaAck)
@@ -281,7 +283,7 @@ func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, e
 	}
 	if ack != nil {
 		if !created {
-			c.acks.confirmReplicated(ctx, ack)
+			c.acks.confirmReplicated(ctx, ack, d.Queue())
 		}
 		if err := ack.check(d.ID.String(), c.opts.replicaAck); err != nil {
 			return created, err

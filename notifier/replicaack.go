@@ -59,6 +59,12 @@ type replicaAck struct {
 // one Lua script (EVALSHA, EVAL if the script is not loaded), so this
 // wrapper sends that script and WAIT in one pipeline, which go-redis writes
 // on a single connection.
+//
+// In a Redis Cluster WAIT has no key to be routed by, and it counts only
+// the replicas of the node it runs on: the pipeline goes to the master of
+// the script's first key's slot (the task's queue, asynq:{queue}:…), whose
+// replicas are the ones that matter. If the slot moves at that moment the
+// script fails with MOVED and Notify returns the error; retrying is safe.
 type ackScripter struct {
 	redis.UniversalClient
 	pipe     redis.Cmdable // UniversalClient, with a read timeout WAIT fits in
@@ -77,25 +83,36 @@ func newAckScripter(rdb redis.UniversalClient, n int, timeout time.Duration) *ac
 }
 
 func (s *ackScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return s.withWait(ctx, func(c redis.Cmdable) *redis.Cmd { return c.EvalSha(ctx, sha1, keys, args...) })
+	return s.withWait(ctx, keys, func(c redis.Cmdable) *redis.Cmd { return c.EvalSha(ctx, sha1, keys, args...) })
 }
 
 func (s *ackScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return s.withWait(ctx, func(c redis.Cmdable) *redis.Cmd { return c.Eval(ctx, script, keys, args...) })
+	return s.withWait(ctx, keys, func(c redis.Cmdable) *redis.Cmd { return c.Eval(ctx, script, keys, args...) })
 }
 
 // withWait runs the script, followed by WAIT on the same connection if ctx
 // asks for it.
-func (s *ackScripter) withWait(ctx context.Context, script func(redis.Cmdable) *redis.Cmd) *redis.Cmd {
+func (s *ackScripter) withWait(ctx context.Context, keys []string, script func(redis.Cmdable) *redis.Cmd) *redis.Cmd {
 	ack, ok := ctx.Value(ackKey{}).(*replicaAck)
 	if !ok {
 		return script(s.UniversalClient)
 	}
 	var cmd *redis.Cmd
 	var wait *redis.Cmd
+	key := ""
+	if len(keys) > 0 {
+		key = keys[0]
+	}
+	pipe, err := s.pipeFor(ctx, key)
+	if err != nil {
+		ack.ran, ack.err = true, err
+		cmd = redis.NewCmd(ctx)
+		cmd.SetErr(err)
+		return cmd
+	}
 	// Errors are in the commands: the script's goes back to Asynq, WAIT's to
 	// enqueue.
-	_, _ = s.pipe.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = pipe.Pipelined(ctx, func(p redis.Pipeliner) error {
 		cmd = script(p)
 		wait = p.Do(ctx, "wait", s.replicas, s.timeout.Milliseconds())
 		return nil
@@ -109,10 +126,18 @@ func (s *ackScripter) withWait(ctx context.Context, script func(redis.Cmdable) *
 // there (an earlier call's, perhaps not replicated yet) and so wrote
 // nothing. WAIT covers everything the master had when this connection last
 // wrote, so a small write first makes it cover that earlier enqueue too.
-func (s *ackScripter) confirmReplicated(ctx context.Context, ack *replicaAck) {
+// The write's key carries queue's hash tag, so that in a cluster it goes
+// to the master holding queue.
+func (s *ackScripter) confirmReplicated(ctx context.Context, ack *replicaAck, queue string) {
+	key := "notifyd:replica_ack:{" + queue + "}"
+	pipe, err := s.pipeFor(ctx, key)
+	if err != nil {
+		ack.ran, ack.err = true, err
+		return
+	}
 	var wait *redis.Cmd
-	_, err := s.pipe.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, "notifyd:replica_ack", time.Now().UnixNano(), time.Minute)
+	_, err = pipe.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, key, time.Now().UnixNano(), time.Minute)
 		wait = p.Do(ctx, "wait", s.replicas, s.timeout.Milliseconds())
 		return nil
 	})
@@ -121,6 +146,24 @@ func (s *ackScripter) confirmReplicated(ctx context.Context, ack *replicaAck) {
 	if ack.err == nil && err != nil {
 		ack.err = err
 	}
+}
+
+// pipeFor is the client a write to key and its WAIT are pipelined on: the
+// master of key's slot for a cluster client, with a read timeout WAIT fits
+// in; s.pipe otherwise.
+func (s *ackScripter) pipeFor(ctx context.Context, key string) (redis.Cmdable, error) {
+	cc, ok := s.UniversalClient.(*redis.ClusterClient)
+	if !ok {
+		return s.pipe, nil
+	}
+	node, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("replica ack: master of %s: %w", key, err)
+	}
+	if node.Options().ReadTimeout < s.timeout+time.Second {
+		return node.WithTimeout(s.timeout + time.Second), nil
+	}
+	return node, nil
 }
 
 // check turns the WAIT result into the error Notify returns.

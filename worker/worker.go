@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -46,7 +47,11 @@ type Config struct {
 	// (NOTIFYD_TASK_KEY). Nil: tasks are neither required to be signed nor
 	// signed (development).
 	TaskKeys *taskauth.Keyring
-	Logger   *slog.Logger
+	// QueueShards is NOTIFYD_QUEUE_SHARDS: the shard queues this worker
+	// consumes (besides the unsharded ones and any other shard queue that
+	// exists when it starts) and queues retries on. 0 or 1: unsharded.
+	QueueShards int
+	Logger      *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -79,7 +84,10 @@ func (c *Config) setDefaults() {
 // Worker is a delivery worker process.
 type Worker struct {
 	cfg      Config
+	rdb      redis.UniversalClient
 	server   *asynq.Server
+	serverMu sync.Mutex // guards server, built by Run
+	asynqCfg asynq.Config
 	client   *asynq.Client
 	recorder *recorder
 	starter  *starter
@@ -91,7 +99,7 @@ type Worker struct {
 func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 	cfg.setDefaults()
 	logger := cfg.Logger.With("component", "worker")
-	w := &Worker{cfg: cfg, client: asynq.NewClientFromRedisClient(rdb)}
+	w := &Worker{cfg: cfg, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb)}
 	w.recorder = newRecorder(s, logger, 512)
 	w.starter = newStarter(s, 256)
 	w.handler = &handler{
@@ -104,7 +112,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		semaphore:      newSemaphore(rdb, cfg.ReceiverConcurrency, cfg.MaxTimeout+10*time.Second, logger),
 		latency:        &latencies{},
 		breakers:       newFleetBreakers(newBreakers(cfg.Breaker, cfg.MaxTimeout+5*time.Second, logger), rdb, logger),
-		queue:          w.client,
+		queue:          tasks.Sharded{Enqueuer: w.client, Shards: cfg.QueueShards},
 		failer:         s,
 		contents:       s,
 		rdb:            rdb,
@@ -113,9 +121,8 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		defaultTimeout: cfg.DefaultTimeout,
 		maxTimeout:     cfg.MaxTimeout,
 	}
-	w.server = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+	w.asynqCfg = asynq.Config{
 		Concurrency:              cfg.Concurrency,
-		Queues:                   tasks.QueueWeights,
 		RetryDelayFunc:           retryDelay,
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: cfg.PollInterval,
@@ -130,9 +137,28 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 			}
 			logger.Warn("task handed back", "task_id", taskID(ctx), "err", err)
 		}),
-	})
+	}
 	return w
 }
+
+// queueWeights reads which queues exist in Redis and returns the weights
+// the worker consumes them with (tasks.ShardedWeights): its own shards, the
+// unsharded queues and every other delivery queue found, so that tasks
+// queued under another shard count are not stranded. Redis not answering
+// leaves out only the others.
+func (w *Worker) queueWeights(ctx context.Context) map[string]int {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	existing, err := w.rdb.SMembers(ctx, asynqQueuesKey).Result()
+	if err != nil {
+		w.cfg.Logger.Warn("worker: listing existing queues failed; consuming only this worker's own", "err", err)
+	}
+	return tasks.ShardedWeights(w.cfg.QueueShards, existing)
+}
+
+// asynqQueuesKey is Asynq's set of every queue a task was ever queued in
+// (base.AllQueues).
+const asynqQueuesKey = "asynq:queues"
 
 func taskID(ctx context.Context) string {
 	id, _ := asynq.GetTaskID(ctx)
@@ -147,6 +173,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.starter.start()
 	w.handler.semaphore.start()
 	w.handler.breakers.start()
+	cfg := w.asynqCfg
+	cfg.Queues = w.queueWeights(ctx)
+	w.serverMu.Lock()
+	w.server = asynq.NewServerFromRedisClient(w.rdb, cfg)
+	w.serverMu.Unlock()
 	if err := w.server.Start(w.handler); err != nil {
 		w.recorder.close(time.Second)
 		w.starter.close()
@@ -154,7 +185,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.handler.breakers.close()
 		return fmt.Errorf("start worker: %w", err)
 	}
-	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts)
+	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts,
+		"queue_shards", max(w.cfg.QueueShards, 1), "queues", len(cfg.Queues))
 	<-ctx.Done()
 	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
 	w.server.Shutdown()
@@ -168,7 +200,15 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // Ping reports whether the worker's Redis answers (readiness).
-func (w *Worker) Ping() error { return w.server.Ping() }
+func (w *Worker) Ping() error {
+	w.serverMu.Lock()
+	srv := w.server
+	w.serverMu.Unlock()
+	if srv == nil {
+		return errors.New("worker: not started")
+	}
+	return srv.Ping()
+}
 
 // asynqLogger routes Asynq's own logs into slog.
 type asynqLogger struct{ l *slog.Logger }

@@ -120,7 +120,7 @@ func (b *bench) noopRun(ctx context.Context, label, queues string) (noopResult, 
 func (b *bench) enqueueNoop(ctx context.Context, i int) error {
 	r, key := b.okReceivers[i%len(b.okReceivers)], "ceil-"+strconv.Itoa(i)
 	d := tasks.Deliver{ID: tasks.NotificationID(r.ID, key), ReceiverID: r.ID, EventType: eventType,
-		IdempotencyKey: key, Payload: b.payload(i), EnqueuedAt: time.Now().UTC(), Attempt: 1}
+		IdempotencyKey: key, Payload: b.payload(i), EnqueuedAt: time.Now().UTC(), Attempt: 1, QueueShards: queueShards()}
 	t, err := d.Task(nil)
 	if err == nil {
 		_, err = b.queue.EnqueueContext(ctx, t)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +25,15 @@ func runNoop(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	queues := tasks.QueueWeights
+	queues := tasks.ShardedWeights(queueShards(), nil)
 	if *queueLayout == "single" {
-		queues = map[string]int{tasks.QueueFirst: 1}
+		// The first-attempt queue, or with shards every shard's.
+		queues = map[string]int{}
+		for _, q := range tasks.Queues(queueShards()) {
+			if !strings.HasPrefix(q, tasks.QueueRetry) {
+				queues[q] = 1
+			}
+		}
 	}
 	rdb, err := cf.redis()
 	if err != nil {

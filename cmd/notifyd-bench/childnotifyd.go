@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	notifydconfig "github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/store"
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/query"
 	"github.com/notifyd/notifyd/worker"
 )
@@ -72,13 +74,14 @@ func runNotifyd(ctx context.Context, args []string) error {
 	if *withWorker {
 		w := worker.New(st, rdb, worker.Config{
 			Concurrency: cf.concurrency, Targets: targets, ShutdownTimeout: 2 * time.Second, Logger: logger,
+			QueueShards: queueShards(),
 		})
 		run(func() error { return w.Run(ctx) })
 	}
 	if *withAPI {
 		queue := asynq.NewClientFromRedisClient(rdb)
 		defer queue.Close()
-		api := query.New(st, rdb, queue, query.Config{AdminToken: *adminToken, Targets: targets, Logger: logger})
+		api := query.New(st, rdb, tasks.Sharded{Enqueuer: queue, Shards: queueShards()}, query.Config{AdminToken: *adminToken, Targets: targets, Logger: logger})
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
@@ -93,6 +96,17 @@ func runNotifyd(ctx context.Context, args []string) error {
 	wg.Wait()
 	printStats()
 	return errors.Join(errs...)
+}
+
+// queueShards is NOTIFYD_QUEUE_SHARDS from the bench's environment, which
+// its children inherit (default 1): the worker's and the API's shard count,
+// and what the bench publishes for its Go client (syncRegistry).
+func queueShards() int {
+	n, err := strconv.Atoi(os.Getenv("NOTIFYD_QUEUE_SHARDS"))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return min(n, tasks.MaxQueueShards)
 }
 
 // startProfile profiles the process into path ("": no profile) until the

@@ -65,6 +65,9 @@ func syncRegistry(ctx context.Context, st *store.Store, rdb redis.UniversalClien
 	if len(states) == 0 {
 		return errors.New("no receivers")
 	}
+	if err := registry.PublishQueueShards(ctx, rdb, queueShards()); err != nil {
+		return err
+	}
 	return registry.Sync(ctx, rdb, states)
 }
 

@@ -12,12 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +30,7 @@ import (
 	"github.com/notifyd/notifyd/internal/circuit"
 	"github.com/notifyd/notifyd/internal/config"
 	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/redisurl"
 	"github.com/notifyd/notifyd/internal/registry"
 	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/store"
@@ -153,13 +152,16 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
 	defer rdb.Close()
+	if err := checkRedisMode(ctx, rdb); err != nil {
+		return err
+	}
 
 	var components []func(context.Context) error
 	runAPI := cmd == "all" || cmd == "api"
 	if runAPI {
 		queue := asynq.NewClientFromRedisClient(rdb)
 		defer queue.Close()
-		api := query.New(st, rdb, queue, query.Config{
+		api := query.New(st, rdb, tasks.Sharded{Enqueuer: queue, Shards: cfg.QueueShards}, query.Config{
 			AdminToken: cfg.AdminToken, ProducerTokens: cfg.ProducerTokens, MaxPayload: cfg.MaxPayload,
 			Targets: cfg.Targets, Retry: cfg.Retry, Logger: logger.With("component", "api"), TaskKeys: cfg.TaskKeys,
 			RateLimits: query.RateLimits{
@@ -174,8 +176,8 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		w := worker.New(st, rdb, worker.Config{
 			Concurrency: cfg.WorkerConcurrency, Retry: cfg.Retry, DefaultTimeout: cfg.DeliveryTimeout,
 			Targets: cfg.Targets, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, TaskKeys: cfg.TaskKeys,
-			ReceiverConcurrency: cfg.ReceiverConcurrency,
-			Breaker:             worker.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
+			ReceiverConcurrency: cfg.ReceiverConcurrency, QueueShards: cfg.QueueShards,
+			Breaker: worker.BreakerConfig{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 		})
 		components = append(components, w.Run)
 	}
@@ -188,7 +190,7 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 	// listener, apart from the API port that faces clients.
 	components = append(components, func(ctx context.Context) error {
 		return serveOps(ctx, cfg.OpsAddr, st, rdb, logger,
-			metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rdb), slices.Collect(maps.Keys(tasks.QueueWeights)), metrics.QueueCacheTTL),
+			metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rdb), tasks.Queues(cfg.QueueShards), metrics.QueueCacheTTL),
 			metrics.NewDBPoolCollector(map[string]*pgxpool.Pool{"notifyd": st.Pool()}),
 			metrics.NewRedisPoolCollector(rdb),
 			metrics.NewCircuitCollector(func(ctx context.Context) (int64, error) { return circuit.CountOpen(ctx, rdb) }))
@@ -198,7 +200,25 @@ func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Log
 		registry.Keep(ctx, st, rdb, 30*time.Second, logger)
 		return nil
 	})
+	if cmd == "all" || cmd == "worker" {
+		// Producers' Go clients queue on the workers' shard count.
+		components = append(components, func(ctx context.Context) error {
+			registry.KeepQueueShards(ctx, rdb, cfg.QueueShards, 30*time.Second, logger)
+			return nil
+		})
+	}
 	return runAll(ctx, components)
+}
+
+// checkRedisMode refuses a single-node URL that names a Redis Cluster node
+// (redisurl.CheckClusterMode), within 5 s.
+func checkRedisMode(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := redisurl.CheckClusterMode(ctx, rdb); err != nil {
+		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
+	}
+	return nil
 }
 
 // flushTraces sends the spans still buffered, after every component has
@@ -246,7 +266,7 @@ func collect(errc <-chan error) []error {
 // ctx ends. Every replica may run it: each job locks itself in Postgres.
 func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClient, cfg *config.Config, logger *slog.Logger) error {
 	// Shares rdb's connections; closing rdb (in start) is what releases them.
-	queue := asynq.NewClientFromRedisClient(rdb)
+	queue := tasks.Sharded{Enqueuer: asynq.NewClientFromRedisClient(rdb), Shards: cfg.QueueShards}
 	sched, err := scheduler.New(st, queue, scheduler.Config{
 		RedriveSchedule: cfg.RedriveSchedule, RetentionSchedule: cfg.RetentionSchedule,
 		SummarySchedule: cfg.SummarySchedule, GaugesSchedule: cfg.GaugesSchedule, Retention: cfg.Retention, Logger: logger, TaskKeys: cfg.TaskKeys,

@@ -53,6 +53,9 @@ func runRelay(ctx context.Context, cfg *config.Config, logger *slog.Logger) erro
 		return fmt.Errorf("NOTIFYD_REDIS_URL: %w", err)
 	}
 	defer rdb.Close()
+	if err := checkRedisMode(ctx, rdb); err != nil {
+		return err
+	}
 	client := notifier.NewFromRedisClient(rdb,
 		notifier.WithReplicaAck(cfg.RelayReplicaAck, relayAckTimeout),
 		notifier.WithOutboxTable(cfg.OutboxTable),

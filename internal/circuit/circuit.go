@@ -73,13 +73,9 @@ func decode(s string) (Open, error) {
 // SetOpen records receiver's circuit as open and announces it. The failure
 // count starts again from zero for when the circuit closes.
 func SetOpen(ctx context.Context, rdb redis.UniversalClient, receiver uuid.UUID, o Open) error {
-	// One pipeline on one connection: the field is written before the
-	// announcement that makes subscribers read it.
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := writeThenAnnounce(ctx, rdb, receiver, func(p redis.Pipeliner) {
 		p.HSet(ctx, Key, receiver.String(), encode(o))
 		p.Del(ctx, failuresKey(receiver))
-		p.Publish(ctx, Channel, receiver.String())
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("circuit: open %s: %w", receiver, err)
@@ -91,16 +87,36 @@ func SetOpen(ctx context.Context, rdb redis.UniversalClient, receiver uuid.UUID,
 // announces it. It serves both a success seen by a worker and an operator's
 // reset.
 func Close(ctx context.Context, rdb redis.UniversalClient, receiver uuid.UUID) error {
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := writeThenAnnounce(ctx, rdb, receiver, func(p redis.Pipeliner) {
 		p.HDel(ctx, Key, receiver.String())
 		p.Del(ctx, failuresKey(receiver))
-		p.Publish(ctx, Channel, receiver.String())
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("circuit: close %s: %w", receiver, err)
 	}
 	return nil
+}
+
+// writeThenAnnounce runs write, then announces receiver's change, so that
+// the field is written before the announcement that makes subscribers read
+// it. On one server that is one pipeline on one connection. A cluster
+// client splits a pipeline by node and runs the parts concurrently (Key,
+// the failure counters and the channel hash to different slots), so there
+// the announcement waits for the write: one more round trip, on a circuit
+// change only.
+func writeThenAnnounce(ctx context.Context, rdb redis.UniversalClient, receiver uuid.UUID, write func(redis.Pipeliner)) error {
+	if _, cluster := rdb.(*redis.ClusterClient); cluster {
+		if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error { write(p); return nil }); err != nil {
+			return err
+		}
+		return rdb.Publish(ctx, Channel, receiver.String()).Err()
+	}
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		write(p)
+		p.Publish(ctx, Channel, receiver.String())
+		return nil
+	})
+	return err
 }
 
 // ResetFailures forgets the failures counted for receiver, without

@@ -58,6 +58,7 @@ var flagInfos = map[string]flagInfo{
 	"retry-max-interval":       {"duration", deliveryCmds},
 	"worker-concurrency":       {"int", workerCmds},
 	"receiver-concurrency":     {"int", workerCmds},
+	"queue-shards":             {"int", storeCmds},
 	"breaker-failures":         {"int", workerCmds},
 	"breaker-cooldown":         {"duration", workerCmds},
 	"delivery-timeout":         {"duration", workerCmds},

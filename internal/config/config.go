@@ -26,6 +26,7 @@ import (
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/secretbox"
 	"github.com/notifyd/notifyd/internal/taskauth"
+	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -41,12 +42,16 @@ type Config struct {
 
 	WorkerConcurrency   int
 	ReceiverConcurrency int
-	BreakerFailures     int
-	BreakerCooldown     time.Duration
-	DeliveryTimeout     time.Duration
-	ShutdownTimeout     time.Duration
-	MaxPayload          int
-	NoMigrate           bool
+	// QueueShards splits the delivery queues into that many shards
+	// (tasks.Queues) so that a Redis Cluster's masters share them; 1:
+	// unsharded.
+	QueueShards     int
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	DeliveryTimeout time.Duration
+	ShutdownTimeout time.Duration
+	MaxPayload      int
+	NoMigrate       bool
 
 	// Outbox relay (`notifyd relay`): the producer's database and table.
 	OutboxDatabaseURL string
@@ -152,6 +157,7 @@ type rawSettings struct {
 	breakerFailures, breakerCooldown         string
 	timeout, shutdown, maxPayload, noMigrate string
 	retention, relayAck, logLevel            string
+	queueShards                              string
 	taskKey, secretKeys                      string
 	limits                                   rawLimits
 	lifecycle                                rawLifecycle
@@ -178,6 +184,7 @@ func define(fs *flag.FlagSet, env func(string) string, c *Config, raw *rawSettin
 	str(&raw.factor, "retry-factor", "NOTIFYD_RETRY_FACTOR", strconv.FormatFloat(def.Factor, 'g', -1, 64), "default delay growth factor")
 	str(&raw.maxInterval, "retry-max-interval", "NOTIFYD_RETRY_MAX_INTERVAL", def.MaxInterval.String(), "default longest delay between attempts")
 	str(&raw.concurrency, "worker-concurrency", "NOTIFYD_WORKER_CONCURRENCY", "100", "deliveries in flight per worker process")
+	str(&raw.queueShards, "queue-shards", "NOTIFYD_QUEUE_SHARDS", "1", "delivery queue shards, a receiver's tasks always on one (spread over Redis Cluster masters; the same on every process)")
 	str(&raw.receiverConcurrency, "receiver-concurrency", "NOTIFYD_RECEIVER_CONCURRENCY", "20", "deliveries in flight to one receiver across all workers (-1: no cap)")
 	str(&raw.breakerFailures, "breaker-failures", "NOTIFYD_BREAKER_FAILURES", "10", "consecutive failed attempts that open a receiver's circuit (-1: no breaker)")
 	str(&raw.breakerCooldown, "breaker-cooldown", "NOTIFYD_BREAKER_COOLDOWN", "30s", "first open period of a receiver's circuit (doubles while it stays down, up to 10m)")
@@ -256,6 +263,11 @@ func (raw *rawSettings) parseDelivery(c *Config, errs *settingErrors) {
 	var err error
 	c.WorkerConcurrency, err = strconv.Atoi(raw.concurrency)
 	errs.check("NOTIFYD_WORKER_CONCURRENCY", err)
+	c.QueueShards, err = strconv.Atoi(raw.queueShards)
+	errs.check("NOTIFYD_QUEUE_SHARDS", err)
+	if err == nil && (c.QueueShards < 1 || c.QueueShards > tasks.MaxQueueShards) {
+		errs.check("NOTIFYD_QUEUE_SHARDS", fmt.Errorf("must be between 1 and %d", tasks.MaxQueueShards))
+	}
 	c.ReceiverConcurrency, err = strconv.Atoi(raw.receiverConcurrency)
 	errs.check("NOTIFYD_RECEIVER_CONCURRENCY", err)
 	c.BreakerFailures, err = strconv.Atoi(raw.breakerFailures)
@@ -303,13 +315,14 @@ func FromEnv(name string, args []string) (*Config, error) {
 	return Load(name, args, os.Getenv, os.Stderr)
 }
 
-// Redis turns a Redis URL (NOTIFYD_REDIS_URL: one server, TLS, ACL user or
-// Sentinel; see internal/redisurl) into the go-redis client every notifyd
+// Redis turns a Redis URL (NOTIFYD_REDIS_URL: one server, TLS, ACL user,
+// Sentinel or Cluster; see internal/redisurl) into the go-redis client every notifyd
 // component uses for its own keys and shares with Asynq
 // (asynq.NewClientFromRedisClient), and the equivalent Asynq RedisConnOpt
-// (RedisFailoverClientOpt for Sentinel) for code that lets Asynq connect by
+// (RedisFailoverClientOpt for Sentinel, RedisClusterClientOpt for a
+// cluster) for code that lets Asynq connect by
 // itself. The caller closes the client.
-func Redis(url string) (*redis.Client, asynq.RedisConnOpt, error) {
+func Redis(url string) (redis.UniversalClient, asynq.RedisConnOpt, error) {
 	c, err := redisurl.Parse(url)
 	if err != nil {
 		return nil, nil, err
@@ -318,7 +331,7 @@ func Redis(url string) (*redis.Client, asynq.RedisConnOpt, error) {
 }
 
 // RedisOptions parses a one-server Redis URL (redis://, rediss:// or
-// unix://); a Sentinel URL is an error (redisurl.ErrNotSingleNode). Tools
+// unix://); a Sentinel or Cluster URL is an error (redisurl.ErrNotSingleNode). Tools
 // that need *redis.Options (the benchmark) use it; notifyd itself uses Redis.
 func RedisOptions(url string) (*redis.Options, error) {
 	c, err := redisurl.Parse(url)

@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/retry"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestRedisOptions(t *testing.T) {
@@ -51,12 +52,15 @@ func TestRedis(t *testing.T) {
 	tests := []struct {
 		url      string
 		sentinel bool
+		cluster  bool
 		wantErr  bool
 	}{
 		{url: "redis://127.0.0.1:6379/0"},
 		{url: "rediss://app:pw@127.0.0.1:6380/1"},
 		{url: "redis://127.0.0.1:26379/0?master_name=mymaster&addr=127.0.0.1:26380&password=pw", sentinel: true},
 		{url: "redis://127.0.0.1:26379/0?master_name=mymaster&bogus=1", wantErr: true},
+		{url: "redis://127.0.0.1:7000?cluster=true&addr=127.0.0.1:7001", cluster: true},
+		{url: "redis://127.0.0.1:7000/1?cluster=true", wantErr: true},
 	}
 	for _, tt := range tests {
 		rdb, opt, err := Redis(tt.url)
@@ -71,13 +75,17 @@ func TestRedis(t *testing.T) {
 		}
 		_, isFailover := opt.(asynq.RedisFailoverClientOpt)
 		_, isSingle := opt.(asynq.RedisClientOpt)
-		if isFailover != tt.sentinel || isSingle == tt.sentinel {
-			t.Errorf("%s: Asynq option %T, sentinel %v", tt.url, opt, tt.sentinel)
+		_, isCluster := opt.(asynq.RedisClusterClientOpt)
+		if isFailover != tt.sentinel || isCluster != tt.cluster || isSingle == (tt.sentinel || tt.cluster) {
+			t.Errorf("%s: Asynq option %T, sentinel %v, cluster %v", tt.url, opt, tt.sentinel, tt.cluster)
+		}
+		if _, ok := rdb.(*redis.ClusterClient); ok != tt.cluster {
+			t.Errorf("%s: client %T, cluster %v", tt.url, rdb, tt.cluster)
 		}
 		// A failover client's address is the master's, learned from the
 		// sentinels: go-redis names it "FailoverClient" until connected.
-		if got := rdb.Options().Addr == "FailoverClient"; got != tt.sentinel {
-			t.Errorf("%s: client address %q, sentinel %v", tt.url, rdb.Options().Addr, tt.sentinel)
+		if c, ok := rdb.(*redis.Client); ok && (c.Options().Addr == "FailoverClient") != tt.sentinel {
+			t.Errorf("%s: client address %q, sentinel %v", tt.url, c.Options().Addr, tt.sentinel)
 		}
 		rdb.Close()
 	}

@@ -37,7 +37,7 @@ func WaitQueuesIdle(redisURL string, timeout time.Duration) (string, error) {
 		if err != nil {
 			busy, last = true, "queues: "+err.Error()
 		}
-		for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
+		for _, q := range tasks.QueuesAmong(known) {
 			if !slices.Contains(known, q) {
 				continue
 			}

@@ -23,7 +23,9 @@ type Redis struct {
 	Port int
 	Dir  string
 	// AOF turns on appendonly (appendfsync everysec) in Dir.
-	AOF    bool
+	AOF bool
+	// Extra arguments for redis-server (cluster mode, for one).
+	Extra  []string
 	Proc   *Proc
 	logDir string
 	runs   int
@@ -64,6 +66,7 @@ func (r *Redis) Start(replicaOf string) error {
 		host, port, _ := splitHostPort(replicaOf)
 		args = append(args, "--replicaof", host, port)
 	}
+	args = append(args, r.Extra...)
 	p, err := Start(r.logDir, fmt.Sprintf("redis-%d-%d", r.Port, r.runs), nil, "redis-server", args...)
 	if err != nil {
 		return err

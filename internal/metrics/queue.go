@@ -7,6 +7,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/notifyd/notifyd/internal/tasks"
 )
 
 // Queue depth is read from Redis when Prometheus scrapes, not counted by
@@ -81,15 +83,23 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// read asks Redis for every queue's counts. Asynq knows a queue only once a
-// task was put in it; one it does not know yet is empty.
+// read asks Redis for every queue's counts: the configured ones and every
+// delivery queue shard Redis knows (another shard count's included). Asynq
+// knows a queue only once a task was put in it; one it does not know yet is
+// empty.
 func (c *QueueCollector) read() ([]asynq.QueueInfo, error) {
 	known, err := c.insp.Queues()
 	if err != nil {
 		return nil, err
 	}
-	infos := make([]asynq.QueueInfo, 0, len(c.queues))
-	for _, q := range c.queues {
+	queues := c.queues
+	for _, q := range tasks.QueuesAmong(known) {
+		if !slices.Contains(queues, q) {
+			queues = append(slices.Clip(queues), q)
+		}
+	}
+	infos := make([]asynq.QueueInfo, 0, len(queues))
+	for _, q := range queues {
 		if !slices.Contains(known, q) {
 			infos = append(infos, asynq.QueueInfo{Queue: q})
 			continue

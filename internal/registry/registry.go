@@ -16,11 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/notifyd/notifyd/internal/tasks"
 )
 
 // Key is the Redis hash: receiver id → "1" (active) or "0" (inactive).
@@ -173,6 +176,59 @@ func Keep(ctx context.Context, l Lister, rdb redis.UniversalClient, interval tim
 		}
 		if err != nil && ctx.Err() == nil {
 			logger.Warn("receiver registry sync failed; will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ShardsKey holds the workers' NOTIFYD_QUEUE_SHARDS, so that producers'
+// Go clients queue each notification on the shard the workers expect
+// without a setting of their own. A client that finds no value (Redis
+// restarted empty, an older notifyd) queues on the unsharded queues, which
+// every worker consumes.
+const ShardsKey = "notifyd:queue_shards"
+
+// PublishQueueShards records the workers' shard count.
+func PublishQueueShards(ctx context.Context, rdb redis.UniversalClient, shards int) error {
+	if err := rdb.Set(ctx, ShardsKey, max(shards, 1), 0).Err(); err != nil {
+		return fmt.Errorf("publish queue shards: %w", err)
+	}
+	return nil
+}
+
+// ErrBadShards: the published shard count is not a number in range.
+var ErrBadShards = errors.New("registry: malformed queue shard count")
+
+// QueueShards reads the published shard count: 1 when none is published.
+// A value that is not a shard count is an error (ErrBadShards) rather than
+// a guess; the caller falls back to the unsharded queues.
+func QueueShards(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+	v, err := rdb.Get(ctx, ShardsKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return 1, nil
+	}
+	if err != nil {
+		return 1, fmt.Errorf("read queue shards: %w", err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > tasks.MaxQueueShards {
+		return 1, fmt.Errorf("%w: %q", ErrBadShards, v)
+	}
+	return n, nil
+}
+
+// KeepQueueShards publishes shards now and then every interval until ctx
+// ends, so a Redis that restarted empty learns it again.
+func KeepQueueShards(ctx context.Context, rdb redis.UniversalClient, shards int, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := PublishQueueShards(ctx, rdb, shards); err != nil && ctx.Err() == nil {
+			logger.Warn("publishing the queue shard count failed; will retry", "err", err)
 		}
 		select {
 		case <-ctx.Done():

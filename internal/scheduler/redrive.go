@@ -111,10 +111,11 @@ func (s *Scheduler) redrive(ctx context.Context, res *RedriveResult) error {
 // and reports whether it was missing (false: a task with its id is in Redis).
 func (s *Scheduler) enqueue(ctx context.Context, n *store.Notification) (queued bool, err error) {
 	d := tasks.Deliver{ID: n.ID, ReceiverID: n.ReceiverID, EventType: n.EventType, IdempotencyKey: n.IdempotencyKey,
-		Payload: n.Payload, EnqueuedAt: n.CreatedAt}
+		Payload: n.Payload, EnqueuedAt: n.CreatedAt, QueueShards: tasks.ShardsOf(s.queue)}
 	if n.CallbackURL != nil {
 		d.CallbackURL = *n.CallbackURL
 	}
+	// The probe hides s.queue's shard count from Schedule: d carries it.
 	probe := conflictProbe{Enqueuer: s.queue}
 	if err := tasks.Schedule(ctx, &probe, s.cfg.TaskKeys, d, n.Attempts+1, *n.NextAttemptAt); err != nil {
 		return false, err

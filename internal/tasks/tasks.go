@@ -41,8 +41,9 @@ const (
 	QueueRetry = "notify_retry"
 )
 
-// QueueWeights for the Asynq server: fresh work mostly first, retries still
-// make progress under sustained load.
+// QueueWeights for the Asynq server of an unsharded installation
+// (NOTIFYD_QUEUE_SHARDS=1): fresh work mostly first, retries still make
+// progress under sustained load. ShardedWeights is the general form.
 var QueueWeights = map[string]int{QueueFirst: 8, QueueRetry: 2}
 
 // namespace makes notification ids derived from (receiver, key) unique to notifyd.
@@ -82,6 +83,12 @@ type Deliver struct {
 	// tasks queued with tracing off, or by an older notifyd, have none.
 	TraceParent string `json:"traceparent,omitempty"`
 	TraceState  string `json:"tracestate,omitempty"`
+	// QueueShards is the shard count (NOTIFYD_QUEUE_SHARDS) of the
+	// installation the task is queued in; 0 or 1: the unsharded queues.
+	// It is not part of the payload: whoever queues the task sets it from
+	// its own setting (Enqueue takes it from a Sharded enqueuer), so a
+	// worker schedules a retry on its own shard count, not the producer's.
+	QueueShards int `json:"-"`
 }
 
 // TaskID names the task for one attempt. Asynq refuses a second task with a
@@ -94,12 +101,11 @@ func (d *Deliver) TaskID() string {
 	return d.ID.String() + ":" + strconv.Itoa(d.Attempt)
 }
 
-// Queue is where this attempt belongs.
+// Queue is where this attempt belongs: first attempts and manual
+// redeliveries in the first queue, later attempts in the retry queue, of
+// the receiver's shard when d.QueueShards > 1 (see shards.go).
 func (d *Deliver) Queue() string {
-	if d.Attempt <= 1 {
-		return QueueFirst // first attempts and manual redeliveries
-	}
-	return QueueRetry
+	return QueueOf(d.ReceiverID, d.Attempt > 1, d.QueueShards)
 }
 
 // MaxRetry is Asynq's retry budget for one task. Asynq's own retries are used
@@ -196,6 +202,9 @@ var enqueueSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProdu
 func Enqueue(ctx context.Context, q Enqueuer, keys *taskauth.Keyring, d *Deliver, opts ...asynq.Option) (*asynq.TaskInfo, error) {
 	ctx, span := tracing.Tracer().Start(ctx, tracing.SpanEnqueue, enqueueSpan...)
 	defer span.End()
+	if d.QueueShards == 0 {
+		d.QueueShards = ShardsOf(q)
+	}
 	d.carryTrace(ctx)
 	task, err := d.Task(keys, opts...)
 	if err != nil {

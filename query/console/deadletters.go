@@ -52,8 +52,12 @@ func (c *Console) archivedTasks() ([]archivedTask, string) {
 	if c.inspect == nil {
 		return nil, "no Redis configured"
 	}
+	known, err := c.inspect.Queues()
+	if err != nil {
+		return nil, "reading the queues: " + err.Error()
+	}
 	var out []archivedTask
-	for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
+	for _, q := range tasks.QueuesAmong(known) {
 		infos, err := c.inspect.ListArchivedTasks(q, asynq.PageSize(50))
 		if err != nil {
 			continue // a queue that never held a task does not exist yet
@@ -82,7 +86,7 @@ func shownPayload(p []byte) string {
 
 func (c *Console) deleteTask(w http.ResponseWriter, r *http.Request, s *session) error {
 	q, id := r.PostFormValue("queue"), r.PostFormValue("id")
-	if q != tasks.QueueFirst && q != tasks.QueueRetry || id == "" || c.inspect == nil {
+	if !tasks.IsQueue(q) || id == "" || c.inspect == nil {
 		c.errorPage(w, r, s, http.StatusUnprocessableEntity, "queue and id must name an archived task")
 		return nil
 	}

@@ -91,14 +91,18 @@ func (c *Console) computeOverview(ctx context.Context) (*overviewData, error) {
 	return d, nil
 }
 
-// queues reads notifyd's Asynq queues: pending, scheduled, retry and
-// archived tasks each.
+// queues reads notifyd's Asynq queues, every shard's included: pending,
+// scheduled, retry and archived tasks each.
 func (c *Console) queues() ([]*asynq.QueueInfo, string) {
 	if c.inspect == nil {
 		return nil, "no Redis configured"
 	}
+	known, err := c.inspect.Queues()
+	if err != nil {
+		return nil, "reading the queues: " + err.Error()
+	}
 	var out []*asynq.QueueInfo
-	for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
+	for _, q := range tasks.QueuesAmong(known) {
 		info, err := c.inspect.GetQueueInfo(q)
 		if err != nil {
 			// A queue that never held a task does not exist yet.
