@@ -19,7 +19,10 @@ import (
 
 // Files holds the SQL migrations.
 //
-//go:embed *.sql
+// partitioning/ holds the SQL of the Go migration 00010 (partition.go); goose
+// reads only the top directory.
+//
+//go:embed *.sql partitioning/*.sql
 var Files embed.FS
 
 // Up applies every migration not yet applied. It is safe to call concurrently
@@ -38,10 +41,8 @@ func up(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("migrate: locker: %w", err)
 	}
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, Files,
-		goose.WithSessionLocker(locker),
-		goose.WithSlog(logger),
-	)
+	logMoves(logger)
+	provider, err := NewProvider(db, goose.WithSessionLocker(locker), goose.WithSlog(logger))
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -53,6 +54,13 @@ func up(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 		logger.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
 	}
 	return nil
+}
+
+// NewProvider is goose's provider of notifyd's migrations, the SQL files and
+// the Go ones (00010), for tests that move between versions.
+func NewProvider(db *sql.DB, opts ...goose.ProviderOption) (*goose.Provider, error) {
+	opts = append(opts, goose.WithGoMigrations(partitionMigration()), goose.WithDisableGlobalRegistry(true))
+	return goose.NewProvider(goose.DialectPostgres, db, Files, opts...)
 }
 
 // discard is a logger for callers that do not care.

@@ -30,8 +30,8 @@ func TestJobQueriesAreIndexBacked(t *testing.T) {
 			FROM generate_series(1, 60000) g
 			RETURNING id, created_at
 		)
-		INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome)
-		SELECT id, 1, created_at, 20, 200, 'success' FROM n`, busy.ID)
+		INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, notification_created_at)
+		SELECT id, 1, created_at, 20, 200, 'success', created_at FROM n`, busy.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

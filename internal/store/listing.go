@@ -142,7 +142,8 @@ func listQuery(f ListFilter) (string, []any) {
 
 // byKeyQuery finds the row by its derived id (the primary key); the other
 // two conditions make a hash collision impossible to return.
-const byKeyQuery = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = $1 AND receiver_id = $2 AND idempotency_key = $3`
+const byKeyQuery = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = $1 AND receiver_id = $2 AND idempotency_key = $3
+	AND created_at = (SELECT created_at FROM notification_keys WHERE id = $1)`
 
 // GetNotificationByKey returns the notification receiver got for the
 // producer's idempotency key, or ErrNotFound.
