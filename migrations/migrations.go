@@ -11,10 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+
+	"github.com/notifyd/notifyd/internal/partition"
 )
 
 // Files holds the SQL migrations.
@@ -52,6 +55,19 @@ func up(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 	}
 	for _, r := range results {
 		logger.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	}
+	// Every migrate also makes sure the daily partitions ahead exist (the
+	// scheduler's retention job keeps them; a deploy may come first).
+	var now time.Time
+	if err := db.QueryRowContext(ctx, `SELECT now()`).Scan(&now); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	created, err := partition.Ensure(ctx, db, now, now)
+	if err != nil {
+		return fmt.Errorf("migrate: partitions ahead: %w", err)
+	}
+	if len(created) > 0 {
+		logger.Info("partitions created ahead", "partitions", created)
 	}
 	return nil
 }
