@@ -33,9 +33,7 @@ func (s *Store) DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.U
 	for i, id := range ids {
 		keys[i] = id
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT n.id, n.status, n.attempts, n.max_attempts, n.next_attempt_at, n.created_at
-		FROM `+keyedNotifications("$1"), customPlan, keys)
+	rows, err := s.pool.Query(ctx, deliveryStatesSQL, customPlan, keys)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d deliveries: %w", len(ids), err)
 	}
@@ -54,6 +52,9 @@ func (s *Store) DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.U
 	}
 	return out, nil
 }
+
+var deliveryStatesSQL = `SELECT n.id, n.status, n.attempts, n.max_attempts, n.next_attempt_at, n.created_at
+		FROM ` + keyedNotifications("$1")
 
 // newStatus is the status rule of RecordAttempts as a SQL expression over
 // the notification n and the recorded attempt u. It is written inline in the

@@ -111,8 +111,10 @@ func listQuery(f ListFilter) (string, []any) {
 	}
 	if f.IdempotencyKey != "" {
 		if f.ReceiverID != nil {
-			// The id is derived from (receiver, key): the primary key finds it.
-			where = append(where, "id = "+arg(pgID(tasks.NotificationID(*f.ReceiverID, f.IdempotencyKey))))
+			// The id is derived from (receiver, key): the primary key finds
+			// it, in the one partition notification_keys names.
+			id := arg(pgID(tasks.NotificationID(*f.ReceiverID, f.IdempotencyKey)))
+			where = append(where, "id = "+id, "created_at = "+createdAtOf(id))
 		}
 		where = append(where, "idempotency_key = "+arg(f.IdempotencyKey))
 	}

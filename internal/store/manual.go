@@ -59,10 +59,7 @@ func (s *Store) RequestRedelivery(ctx context.Context, id uuid.UUID, limit int) 
 // this; one already in flight is still recorded (RecordAttempts keeps the
 // cancelled status).
 func (s *Store) CancelNotification(ctx context.Context, id uuid.UUID) (*Notification, error) {
-	n, err := scanNotification(s.pool.QueryRow(ctx, `
-		UPDATE notifications SET status = 'cancelled', next_attempt_at = NULL
-		WHERE id = $1 AND created_at = `+createdAtOf("$1")+` AND status = 'pending'
-		RETURNING `+notificationColumns, id))
+	n, err := scanNotification(s.pool.QueryRow(ctx, cancelSQL, id))
 	if err == nil {
 		return n, nil
 	}
@@ -75,6 +72,10 @@ func (s *Store) CancelNotification(ctx context.Context, id uuid.UUID) (*Notifica
 	}
 	return cur, fmt.Errorf("cancel notification %s: it is %s: %w", id, cur.Status, ErrNotPending)
 }
+
+var cancelSQL = `UPDATE notifications SET status = 'cancelled', next_attempt_at = NULL
+		WHERE id = $1 AND created_at = ` + createdAtOf("$1") + ` AND status = 'pending'
+		RETURNING ` + notificationColumns
 
 // recoverBatch re-opens one batch of a receiver's failed notifications
 // created in [$2, $3). Rows are locked in index order and re-checked after

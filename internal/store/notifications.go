@@ -147,9 +147,11 @@ func isForeignKeyViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }
 
+var getNotificationSQL = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = $1 AND created_at = ` + createdAtOf("$1")
+
 // GetNotification returns ErrNotFound for an unknown id.
 func (s *Store) GetNotification(ctx context.Context, id uuid.UUID) (*Notification, error) {
-	n, err := scanNotification(s.pool.QueryRow(ctx, `SELECT `+notificationColumns+` FROM notifications WHERE id = $1 AND created_at = `+createdAtOf("$1"), pgID(id)))
+	n, err := scanNotification(s.pool.QueryRow(ctx, getNotificationSQL, pgID(id)))
 	if err != nil {
 		return nil, fmt.Errorf("get notification %s: %w", id, err)
 	}
