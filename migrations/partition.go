@@ -126,7 +126,7 @@ func inBatches(ctx context.Context, db *sql.DB, query string) error {
 // leaves an invalid index: it is dropped and built again.
 func uniqueIndexes(ctx context.Context, db *sql.DB) error {
 	for _, ix := range []struct{ name, def string }{
-		{"notifications_legacy_key", "notifications (id, created_at)"},
+		{"notifications_legacy_key", "notifications (created_at, id)"},
 		{"delivery_attempts_legacy_key", "delivery_attempts (notification_id, attempt_no, notification_created_at)"},
 	} {
 		var valid sql.NullBool
@@ -236,7 +236,6 @@ ALTER TABLE delivery_attempts RENAME TO delivery_attempts_part;
 ALTER INDEX notifications_receiver_created RENAME TO notifications_part_receiver_created;
 ALTER INDEX notifications_pending_due RENAME TO notifications_part_pending_due;
 ALTER INDEX notifications_failed RENAME TO notifications_part_failed;
-ALTER INDEX notifications_created RENAME TO notifications_part_created;
 ALTER INDEX notifications_pkey RENAME TO notifications_part_pkey;
 ALTER INDEX delivery_attempts_pkey RENAME TO delivery_attempts_part_pkey;
 CREATE TABLE notifications (LIKE notifications_part INCLUDING DEFAULTS, PRIMARY KEY (id));

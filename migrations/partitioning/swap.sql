@@ -24,12 +24,15 @@ ALTER TABLE delivery_attempts RENAME TO delivery_attempts_legacy;
 ALTER INDEX notifications_receiver_created RENAME TO notifications_legacy_receiver_created;
 ALTER INDEX notifications_pending_due RENAME TO notifications_legacy_pending_due;
 ALTER INDEX notifications_failed RENAME TO notifications_legacy_failed;
-ALTER INDEX notifications_created RENAME TO notifications_legacy_created;
+-- The old (created_at, id) index: the legacy partition's primary key is
+-- now its unique twin.
+DROP INDEX notifications_created;
 
 -- Partitioned by the creation time, one partition per UTC day
 -- (internal/partition). Same columns and indexes as before (00001, 00002,
--- 00009); the primary key gains created_at, as it must, and uniqueness of
--- the id is notification_keys' job.
+-- 00009) but notifications_created, which the primary key replaces; the
+-- key gains created_at, as it must, and uniqueness of the id is
+-- notification_keys' job.
 CREATE TABLE notifications (
     id               uuid NOT NULL,
     receiver_id      uuid NOT NULL REFERENCES receivers (id),
@@ -47,12 +50,16 @@ CREATE TABLE notifications (
     last_status_code smallint,
     last_error       text,
     manual_requests  smallint NOT NULL DEFAULT 0,
-    PRIMARY KEY (id, created_at)
+    -- (created_at, id), not (id, created_at): a look-up by id carries its
+    -- created_at (notification_keys), so both columns are equalities and
+    -- either order finds it; in this order the key is also the admin
+    -- listing's and the summaries' (created_at, id) index, which 00002 had
+    -- to add as notifications_created: one index fewer on every insert.
+    PRIMARY KEY (created_at, id)
 ) PARTITION BY RANGE (created_at);
 CREATE INDEX notifications_receiver_created ON notifications (receiver_id, created_at, id);
 CREATE INDEX notifications_pending_due ON notifications (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX notifications_failed ON notifications (receiver_id, created_at, id) WHERE status = 'failed';
-CREATE INDEX notifications_created ON notifications (created_at, id);
 
 -- Attempts live in the partition of their notification's day, so both
 -- leave together and a notification's attempts are one partition's index
