@@ -204,25 +204,29 @@ func detach(ctx context.Context, db *sql.DB, parent, partition string, lockTimeo
 }
 
 // forgetKeys deletes the notification_keys rows of the notifications in the
-// detached partition, in batches walking its primary key (id, created_at).
+// detached partition, in batches walking its primary key (created_at, id).
 func forgetKeys(ctx context.Context, db *sql.DB, partition string, batch int) (int64, error) {
 	var total int64
-	after := "00000000-0000-0000-0000-000000000000"
+	afterAt, afterID := time.Time{}, "00000000-0000-0000-0000-000000000000"
 	for {
 		var n int64
-		var last sql.NullString
+		var lastAt sql.NullTime
+		var lastID sql.NullString
 		err := db.QueryRowContext(ctx, `
-			WITH b AS (SELECT id, created_at FROM `+partition+` WHERE id > $1::uuid ORDER BY id LIMIT $2),
-			del AS (DELETE FROM notification_keys k USING b WHERE k.id = b.id AND k.created_at = b.created_at RETURNING 1)
-			SELECT (SELECT count(*) FROM del), (SELECT id FROM b ORDER BY id DESC LIMIT 1)::text`, after, batch).Scan(&n, &last)
+			WITH b AS (SELECT id, created_at FROM `+partition+`
+				WHERE (created_at, id) > ($1, $2::uuid) ORDER BY created_at, id LIMIT $3),
+			del AS (DELETE FROM notification_keys k USING b WHERE k.id = b.id AND k.created_at = b.created_at RETURNING 1),
+			last AS (SELECT created_at, id FROM b ORDER BY created_at DESC, id DESC LIMIT 1)
+			SELECT (SELECT count(*) FROM del), (SELECT created_at FROM last), (SELECT id::text FROM last)`,
+			afterAt, afterID, batch).Scan(&n, &lastAt, &lastID)
 		if err != nil {
 			return total, fmt.Errorf("forget keys of %s: %w", partition, err)
 		}
 		total += n
-		if !last.Valid {
+		if !lastID.Valid {
 			return total, nil
 		}
-		after = last.String
+		afterAt, afterID = lastAt.Time, lastID.String
 	}
 }
 
