@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/pressly/goose/v3"
 
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/testenv"
@@ -25,7 +24,7 @@ func TestAPIKeysMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.Files)
+	p, err := migrations.NewProvider(db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -176,7 +177,9 @@ func restoreKeys(ctx context.Context, conn *pgx.Conn, defs []keyDef, prog *progr
 			prog.step("query: rebuilding %s (%d of %d)", d.name, n, len(defs))
 			var sql string
 			if kind == "i" {
-				sql = d.def
+				// A partitioned table's index reads "ON ONLY": built so,
+				// it would have no partitions.
+				sql = strings.Replace(d.def, " ON ONLY ", " ON ", 1)
 			} else {
 				sql = `ALTER TABLE ` + d.table + ` ADD CONSTRAINT ` + pgx.Identifier{d.name}.Sanitize() + ` ` + d.def
 			}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/notifyd/notifyd/internal/partition"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -31,6 +33,15 @@ func (b *bench) generate(ctx context.Context, dbURL string, receivers []benchRec
 	to := time.Now().Add(-time.Hour).Truncate(time.Second)
 	data := &queryData{receivers: receivers, rows: int64(cfg.queryRows), from: to.Add(-historyWindow), to: to}
 	g := &generator{b: b, dbURL: dbURL, data: data, step: historyWindow / time.Duration(cfg.queryRows), now: time.Now(), start: time.Now()}
+	// The window's daily partitions, as the retention job would have made
+	// them day by day (the claim trigger fills notification_keys as COPY
+	// goes).
+	sqlDB := stdlib.OpenDB(*conn.Config())
+	_, err = partition.Ensure(ctx, sqlDB, data.from, time.Now())
+	sqlDB.Close()
+	if err != nil {
+		return nil, err
+	}
 	if err := g.copy(ctx, "notifications", notificationColumns, g.notificationRows); err != nil {
 		return nil, err
 	}
@@ -147,20 +158,21 @@ func (g *generator) notificationRows(i int, emit func([]any)) {
 	}
 }
 
-var attemptColumns = []string{"notification_id", "attempt_no", "started_at", "duration_ms", "status_code", "outcome", "error", "response_body"}
+var attemptColumns = []string{"notification_id", "attempt_no", "started_at", "duration_ms", "status_code", "outcome", "error", "response_body",
+	"notification_created_at"}
 
 func (g *generator) attemptRows(i int, emit func([]any)) {
 	_, _, id, created, kind := g.notification(i)
 	at := created.Add(20 * time.Millisecond)
 	switch {
 	case kind < 97:
-		emit([]any{id, int16(1), at, int32(5), int16(200), "success", nil, "ok"})
+		emit([]any{id, int16(1), at, int32(5), int16(200), "success", nil, "ok", created})
 	case kind < 99:
 		for a := range 3 {
-			emit([]any{id, int16(a + 1), at.Add(time.Duration(a) * 30 * time.Minute), int32(8), int16(500), "failure", "HTTP 500", "oops"})
+			emit([]any{id, int16(a + 1), at.Add(time.Duration(a) * 30 * time.Minute), int32(8), int16(500), "failure", "HTTP 500", "oops", created})
 		}
 	default:
-		emit([]any{id, int16(1), at, int32(8), int16(500), "failure", "HTTP 500", "oops"})
+		emit([]any{id, int16(1), at, int32(8), int16(500), "failure", "HTTP 500", "oops", created})
 	}
 }
 

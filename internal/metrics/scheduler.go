@@ -42,3 +42,34 @@ var (
 		Help: "Rows deleted by the retention job, by kind (notifications, attempts).",
 	}, []string{"kind"})
 )
+
+// Metrics of the partition maintenance done by the retention job
+// (internal/partition).
+var (
+	// PartitionsCreated counts daily partitions created ahead, by table.
+	PartitionsCreated = factory.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "notifyd", Subsystem: "partition", Name: "created_total",
+		Help: "Daily partitions created ahead by the retention job, by table.",
+	}, []string{"table"})
+
+	// PartitionsDropped counts notifications partitions past retention
+	// detached and dropped (with their attempts partition).
+	PartitionsDropped = factory.NewCounter(prometheus.CounterOpts{
+		Namespace: "notifyd", Subsystem: "partition", Name: "dropped_total",
+		Help: "Daily notifications partitions (with their attempts) dropped past retention.",
+	})
+
+	// PartitionsHeld is how many partitions past retention the last run kept
+	// because they still hold a pending notification.
+	PartitionsHeld = factory.NewGauge(prometheus.GaugeOpts{
+		Namespace: "notifyd", Subsystem: "partition", Name: "held",
+		Help: "Partitions past retention kept because a notification in them is still pending.",
+	})
+
+	// PartitionDefaultRows is how many rows (counted up to 1000) the default
+	// partitions hold: writes for a day without a partition. Should be 0.
+	PartitionDefaultRows = factory.NewGauge(prometheus.GaugeOpts{
+		Namespace: "notifyd", Subsystem: "partition", Name: "default_rows",
+		Help: "Rows in the default partitions of notifications and delivery_attempts (up to 1000); should be 0.",
+	})
+)

@@ -122,8 +122,8 @@ func (e *env) attempts(n *store.Notification, ms ...int) {
 	e.t.Helper()
 	for i, d := range ms {
 		_, err := e.pool.Exec(context.Background(), `
-			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome)
-			VALUES ($1, $2, now(), $3, 500, 'failure')`, n.ID, i+1, d)
+			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, notification_created_at)
+			VALUES ($1, $2, now(), $3, 500, 'failure', (SELECT created_at FROM notification_keys WHERE id = $1))`, n.ID, i+1, d)
 		if err != nil {
 			e.t.Fatal(err)
 		}

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,6 +294,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 		})
 	}
+	wg.Go(func() { s.partitionsAtStart(ctx) })
 	for _, j := range s.jobs {
 		if j.name == JobGauges && j.schedule != nil {
 			// Gauges from the start, not only after the first interval.
@@ -353,4 +355,26 @@ type cronLogger struct{ l *slog.Logger }
 func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Error("cron: "+msg, append(kv, "err", err)...)
+}
+
+// partitionsAtStart creates the partitions ahead as soon as the scheduler
+// starts (a scheduler that was down may have let them run out), under the
+// retention job's lock: the replica holding it is doing the same.
+func (s *Scheduler) partitionsAtStart(ctx context.Context) {
+	lock, err := s.store.TryJobLock(ctx, lockRetention)
+	if err != nil {
+		return
+	}
+	defer lock.Release()
+	created, err := s.store.EnsurePartitions(ctx)
+	if err != nil {
+		s.logger.Error("partition: create partitions ahead at start", "err", err)
+		return
+	}
+	for _, name := range created {
+		metrics.PartitionsCreated.WithLabelValues(name[:strings.LastIndex(name, "_p")]).Inc()
+	}
+	if len(created) > 0 {
+		s.logger.Info("partitions created ahead", "partitions", created)
+	}
 }

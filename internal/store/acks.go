@@ -37,9 +37,9 @@ func (s *Store) Acknowledge(ctx context.Context, receiver uuid.UUID, ids []uuid.
 		// acknowledgement racing the worker's first offer waits for it
 		// instead of deadlocking with it.
 		_, err := tx.Exec(ctx, `
-			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, outcome)
-			SELECT id, 1, now(), 0, 'offered' FROM notifications
-			WHERE id = ANY($2) AND receiver_id = $1 AND status IN ('pending', 'failed') AND attempts = 0
+			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, outcome, notification_created_at)
+			SELECT n.id, 1, now(), 0, 'offered', n.created_at FROM `+keyedNotifications("$2")+`
+				AND n.receiver_id = $1 AND n.status IN ('pending', 'failed') AND n.attempts = 0
 			ON CONFLICT DO NOTHING`, receiver, keys)
 		if err != nil {
 			return err
@@ -48,15 +48,17 @@ func (s *Store) Acknowledge(ctx context.Context, receiver uuid.UUID, ids []uuid.
 		// the UPDATE: it answers for the rows the UPDATE did not change.
 		rows, err := tx.Query(ctx, `
 			WITH acked AS (
-				UPDATE notifications SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL,
-					attempts = greatest(attempts, 1), last_attempt_at = coalesce(last_attempt_at, now())
-				WHERE id = ANY($2) AND receiver_id = $1 AND status IN ('pending', 'failed')
-				RETURNING id
+				UPDATE notifications n SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL,
+					attempts = greatest(n.attempts, 1), last_attempt_at = coalesce(n.last_attempt_at, now())
+				FROM notification_keys k
+				WHERE k.id = ANY($2) AND n.id = k.id AND n.created_at = k.created_at
+					AND n.receiver_id = $1 AND n.status IN ('pending', 'failed')
+				RETURNING n.id
 			)
 			SELECT id, 'delivered', true FROM acked
 			UNION ALL
-			SELECT id, status::text, false FROM notifications
-			WHERE id = ANY($2) AND receiver_id = $1 AND id NOT IN (SELECT id FROM acked)`, receiver, keys)
+			SELECT n.id, n.status::text, false FROM `+keyedNotifications("$2")+`
+				AND n.receiver_id = $1 AND n.id NOT IN (SELECT id FROM acked)`, receiver, keys)
 		if err != nil {
 			return err
 		}

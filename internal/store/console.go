@@ -43,10 +43,11 @@ type MinuteOutcome struct {
 // notifications (see summarySQL for the OFFSET 0).
 func (s *Store) AttemptsPerMinute(ctx context.Context, since, createdAfter time.Time) ([]MinuteOutcome, error) {
 	rows, err := s.pool.Query(ctx, `
-		WITH n AS MATERIALIZED (SELECT id FROM notifications WHERE created_at >= $2)
+		WITH n AS MATERIALIZED (SELECT id, created_at FROM notifications WHERE created_at >= $2)
 		SELECT date_trunc('minute', a.started_at), a.outcome::text, count(*)
 		FROM n CROSS JOIN LATERAL (
-			SELECT started_at, outcome FROM delivery_attempts WHERE notification_id = n.id OFFSET 0
+			SELECT started_at, outcome FROM delivery_attempts
+			WHERE notification_id = n.id AND notification_created_at = n.created_at OFFSET 0
 		) a
 		WHERE a.started_at >= $1
 		GROUP BY 1, 2 ORDER BY 1, 2`, since, createdAfter)
@@ -71,6 +72,7 @@ func (s *Store) FirstAttemptPercentiles(ctx context.Context, since time.Time) ([
 	err := s.pool.QueryRow(ctx, `
 		SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY a.duration_ms)
 		FROM notifications n JOIN delivery_attempts a ON a.notification_id = n.id AND a.attempt_no = 1
+			AND a.notification_created_at = n.created_at
 		WHERE n.created_at >= $1`, since).Scan(&p)
 	if err != nil {
 		return nil, fmt.Errorf("first attempt percentiles: %w", err)

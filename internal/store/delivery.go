@@ -33,9 +33,7 @@ func (s *Store) DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.U
 	for i, id := range ids {
 		keys[i] = id
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT id, status, attempts, max_attempts, next_attempt_at, created_at
-		FROM notifications WHERE id = ANY($1)`, customPlan, keys)
+	rows, err := s.pool.Query(ctx, deliveryStatesSQL, customPlan, keys)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d deliveries: %w", len(ids), err)
 	}
@@ -54,6 +52,9 @@ func (s *Store) DeliveryStates(ctx context.Context, ids []uuid.UUID) (map[uuid.U
 	}
 	return out, nil
 }
+
+var deliveryStatesSQL = `SELECT n.id, n.status, n.attempts, n.max_attempts, n.next_attempt_at, n.created_at
+		FROM ` + keyedNotifications("$1")
 
 // newStatus is the status rule of RecordAttempts as a SQL expression over
 // the notification n and the recorded attempt u. It is written inline in the
@@ -145,8 +146,8 @@ func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]At
 
 // recordAttemptsSQL is RecordAttempts' statement over the columns of
 // attemptColumns. created: notifications written in their state after the
-// attempt. ins: the attempts, for notifications created here or visible (a
-// missing one would fail the foreign key). The UPDATE applies each inserted
+// attempt. ins: the attempts, for notifications created here or visible,
+// each in its notification's partition (keyed). The UPDATE applies each inserted
 // attempt to a notification that existed. The SELECT names the records to
 // run again (see recordAttempts).
 const recordAttemptsSQL = `
@@ -165,14 +166,20 @@ const recordAttemptsSQL = `
 				CASE WHEN no <> 0 THEN started END, code, err
 			FROM u WHERE create_it
 			ON CONFLICT DO NOTHING
-			RETURNING id
+			RETURNING id, created_at
+		), keyed AS (
+			-- Each record's notification with its partition key: created
+			-- here (the key table's new rows are not visible to this
+			-- statement), or on record before it. None: not on record.
+			SELECT u.*, coalesce(c.created_at, k.created_at) AS created_at
+			FROM u LEFT JOIN created c ON c.id = u.id LEFT JOIN notification_keys k ON k.id = u.id
 		), ins AS (
-			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, error, response_body)
-			SELECT id, no, started, ms, code, outcome, err, body FROM u
-			WHERE no <> 0 AND (NOT create_it OR EXISTS (SELECT FROM created c WHERE c.id = u.id)
-				OR EXISTS (SELECT FROM notifications n WHERE n.id = u.id))
+			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, error, response_body,
+				notification_created_at)
+			SELECT id, no, started, ms, code, outcome, err, body, created_at FROM keyed
+			WHERE no <> 0 AND created_at IS NOT NULL
 			ON CONFLICT DO NOTHING
-			RETURNING notification_id, attempt_no
+			RETURNING notification_id, attempt_no, notification_created_at
 		), upd AS (
 			UPDATE notifications n SET
 				attempts = CASE WHEN u.no > 0 THEN greatest(n.attempts, u.no) ELSE n.attempts END,
@@ -186,11 +193,12 @@ const recordAttemptsSQL = `
 				last_error = CASE WHEN n.last_attempt_at > u.started THEN n.last_error ELSE u.err END
 			FROM u
 			JOIN ins ON ins.notification_id = u.id AND ins.attempt_no = u.no
-			WHERE n.id = u.id AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
+			WHERE n.id = u.id AND n.created_at = ins.notification_created_at
+				AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
 		)` + healthSQL + `
 		SELECT u.id FROM u
 		WHERE create_it AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
-			AND NOT EXISTS (SELECT FROM notifications n WHERE n.id = u.id)`
+			AND NOT EXISTS (SELECT FROM notification_keys k WHERE k.id = u.id)`
 
 // healthSQL continues recordAttemptsSQL: it keeps each receiver's run of
 // failures (failing_since: the first failed attempt since the last success)

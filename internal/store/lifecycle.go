@@ -236,14 +236,14 @@ func (s *Store) EnableReceiver(ctx context.Context, id uuid.UUID, mk EventMaker)
 func (s *Store) FailPendingOfDisabled(ctx context.Context, receiverID uuid.UUID, limit int) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `
 		WITH v AS (
-			SELECT n.id FROM notifications n JOIN receivers r ON r.id = n.receiver_id
+			SELECT n.id, n.created_at FROM notifications n JOIN receivers r ON r.id = n.receiver_id
 			WHERE n.receiver_id = $1 AND n.status = 'pending' AND r.status = 'disabled'
 				AND NOT (n.event_type LIKE 'receiver.%' AND coalesce(n.callback_url = r.status_callback_url, false))
 			LIMIT $2
 			FOR UPDATE OF n SKIP LOCKED
 		)
 		UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error = $3
-		WHERE id IN (SELECT id FROM v)`, pgID(receiverID), limit, DisabledError)
+		WHERE (id, created_at) IN (SELECT id, created_at FROM v)`, pgID(receiverID), limit, DisabledError)
 	if err != nil {
 		return 0, fmt.Errorf("fail pending notifications of disabled receiver %s: %w", receiverID, err)
 	}
@@ -260,7 +260,7 @@ func (s *Store) FailIfDisabled(ctx context.Context, n NewNotification, create bo
 		WITH r AS (SELECT 1 FROM receivers WHERE id = $2 AND status = 'disabled'),
 		upd AS (
 			UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error = $9
-			WHERE id = $1 AND status = 'pending' AND EXISTS (SELECT FROM r)
+			WHERE id = $1 AND created_at = `+createdAtOf("$1")+` AND status = 'pending' AND EXISTS (SELECT FROM r)
 			RETURNING id
 		), ins AS (
 			INSERT INTO notifications (id, receiver_id, event_type, idempotency_key, callback_url, payload, max_attempts,

@@ -111,8 +111,10 @@ func listQuery(f ListFilter) (string, []any) {
 	}
 	if f.IdempotencyKey != "" {
 		if f.ReceiverID != nil {
-			// The id is derived from (receiver, key): the primary key finds it.
-			where = append(where, "id = "+arg(pgID(tasks.NotificationID(*f.ReceiverID, f.IdempotencyKey))))
+			// The id is derived from (receiver, key): the primary key finds
+			// it, in the one partition notification_keys names.
+			id := arg(pgID(tasks.NotificationID(*f.ReceiverID, f.IdempotencyKey)))
+			where = append(where, "id = "+id, "created_at = "+createdAtOf(id))
 		}
 		where = append(where, "idempotency_key = "+arg(f.IdempotencyKey))
 	}
@@ -142,7 +144,8 @@ func listQuery(f ListFilter) (string, []any) {
 
 // byKeyQuery finds the row by its derived id (the primary key); the other
 // two conditions make a hash collision impossible to return.
-const byKeyQuery = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = $1 AND receiver_id = $2 AND idempotency_key = $3`
+const byKeyQuery = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = $1 AND receiver_id = $2 AND idempotency_key = $3
+	AND created_at = (SELECT created_at FROM notification_keys WHERE id = $1)`
 
 // GetNotificationByKey returns the notification receiver got for the
 // producer's idempotency key, or ErrNotFound.

@@ -11,7 +11,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/notifyd/notifyd/internal/partition"
 	"github.com/notifyd/notifyd/internal/tasks"
 	"github.com/notifyd/notifyd/internal/testenv"
 )
@@ -60,13 +62,22 @@ func fillMillion(t *testing.T, pool *pgxpool.Pool) {
 		if err := rows.Scan(&d, &r); err != nil {
 			t.Fatal(err)
 		}
-		drop, rebuild = append(drop, d), append(rebuild, r)
+		// A partitioned index's definition reads "ON ONLY": built so, it
+		// would have no partitions.
+		drop, rebuild = append(drop, d), append(rebuild, strings.Replace(r, " ON ONLY ", " ON ", 1))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(rebuild) < 4 {
+	if len(rebuild) < 3 {
 		t.Fatalf("expected the migrations' indexes on notifications, found %v", rebuild)
+	}
+	// A partition for each day of the 90 (partitioned tables, migration
+	// 00010), as the scheduler's retention job keeps them.
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	if _, err := partition.Ensure(ctx, sqlDB, time.Now().AddDate(0, 0, -91), time.Now()); err != nil {
+		t.Fatal(err)
 	}
 	stmts := []string{`BEGIN`, `SET LOCAL session_replication_role = replica`, `SET LOCAL synchronous_commit = off`}
 	stmts = append(stmts, drop...)
@@ -93,9 +104,11 @@ func fillMillion(t *testing.T, pool *pgxpool.Pool) {
 		          CASE WHEN h % 100 < 94 THEN 'delivered' WHEN h % 100 < 97 THEN 'failed'
 		               WHEN h % 100 < 99 THEN 'pending' ELSE 'cancelled' END AS s
 		   FROM (SELECT i, abs(hashtext(i::text)) AS h FROM generate_series(1, `+fmt.Sprint(explainRows)+`) i) g
-		 ) x`)
+		 ) x`,
+		// The claim trigger does this row by row; replica mode skips it.
+		`INSERT INTO notification_keys SELECT id, created_at FROM notifications`)
 	stmts = append(stmts, rebuild...)
-	stmts = append(stmts, `COMMIT`, `ANALYZE receivers`, `ANALYZE notifications`)
+	stmts = append(stmts, `COMMIT`, `ANALYZE receivers`, `ANALYZE notifications`, `ANALYZE notification_keys`)
 	for _, q := range stmts {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatalf("fill: %s: %v", q, err)
@@ -205,6 +218,7 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
+	occupied := occupiedPartitions(t, pool)
 	shapes := listShapes(time.Now())
 	for i, sh := range shapes {
 		var custom []byte
@@ -221,7 +235,7 @@ func TestListQueriesUseIndexes(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, n := range nodes {
-				if strings.HasPrefix(n, "Seq Scan on notifications") {
+				if rel, ok := strings.CutPrefix(n, "Seq Scan on "); ok && occupied[strings.Fields(rel)[0]] {
 					t.Errorf("%s (%s plan) scans notifications sequentially:\n  %s\n  plan: %s", sh.name, kind, sh.query, strings.Join(nodes, " > "))
 					break
 				}
@@ -229,6 +243,31 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d statement shapes, custom and generic plans", len(shapes))
+}
+
+// occupiedPartitions names the tables holding rows (as analyzed) among
+// notifications, its partitions and notification_keys: a sequential scan
+// of an empty partition (the days ahead) costs nothing and is what the
+// planner picks for it.
+func occupiedPartitions(t *testing.T, pool *pgxpool.Pool) map[string]bool {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT relname FROM pg_class
+		WHERE relname LIKE 'notification%' AND relkind = 'r' AND reltuples > 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = true
+	}
+	if err := rows.Err(); err != nil || len(out) < 90 {
+		t.Fatalf("occupied partitions: %v %v", out, err)
+	}
+	return out
 }
 
 // explainGeneric plans sh as a prepared statement with plan_cache_mode =

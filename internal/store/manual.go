@@ -30,7 +30,7 @@ func (s *Store) RequestRedelivery(ctx context.Context, id uuid.UUID, limit int) 
 	var n int16
 	err := s.pool.QueryRow(ctx, `
 		UPDATE notifications SET manual_requests = manual_requests + 1
-		WHERE id = $1 AND status <> 'cancelled' AND manual_requests < $2
+		WHERE id = $1 AND created_at = `+createdAtOf("$1")+` AND status <> 'cancelled' AND manual_requests < $2
 		RETURNING manual_requests`, id, limit).Scan(&n)
 	if err == nil {
 		return int(n), nil
@@ -41,7 +41,7 @@ func (s *Store) RequestRedelivery(ctx context.Context, id uuid.UUID, limit int) 
 	// Nothing updated: find out why. The row may change in between; the
 	// answer is still one that was true a moment ago.
 	var status string
-	err = s.pool.QueryRow(ctx, `SELECT status FROM notifications WHERE id = $1`, id).Scan(&status)
+	err = s.pool.QueryRow(ctx, `SELECT status FROM notifications WHERE id = $1 AND created_at = `+createdAtOf("$1"), id).Scan(&status)
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("request redelivery of %s: %w", id, notFound(err))
@@ -59,10 +59,7 @@ func (s *Store) RequestRedelivery(ctx context.Context, id uuid.UUID, limit int) 
 // this; one already in flight is still recorded (RecordAttempts keeps the
 // cancelled status).
 func (s *Store) CancelNotification(ctx context.Context, id uuid.UUID) (*Notification, error) {
-	n, err := scanNotification(s.pool.QueryRow(ctx, `
-		UPDATE notifications SET status = 'cancelled', next_attempt_at = NULL
-		WHERE id = $1 AND status = 'pending'
-		RETURNING `+notificationColumns, id))
+	n, err := scanNotification(s.pool.QueryRow(ctx, cancelSQL, id))
 	if err == nil {
 		return n, nil
 	}
@@ -76,19 +73,23 @@ func (s *Store) CancelNotification(ctx context.Context, id uuid.UUID) (*Notifica
 	return cur, fmt.Errorf("cancel notification %s: it is %s: %w", id, cur.Status, ErrNotPending)
 }
 
+var cancelSQL = `UPDATE notifications SET status = 'cancelled', next_attempt_at = NULL
+		WHERE id = $1 AND created_at = ` + createdAtOf("$1") + ` AND status = 'pending'
+		RETURNING ` + notificationColumns
+
 // recoverBatch re-opens one batch of a receiver's failed notifications
 // created in [$2, $3). Rows are locked in index order and re-checked after
 // the lock (a manual redelivery may have delivered one meanwhile).
 const recoverBatch = `
 	WITH c AS (
-		SELECT id FROM notifications
+		SELECT id, created_at FROM notifications
 		WHERE receiver_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at < $3
 		ORDER BY created_at, id
 		LIMIT $4
 		FOR UPDATE
 	)
 	UPDATE notifications SET status = 'pending', max_attempts = attempts + 1, next_attempt_at = now()
-	WHERE id IN (SELECT id FROM c) AND status = 'failed'
+	WHERE (id, created_at) IN (SELECT id, created_at FROM c) AND created_at >= $2 AND created_at < $3 AND status = 'failed'
 	RETURNING ` + notificationColumns
 
 // RecoverFailed gives every failed notification of receiver created in

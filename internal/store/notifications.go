@@ -147,9 +147,11 @@ func isForeignKeyViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }
 
+var getNotificationSQL = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = $1 AND created_at = ` + createdAtOf("$1")
+
 // GetNotification returns ErrNotFound for an unknown id.
 func (s *Store) GetNotification(ctx context.Context, id uuid.UUID) (*Notification, error) {
-	n, err := scanNotification(s.pool.QueryRow(ctx, `SELECT `+notificationColumns+` FROM notifications WHERE id = $1`, pgID(id)))
+	n, err := scanNotification(s.pool.QueryRow(ctx, getNotificationSQL, pgID(id)))
 	if err != nil {
 		return nil, fmt.Errorf("get notification %s: %w", id, err)
 	}
@@ -175,7 +177,8 @@ func (a *Attempt) Manual() bool { return a.AttemptNo < 0 }
 
 const attemptsQuery = `
 		SELECT attempt_no, started_at, duration_ms, coalesce(status_code, 0), outcome, coalesce(error, ''), coalesce(response_body, '')
-		FROM delivery_attempts WHERE notification_id = $1 ORDER BY started_at, attempt_no`
+		FROM delivery_attempts WHERE notification_id = $1 AND notification_created_at = ` + "(SELECT created_at FROM notification_keys WHERE id = $1)" + `
+		ORDER BY started_at, attempt_no`
 
 // ListAttempts returns a notification's attempts in the order they were made.
 func (s *Store) ListAttempts(ctx context.Context, id uuid.UUID) ([]Attempt, error) {

@@ -21,7 +21,7 @@ func (s *Store) RecordedNotifications(ctx context.Context, ids []uuid.UUID) (map
 	for i, id := range ids {
 		arg[i] = pgID(id)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id FROM notifications WHERE id = ANY($1)`, arg)
+	rows, err := s.pool.Query(ctx, `SELECT id FROM notification_keys WHERE id = ANY($1)`, arg)
 	if err != nil {
 		return nil, fmt.Errorf("recorded notifications: %w", err)
 	}

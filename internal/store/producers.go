@@ -124,7 +124,7 @@ func (s *Store) NotificationReceivers(ctx context.Context, ids []uuid.UUID) (map
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, receiver_id FROM notifications WHERE id = ANY($1)`, pgIDs(ids))
+	rows, err := s.pool.Query(ctx, `SELECT n.id, n.receiver_id FROM `+keyedNotifications("$1"), pgIDs(ids))
 	if err != nil {
 		return nil, fmt.Errorf("notification receivers: %w", err)
 	}

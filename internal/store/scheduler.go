@@ -107,8 +107,10 @@ func (s *Store) FailExhausted(ctx context.Context, ids []uuid.UUID, reason strin
 		return 0, nil
 	}
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error = $2
-		WHERE id = ANY($1) AND status = 'pending' AND attempts >= max_attempts`, ids, reason)
+		UPDATE notifications n SET status = 'failed', next_attempt_at = NULL, last_error = $2
+		FROM notification_keys k
+		WHERE k.id = ANY($1) AND n.id = k.id AND n.created_at = k.created_at
+			AND n.status = 'pending' AND n.attempts >= n.max_attempts`, ids, reason)
 	if err != nil {
 		return 0, fmt.Errorf("fail exhausted notifications: %w", err)
 	}
@@ -122,7 +124,7 @@ func (s *Store) FailExhausted(ctx context.Context, ids []uuid.UUID, reason strin
 func (s *Store) FailPending(ctx context.Context, id uuid.UUID, reason string) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error = $2
-		WHERE id = $1 AND status = 'pending'`, id, reason)
+		WHERE id = $1 AND created_at = `+createdAtOf("$1")+` AND status = 'pending'`, id, reason)
 	if err != nil {
 		return false, fmt.Errorf("fail notification %s: %w", id, err)
 	}
@@ -130,25 +132,26 @@ func (s *Store) FailPending(ctx context.Context, id uuid.UUID, reason string) (b
 }
 
 // DeleteExpired deletes up to limit terminal (delivered, failed, cancelled)
-// notifications created before cutoff, with their attempts, and returns how
-// many of each it deleted. It is one short statement so that it never holds
-// locks for long; call it in a loop until it deletes nothing. Rows locked by
-// someone else (a manual redelivery being recorded) are skipped, not waited
-// for: the next run gets them. Pending notifications are never deleted.
+// notifications created before cutoff from the legacy partition (the
+// unpartitioned table migration 00010 attached as the partition of
+// everything before its cut; daily partitions leave whole, see
+// DropPartition), with their attempts, and returns how many of each it
+// deleted. It is one short statement so that it never holds locks for
+// long; call it in a loop until it deletes nothing. Rows locked by someone
+// else (a manual redelivery being recorded) are skipped, not waited for:
+// the next run gets them. Pending notifications are never deleted.
 func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time, limit int) (notifications, attempts int64, err error) {
-	// The attempts are deleted explicitly (the foreign key would cascade) so
-	// that the statement can count them; the cascade then finds nothing.
 	err = s.pool.QueryRow(ctx, `
 		WITH victims AS (
-			SELECT id FROM notifications
+			SELECT id FROM notifications_legacy
 			WHERE created_at < $1 AND status <> 'pending'
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED
 		), att AS (
-			DELETE FROM delivery_attempts WHERE notification_id IN (SELECT id FROM victims)
+			DELETE FROM delivery_attempts_legacy WHERE notification_id IN (SELECT id FROM victims)
 			RETURNING 1
 		), del AS (
-			DELETE FROM notifications WHERE id IN (SELECT id FROM victims)
+			DELETE FROM notifications_legacy WHERE id IN (SELECT id FROM victims)
 			RETURNING 1
 		)
 		SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM att)`, cutoff, limit).Scan(&notifications, &attempts)

@@ -55,7 +55,7 @@ func summarySQL(oneReceiver bool) string {
 	}
 	return `
 		WITH n AS MATERIALIZED (
-			SELECT id, receiver_id, status FROM notifications
+			SELECT id, receiver_id, status, created_at FROM notifications
 			WHERE created_at >= $1 AND created_at < $2 ` + filter + `
 		), c AS (
 			SELECT receiver_id,
@@ -68,7 +68,8 @@ func summarySQL(oneReceiver bool) string {
 			SELECT n.receiver_id, count(*) AS attempts, avg(a.duration_ms)::float8 AS avg_ms,
 				percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
 			FROM n CROSS JOIN LATERAL (
-				SELECT duration_ms FROM delivery_attempts WHERE notification_id = n.id OFFSET 0
+				SELECT duration_ms FROM delivery_attempts
+				WHERE notification_id = n.id AND notification_created_at = n.created_at OFFSET 0
 			) a
 			GROUP BY n.receiver_id
 		)

@@ -17,6 +17,7 @@ package testenv
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -31,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/partition"
 	"github.com/notifyd/notifyd/migrations"
 )
 
@@ -153,7 +155,23 @@ func Database(t testing.TB) string {
 			return err
 		})
 	})
+	// The template keeps the partitions of the day it was built: today's
+	// and those ahead are made here, as the scheduler would.
+	if err := partitionsAhead(ctx, withDatabase(DatabaseURL(), name)); err != nil {
+		t.Fatalf("testenv: partitions: %v", err)
+	}
 	return withDatabase(DatabaseURL(), name)
+}
+
+func partitionsAhead(ctx context.Context, dsn string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	now := time.Now()
+	_, err = partition.Ensure(ctx, db, now, now)
+	return err
 }
 
 // Pool is Database plus a connection pool closed at the end of the test.
