@@ -292,9 +292,6 @@ func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, e
 		err = r.Err
 		finish(r.Status == enqueue.AlreadyQueued, err)
 	}
-	if err == nil && r.Err == nil && r.Status == 0 {
-		err = ctx.Err()
-	}
 	return r.Status == enqueue.Queued, resultError(d, r, err)
 }
 
