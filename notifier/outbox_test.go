@@ -216,7 +216,8 @@ func (f *relayFixture) enqueue(t *testing.T, n Notification) string {
 	return id
 }
 
-// pending lists the first-attempt tasks waiting in Redis, in queue order.
+// pending lists the first-attempt tasks waiting in Redis, in queue order,
+// batch members included.
 func (f *relayFixture) pending(t *testing.T) []*tasks.Deliver {
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(f.rdb)
@@ -226,6 +227,14 @@ func (f *relayFixture) pending(t *testing.T) []*tasks.Deliver {
 	}
 	var out []*tasks.Deliver
 	for _, info := range infos {
+		if info.Type == tasks.TypeBatch {
+			members, err := tasks.DecodeBatch(info.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, members...)
+			continue
+		}
 		d, err := tasks.Decode(info.Payload)
 		if err != nil {
 			t.Fatal(err)

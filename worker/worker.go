@@ -120,6 +120,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,
 		maxTimeout:     cfg.MaxTimeout,
+		deliveries:     newDeliveryLimit(cfg.Concurrency),
 	}
 	w.asynqCfg = asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -189,6 +190,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		"queue_shards", max(w.cfg.QueueShards, 1), "queues", len(cfg.Queues))
 	<-ctx.Done()
 	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
+	// Members of batches not started yet are handed on at once rather than
+	// waiting for a slot while the shutdown timeout runs.
+	w.handler.deliveries.stop()
 	w.server.Shutdown()
 	w.handler.semaphore.close() // no delivery runs any more: give every slot back
 	w.handler.breakers.close()
