@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/notifyd/notifyd/internal/batcher"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tracing"
@@ -35,7 +36,7 @@ type attemptWriter interface {
 type recorder struct {
 	w       attemptWriter
 	logger  *slog.Logger
-	batches *batcher[*pendingRecord, uuid.UUID]
+	batches *batcher.Batcher[*pendingRecord, uuid.UUID]
 }
 
 type pendingRecord struct {
@@ -51,12 +52,12 @@ func newRecorder(w attemptWriter, logger *slog.Logger, maxBatch int) *recorder {
 	// Two attempts of one notification must go in separate statements
 	// (see store.RecordAttempts).
 	byNotification := func(p *pendingRecord) uuid.UUID { return p.rec.NotificationID }
-	r.batches = newBatcher(maxBatch, time.Millisecond, r.flush, byNotification)
+	r.batches = batcher.New(maxBatch, time.Millisecond, r.flush, byNotification)
 	return r
 }
 
 // start launches the flusher.
-func (r *recorder) start() { r.batches.start() }
+func (r *recorder) start() { r.batches.Start() }
 
 // Record queues rec and waits until it is committed or ctx ends. When ctx
 // ends first the row is still written later (the caller should hand its task
@@ -68,8 +69,8 @@ func (r *recorder) Record(ctx context.Context, rec store.AttemptRecord) (err err
 	if span.IsRecording() {
 		p.span = span.SpanContext()
 	}
-	switch err := r.batches.add(ctx, p); {
-	case errors.Is(err, errBatcherClosed):
+	switch err := r.batches.Add(ctx, p); {
+	case errors.Is(err, batcher.ErrClosed):
 		return ErrRecorderClosed
 	case err != nil:
 		return err
@@ -85,7 +86,7 @@ func (r *recorder) Record(ctx context.Context, rec store.AttemptRecord) (err err
 // close stops accepting new rows, writes what is queued (trying until
 // deadline), and returns.
 func (r *recorder) close(deadline time.Duration) {
-	if !r.batches.close(deadline) {
+	if !r.batches.Close(deadline) {
 		r.logger.Error("attempt recorder: gave up writing queued attempts at shutdown; their tasks will be retried")
 	}
 }
@@ -128,7 +129,7 @@ func (r *recorder) flush(batch []*pendingRecord) {
 		}
 		select {
 		case <-time.After(backoff):
-		case <-r.batches.stopping():
+		case <-r.batches.Stopping():
 			// Shutting down: keep trying until close's deadline; the
 			// process exit ends us if it passes.
 			time.Sleep(backoff)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/notifyd/notifyd/internal/batcher"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 )
@@ -21,7 +22,7 @@ type stateStore interface {
 // delivery was a large share of Postgres's work.
 type starter struct {
 	s       stateStore
-	batches *batcher[*beginRequest, struct{}]
+	batches *batcher.Batcher[*beginRequest, struct{}]
 }
 
 type beginRequest struct {
@@ -34,17 +35,17 @@ type beginRequest struct {
 
 func newStarter(s stateStore, maxBatch int) *starter {
 	st := &starter{s: s}
-	st.batches = newBatcher[*beginRequest, struct{}](maxBatch, time.Millisecond, st.flush, nil)
+	st.batches = batcher.New[*beginRequest, struct{}](maxBatch, time.Millisecond, st.flush, nil)
 	return st
 }
 
-func (s *starter) start() { s.batches.start() }
+func (s *starter) start() { s.batches.Start() }
 
 // begin returns the notification's state, and whether it is on record.
 func (s *starter) begin(ctx context.Context, id uuid.UUID) (st store.DeliveryState, found bool, err error) {
 	r := &beginRequest{id: id, done: make(chan struct{})}
-	switch err := s.batches.add(ctx, r); {
-	case errors.Is(err, errBatcherClosed):
+	switch err := s.batches.Add(ctx, r); {
+	case errors.Is(err, batcher.ErrClosed):
 		// A handler still running at shutdown looks its state up alone.
 		s.flush([]*beginRequest{r})
 		return r.st, r.found, r.err
@@ -61,7 +62,7 @@ func (s *starter) begin(ctx context.Context, id uuid.UUID) (st store.DeliverySta
 
 // close flushes the queued look-ups and stops; each flush's statement is
 // bounded by its own timeout, so the deadline is only a backstop.
-func (s *starter) close() { s.batches.close(time.Minute) }
+func (s *starter) close() { s.batches.Close(time.Minute) }
 
 func (s *starter) flush(batch []*beginRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,4 +1,8 @@
-package worker
+// Package batcher groups items from concurrent callers into batches for one
+// flush function: the worker's state look-ups and attempt writes (one
+// Postgres statement per batch) and producers' enqueues (one Asynq task per
+// batch, internal/enqueue) all go through it.
+package batcher
 
 import (
 	"context"
@@ -7,20 +11,20 @@ import (
 	"time"
 )
 
-// errBatcherClosed is returned by add once the batcher has stopped.
-var errBatcherClosed = errors.New("batcher closed")
+// ErrClosed is returned by Add once the batcher has stopped.
+var ErrClosed = errors.New("batcher closed")
 
-// batcher groups items from concurrent callers into batches for one flush
-// function, run by one goroutine: the starter's state look-ups and the
-// recorder's attempt writes each go to Postgres as one statement per batch,
-// since Postgres's cost is mostly per statement.
+// Batcher groups items from concurrent callers into batches for one flush
+// function, run by one goroutine: the worker's starter and recorder each go
+// to Postgres as one statement per batch, since Postgres's cost is mostly
+// per statement; a producer's enqueues go to Redis as one task per batch.
 //
 // The flusher sends whatever queued up while the previous flush ran, so a
 // batch is one item when idle and grows with load, up to size. When the
 // previous batch had more than one item it first waits linger once for
 // company (see batchLinger). Callers learn the outcome through their items
 // (a channel in each), not from the batcher.
-type batcher[T any, K comparable] struct {
+type Batcher[T any, K comparable] struct {
 	in     chan T
 	size   int
 	linger time.Duration
@@ -34,40 +38,43 @@ type batcher[T any, K comparable] struct {
 	wg       sync.WaitGroup
 }
 
-func newBatcher[T any, K comparable](size int, linger time.Duration, flush func([]T), key func(T) K) *batcher[T, K] {
-	return &batcher[T, K]{in: make(chan T, size), size: size, linger: linger, flush: flush, key: key, stop: make(chan struct{})}
+// New returns a batcher of at most size items per flush; linger is the
+// wait for company under load (batchLinger); key (nil: none) keeps items
+// with equal keys in separate batches.
+func New[T any, K comparable](size int, linger time.Duration, flush func([]T), key func(T) K) *Batcher[T, K] {
+	return &Batcher[T, K]{in: make(chan T, size), size: size, linger: linger, flush: flush, key: key, stop: make(chan struct{})}
 }
 
-// start launches the flusher.
-func (b *batcher[T, K]) start() {
+// Start launches the flusher.
+func (b *Batcher[T, K]) Start() {
 	b.wg.Add(1)
 	go b.loop()
 }
 
-// add queues it for the next batch. It fails with errBatcherClosed once
-// close has begun, and with ctx's error if the queue stays full.
-func (b *batcher[T, K]) add(ctx context.Context, it T) error {
+// Add queues it for the next batch. It fails with ErrClosed once
+// Close has begun, and with ctx's error if the queue stays full.
+func (b *Batcher[T, K]) Add(ctx context.Context, it T) error {
 	select {
 	case <-b.stop: // checked first: the select below picks at random
-		return errBatcherClosed
+		return ErrClosed
 	default:
 	}
 	select {
 	case b.in <- it:
 		return nil
 	case <-b.stop:
-		return errBatcherClosed
+		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// stopping is closed once close has begun.
-func (b *batcher[T, K]) stopping() <-chan struct{} { return b.stop }
+// Stopping is closed once close has begun.
+func (b *Batcher[T, K]) Stopping() <-chan struct{} { return b.stop }
 
-// close stops accepting items and flushes what is queued, waiting up to
+// Close stops accepting items and flushes what is queued, waiting up to
 // deadline; it reports whether the flusher finished in time.
-func (b *batcher[T, K]) close(deadline time.Duration) bool {
+func (b *Batcher[T, K]) Close(deadline time.Duration) bool {
 	finished := true
 	b.stopOnce.Do(func() {
 		close(b.stop)
@@ -82,7 +89,7 @@ func (b *batcher[T, K]) close(deadline time.Duration) bool {
 	return finished
 }
 
-func (b *batcher[T, K]) loop() {
+func (b *Batcher[T, K]) loop() {
 	defer b.wg.Done()
 	f := batchFill[T, K]{b: b, batch: make([]T, 0, b.size), seen: make(map[K]struct{})}
 	wait := batchLinger{linger: b.linger}
@@ -121,7 +128,7 @@ func (b *batcher[T, K]) loop() {
 
 // batchFill is the batch being filled and the items held back from it.
 type batchFill[T any, K comparable] struct {
-	b           *batcher[T, K]
+	b           *Batcher[T, K]
 	batch       []T
 	held, spare []T // held: for the next batch; spare: the previous held's storage
 	seen        map[K]struct{}

@@ -1,4 +1,4 @@
-package worker
+package batcher
 
 import (
 	"context"
@@ -107,20 +107,20 @@ func TestBatcher(t *testing.T) {
 			if tc.keyed {
 				key = func(it batchItem) string { return it.key }
 			}
-			b := newBatcher(tc.max, tc.linger, log.flush, key)
-			b.start()
+			b := New(tc.max, tc.linger, log.flush, key)
+			b.Start()
 			ctx := t.Context()
-			if err := b.add(ctx, batchItem{n: 0, key: "first"}); err != nil {
+			if err := b.Add(ctx, batchItem{n: 0, key: "first"}); err != nil {
 				t.Fatal(err)
 			}
 			<-log.first
 			for i, k := range tc.keys { // no more than the queue holds
-				if err := b.add(ctx, batchItem{n: i + 1, key: k}); err != nil {
+				if err := b.Add(ctx, batchItem{n: i + 1, key: k}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			close(log.release)
-			if !b.close(10 * time.Second) {
+			if !b.Close(10 * time.Second) {
 				t.Fatal("close timed out")
 			}
 			if got := log.got(); !slices.EqualFunc(got, tc.want, slices.Equal) {
@@ -165,8 +165,8 @@ func TestBatcherUnderLoad(t *testing.T) {
 			lastOf[it.key] = it.n
 		}
 	}
-	b := newBatcher(max, 0, flush, func(it batchItem) string { return it.key })
-	b.start()
+	b := New(max, 0, flush, func(it batchItem) string { return it.key })
+	b.Start()
 	var wg sync.WaitGroup
 	for c := range callers {
 		wg.Go(func() {
@@ -174,7 +174,7 @@ func TestBatcherUnderLoad(t *testing.T) {
 				n := c*perCaller + i
 				// Keys are per caller, so one caller's order is checkable.
 				it := batchItem{n: n, key: fmt.Sprint(c, "-", n%keys)}
-				if err := b.add(t.Context(), it); err != nil {
+				if err := b.Add(t.Context(), it); err != nil {
 					t.Error(err)
 					return
 				}
@@ -182,7 +182,7 @@ func TestBatcherUnderLoad(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if !b.close(10 * time.Second) {
+	if !b.Close(10 * time.Second) {
 		t.Fatal("close timed out")
 	}
 	mu.Lock()
@@ -199,26 +199,26 @@ func TestBatcherClose(t *testing.T) {
 	hang := make(chan struct{})
 	defer close(hang)
 	flushed := make(chan int, 1)
-	b := newBatcher(4, 0, func(batch []int) { flushed <- len(batch); <-hang }, func(n int) int { return n })
-	b.start()
-	if err := b.add(t.Context(), 1); err != nil {
+	b := New(4, 0, func(batch []int) { flushed <- len(batch); <-hang }, func(n int) int { return n })
+	b.Start()
+	if err := b.Add(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
 	<-flushed
-	if b.close(20 * time.Millisecond) {
+	if b.Close(20 * time.Millisecond) {
 		t.Error("close reported a hung flush as finished")
 	}
-	if err := b.add(t.Context(), 2); !errors.Is(err, errBatcherClosed) {
-		t.Errorf("add after close: %v, want errBatcherClosed", err)
+	if err := b.Add(t.Context(), 2); !errors.Is(err, ErrClosed) {
+		t.Errorf("add after close: %v, want ErrClosed", err)
 	}
 	// A full queue and an ended context: add gives up with the context.
-	full := newBatcher(1, 0, func([]int) {}, func(n int) int { return n })
-	if err := full.add(t.Context(), 1); err != nil {
+	full := New(1, 0, func([]int) {}, func(n int) int { return n })
+	if err := full.Add(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := full.add(ctx, 2); !errors.Is(err, context.Canceled) {
+	if err := full.Add(ctx, 2); !errors.Is(err, context.Canceled) {
 		t.Errorf("add to a full queue with an ended context: %v", fmt.Sprint(err))
 	}
 }
