@@ -100,6 +100,8 @@ type Server struct {
 	routeSet map[string]bool
 	// streams bounds and ends the pull receivers' event streams.
 	streams *streamLimiter
+	// ingests records concurrent ingest requests in shared statements.
+	ingests *ingestRecorder
 }
 
 // New builds the server; it does not listen until Run.
@@ -113,6 +115,7 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 
 		streams: newStreamLimiter(cfg.StreamsPerReceiver),
 	}
+	srv.ingests = newIngestRecorder(srv)
 	// Filled once the routes exist; the metrics middleware reads it.
 	srv.routeSet = map[string]bool{}
 	e := echo.New()
@@ -253,7 +256,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.streams.closeAll() // clients reconnect, with Last-Event-ID, to another process
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
+	err := hs.Shutdown(shutdownCtx)
+	// After the requests: the last of them wait for their batch.
+	s.ingests.close()
+	if err != nil {
 		return fmt.Errorf("api shutdown: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
