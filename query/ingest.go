@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -92,12 +93,20 @@ func (s *Server) ingest(c echo.Context) error {
 // enqueueIngested queues the next attempt of a pending notification. A
 // failure is not the producer's: the notification is on record, and the
 // re-drive job queues it later.
+//
+// A notification due now goes through the Linger, so concurrent requests
+// share batch tasks; a replay of one waiting for a retry is scheduled as
+// its own task at its time (a batch's members are due together).
 func (s *Server) enqueueIngested(ctx context.Context, n *store.Notification) {
-	due := n.CreatedAt
-	if n.NextAttemptAt != nil {
-		due = *n.NextAttemptAt
+	d := deliverTask(n)
+	var err error
+	if n.NextAttemptAt != nil && n.NextAttemptAt.After(time.Now()) {
+		err = tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, d, n.Attempts+1, *n.NextAttemptAt)
+	} else {
+		d.Attempt = n.Attempts + 1
+		_, err = s.linger.Enqueue(ctx, &d)
 	}
-	if err := tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, deliverTask(n), n.Attempts+1, due); err != nil {
+	if err != nil {
 		metrics.InfraErrors.WithLabelValues("redis").Inc()
 		s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
@@ -89,7 +90,7 @@ func TestConcurrentIngestsAnswerAsAlone(t *testing.T) {
 		status, body := a.do("POST", "/v1/notifications", testProducerToken, map[string]any{
 			"receiver_id": r.ID, "event_type": "trade.paid", "idempotency_key": key, "payload": payload})
 		var out struct {
-			ID    string `json:"id"`
+			ID    string                `json:"id"`
 			Error struct{ Code string } `json:"error"`
 		}
 		_ = json.Unmarshal(body, &out)
@@ -124,4 +125,48 @@ func TestConcurrentIngestsAnswerAsAlone(t *testing.T) {
 	if err := a.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM notifications`).Scan(&rows); err != nil || rows != distinct+2 {
 		t.Errorf("%d notifications on record (%v), want %d", rows, err, distinct+2)
 	}
+	// A replay queues its notification again: internal/enqueue's markers
+	// keep that to one task while the first is a batch and the replay is
+	// batched too; a replay written alone is guarded only by its own task
+	// id, so it may add a task beside a batch (the worker records the
+	// attempt once). Notifications sent once are queued once.
+	replayed := map[uuid.UUID]bool{tasks.NotificationID(r.ID, "same"): true, tasks.NotificationID(r.ID, "conflict"): true}
+	a.checkQueuedOnce(distinct+2, replayed)
+}
+
+// checkQueuedOnce checks that the first-attempt queue holds want
+// notifications, each in one task (its own or a batch) unless replayed
+// says it was sent more than once, and reports how many tasks carry them.
+func (a *testAPI) checkQueuedOnce(want int, replayed map[uuid.UUID]bool) {
+	a.t.Helper()
+	infos, err := a.inspector.ListPendingTasks(tasks.QueueFirst, asynq.PageSize(1000))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	seen := map[uuid.UUID]int{}
+	for _, info := range infos {
+		var members []*tasks.Deliver
+		if info.Type == tasks.TypeBatch {
+			members, err = tasks.DecodeBatch(info.Payload)
+		} else {
+			var d *tasks.Deliver
+			d, err = tasks.Decode(info.Payload)
+			members = []*tasks.Deliver{d}
+		}
+		if err != nil {
+			a.t.Fatalf("task %s: %v", info.ID, err)
+		}
+		for _, d := range members {
+			seen[d.ID]++
+		}
+	}
+	for id, k := range seen {
+		if k != 1 && !replayed[id] {
+			a.t.Errorf("notification %s is in %d tasks", id, k)
+		}
+	}
+	if len(seen) != want {
+		a.t.Errorf("%d notifications queued, want %d", len(seen), want)
+	}
+	a.t.Logf("%d notifications queued in %d tasks", len(seen), len(infos))
 }
