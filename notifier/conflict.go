@@ -1,14 +1,8 @@
 package notifier
 
 import (
-	"context"
 	"errors"
 	"fmt"
-
-	"github.com/hibiken/asynq"
-
-	"github.com/notifyd/notifyd/internal/ingest"
-	"github.com/notifyd/notifyd/internal/tasks"
 )
 
 // ErrIdempotencyConflict: the idempotency key was already used for this
@@ -43,49 +37,3 @@ func (e *ConflictError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrIdempotencyConflict) hold.
 func (e *ConflictError) Unwrap() error { return ErrIdempotencyConflict }
-
-// compareQueued reads the task Redis already holds under d's task id and
-// tells whether its content differs from d's. gone is true when the task
-// ended between the refused enqueue and this read.
-func (c *Client) compareQueued(d *tasks.Deliver) (conflict *ConflictError, gone bool, err error) {
-	info, err := c.inspector.GetTaskInfo(d.Queue(), d.TaskID())
-	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		return nil, true, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("notifier: read queued %s: %w", d.ID, err)
-	}
-	// Only compared, never delivered: the worker checks seals.
-	queued, err := tasks.Decode(info.Payload)
-	if err != nil {
-		return nil, false, fmt.Errorf("notifier: read queued %s: %w", d.ID, err)
-	}
-	if ingest.SameContent(queued.EventType, queued.Payload, d.EventType, d.Payload) {
-		return nil, false, nil
-	}
-	return &ConflictError{ID: d.ID.String(), QueuedHash: ingest.PayloadHash(queued.Payload),
-		RejectedHash: ingest.PayloadHash(d.Payload), TypeDiffers: queued.EventType != d.EventType}, false, nil
-}
-
-// enqueueOnce puts task on Asynq for d. created is false when Redis already
-// held a task with d's id and the same content (the notification is on its
-// way); a task with other content is a *ConflictError. A task that ended
-// between the refusal and the comparison is enqueued again, a bounded number
-// of times: the worker then compares against Postgres.
-func (c *Client) enqueueOnce(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
-	for try := 0; ; try++ {
-		_, err = tasks.Enqueue(ctx, c.asynq, c.opts.keys, d)
-		if !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return err == nil, err
-		}
-		conflict, gone, err := c.compareQueued(d)
-		switch {
-		case err != nil:
-			return false, err
-		case conflict != nil:
-			return false, conflict
-		case !gone || try == 2:
-			return false, nil
-		}
-	}
-}

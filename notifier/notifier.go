@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/callbackhosts"
+	"github.com/notifyd/notifyd/internal/enqueue"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/redisurl"
@@ -106,6 +107,9 @@ type options struct {
 	replicaAck int
 	ackTimeout time.Duration
 	keys       *taskauth.Keyring
+	// linger: how long Notify waits, under load, for concurrent calls to
+	// share its task (enqueue.Linger); 0: every call its own task.
+	linger time.Duration
 }
 
 // WithMaxPayloadSize sets the largest payload accepted (default 256 KiB).
@@ -119,6 +123,12 @@ func WithAllowPrivateTargets(allow bool) Option {
 	return func(o *options) { o.rules.Targets = netguard.Policy{AllowPrivate: allow} }
 }
 
+// WithLinger sets how long Notify waits for concurrent Notify calls to share
+// one task with it (default 1 ms), like a Kafka producer's linger.ms. The
+// wait applies only under load: a call that finds no other in progress is
+// sent at once, alone. 0 turns batching off (every call its own task).
+func WithLinger(d time.Duration) Option { return func(o *options) { o.linger = max(d, 0) } }
+
 // WithReceiverCacheTTL sets how long a receiver's existence is cached
 // (default 5 s; a deactivated receiver is refused after at most this long).
 func WithReceiverCacheTTL(d time.Duration) Option { return func(o *options) { o.cacheTTL = d } }
@@ -127,9 +137,11 @@ func WithReceiverCacheTTL(d time.Duration) Option { return func(o *options) { o.
 type Client struct {
 	rdb   redis.UniversalClient
 	asynq *asynq.Client
-	// inspector reads a queued task whose id an enqueue collided with.
-	inspector *asynq.Inspector
-	acks      *ackScripter // nil unless WithReplicaAck
+	// producer writes tasks and batches (internal/enqueue); linger gathers
+	// concurrent Notify calls for it (nil: WithLinger(0)).
+	producer *enqueue.Producer
+	linger   *enqueue.Linger
+	acks     *ackScripter // nil unless WithReplicaAck
 	ownsRDB   bool         // Close closes rdb
 	opts      options
 	// active holds the receivers found active, for opts.cacheTTL.
@@ -183,14 +195,14 @@ func NewFromURL(url string, opts ...Option) (*Client, error) {
 
 // NewFromRedisClient uses an existing go-redis client. Close does not close it.
 func NewFromRedisClient(rdb redis.UniversalClient, opts ...Option) *Client {
-	o := options{cacheTTL: 5 * time.Second}
+	o := options{cacheTTL: 5 * time.Second, linger: enqueue.DefaultLinger}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.rules.Targets.Hint == "" {
 		o.rules.Targets.Hint = "notifier.WithAllowPrivateTargets(true) allows it for development"
 	}
-	c := &Client{rdb: rdb, opts: o, inspector: asynq.NewInspectorFromRedisClient(rdb), active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize),
+	c := &Client{rdb: rdb, opts: o, active: ttlcache.New[uuid.UUID, struct{}](o.cacheTTL, activeCacheSize),
 		hosts: ttlcache.New[uuid.UUID, []string](o.cacheTTL, activeCacheSize)}
 	if o.replicaAck > 0 {
 		c.acks = newAckScripter(rdb, o.replicaAck, o.ackTimeout)
@@ -198,12 +210,22 @@ func NewFromRedisClient(rdb redis.UniversalClient, opts ...Option) *Client {
 	} else {
 		c.asynq = asynq.NewClientFromRedisClient(rdb)
 	}
+	c.producer = enqueue.New(rdb, c.asynq, o.keys)
+	if o.linger > 0 {
+		c.linger = enqueue.NewLinger(func(ctx context.Context, ds []*tasks.Deliver) []enqueue.Result {
+			return c.write(ctx, ds, false)
+		}, o.linger, 0)
+	}
 	return c
 }
 
-// Close releases the client's resources: the Redis connections if New or
+// Close waits for the Notify calls being batched to be written and
+// releases the client's resources: the Redis connections if New or
 // NewFromURL opened them.
 func (c *Client) Close() error {
+	if c.linger != nil {
+		c.linger.Close()
+	}
 	if c.ownsRDB {
 		return c.rdb.Close()
 	}
@@ -217,14 +239,8 @@ func (c *Client) Close() error {
 // first notification's task is still in Redis; see ErrIdempotencyConflict
 // for afterwards.
 func (c *Client) Notify(ctx context.Context, n Notification) (string, error) {
-	d, err := c.prepare(n)
+	d, err := c.admit(ctx, n)
 	if err != nil {
-		return "", err
-	}
-	if err := c.checkReceiver(ctx, d.ReceiverID); err != nil {
-		return "", err
-	}
-	if err := c.checkCallbackHost(ctx, d); err != nil {
 		return "", err
 	}
 	d.EnqueuedAt = time.Now().UTC()
@@ -261,33 +277,74 @@ func (c *Client) prepare(n Notification) (*tasks.Deliver, error) {
 	}, nil
 }
 
-// enqueue puts d on Asynq. It reports whether a new task was created: false
-// means a task with the same id and content was already queued or running,
-// which is success too (the notification is on its way); the same id with
-// other content is a *ConflictError.
+// enqueue puts d on Asynq, sharing a task with concurrent calls unless
+// WithLinger(0). It reports whether a new task was created: false means a
+// task with the same id and content was already queued or running, which
+// is success too (the notification is on its way); the same id with other
+// content is a *ConflictError.
 func (c *Client) enqueue(ctx context.Context, d *tasks.Deliver) (created bool, err error) {
+	var r enqueue.Result
+	if c.linger != nil {
+		r, err = c.linger.Enqueue(ctx, d)
+	} else {
+		finish := tasks.TraceEnqueue(ctx, d)
+		r = c.write(ctx, []*tasks.Deliver{d}, false)[0]
+		err = r.Err
+		finish(r.Status == enqueue.AlreadyQueued, err)
+	}
+	if err == nil && r.Err == nil && r.Status == 0 {
+		err = ctx.Err()
+	}
+	return r.Status == enqueue.Queued, resultError(d, r, err)
+}
+
+// write queues ds (spans: one per member, in ctx) and, with replica acks on,
+// waits for the replicas: a member whose write they did not confirm gets a
+// *ReplicaAckError.
+func (c *Client) write(ctx context.Context, ds []*tasks.Deliver, spans bool) []enqueue.Result {
 	var ack *replicaAck
 	if c.acks != nil {
 		ack = new(replicaAck)
 		ctx = context.WithValue(ctx, ackKey{}, ack)
 	}
-	created, err = c.enqueueOnce(ctx, d)
-	var conflict *ConflictError
+	var res []enqueue.Result
+	if spans {
+		res, _ = c.producer.EnqueueMany(ctx, ds)
+	} else {
+		res, _ = c.producer.Enqueue(ctx, ds)
+	}
+	if ack == nil {
+		return res
+	}
+	wrote, found := false, false
+	for _, r := range res {
+		wrote = wrote || r.Status == enqueue.Queued
+		found = found || r.Status == enqueue.AlreadyQueued
+	}
+	if found || !wrote {
+		// A task found in Redis may be an earlier call's, not replicated yet.
+		c.acks.confirmReplicated(ctx, ack)
+	}
+	for i := range res {
+		if res[i].Err == nil && res[i].Status != enqueue.Conflict {
+			res[i].Err = ack.check(ds[i].ID.String(), c.opts.replicaAck)
+		}
+	}
+	return res
+}
+
+// resultError is the error Notify returns for d's enqueue result.
+func resultError(d *tasks.Deliver, r enqueue.Result, err error) error {
 	switch {
-	case errors.As(err, &conflict):
-		return false, err
+	case err != nil && errors.Is(err, ErrReplicaAck):
+		return err
 	case err != nil:
-		return false, fmt.Errorf("notifier: enqueue %s: %w", d.ID, err)
+		return fmt.Errorf("notifier: enqueue %s: %w", d.ID, err)
+	case r.Status == enqueue.Conflict:
+		return &ConflictError{ID: d.ID.String(), QueuedHash: r.QueuedHash,
+			RejectedHash: ingest.PayloadHash(d.Payload), TypeDiffers: r.TypeDiffers}
 	}
-	if ack != nil {
-		if !created {
-			c.acks.confirmReplicated(ctx, ack)
-		}
-		if err := ack.check(d.ID.String(), c.opts.replicaAck); err != nil {
-			return created, err
-		}
-	}
-	return created, nil
+	return nil
 }
 
 func (c *Client) checkReceiver(ctx context.Context, id uuid.UUID) error {

@@ -40,6 +40,9 @@ type handler struct {
 
 	// rdb announces offers to pull receivers' streams (pull.go).
 	rdb redis.UniversalClient
+	// deliveries is the worker-wide limit on deliveries at once: tasks and
+	// batch members alike (batch.go).
+	deliveries *deliveryLimit
 }
 
 // pendingFailer ends a pending notification that must not be attempted.
@@ -65,14 +68,28 @@ type delivery struct {
 	own bool
 }
 
-// ProcessTask implements asynq.Handler: open and admit the task, load its
-// notification's state, make the attempt, record it, schedule the next;
-// all of it in one span (tracing.go), a child of the task's enqueue span.
-func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
+// ProcessTask implements asynq.Handler: a batch fans out (batch.go); a
+// single task is delivered within the worker-wide delivery limit.
+func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	if t.Type() == tasks.TypeBatch {
+		return h.processBatch(ctx, t)
+	}
 	d, err := h.open(t)
 	if err != nil {
 		return err
 	}
+	if err := h.deliveries.take(ctx); err != nil {
+		// Stopping: back to the queue at once, for another worker.
+		return &retryLater{after: 0, err: err}
+	}
+	defer h.deliveries.give()
+	return h.deliver(ctx, d)
+}
+
+// deliver makes one notification's attempt: admit it, load its state, make
+// the attempt, record it, schedule the next; all of it in one span
+// (tracing.go), a child of the task's enqueue span.
+func (h *handler) deliver(ctx context.Context, d *tasks.Deliver) (err error) {
 	ctx, span := traceDelivery(ctx, d)
 	defer func() { endDelivery(span, err) }()
 	dv, err := h.admit(ctx, d)

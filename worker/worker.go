@@ -112,6 +112,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		logger:         logger,
 		defaultTimeout: cfg.DefaultTimeout,
 		maxTimeout:     cfg.MaxTimeout,
+		deliveries:     newDeliveryLimit(cfg.Concurrency),
 	}
 	w.server = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -157,6 +158,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts)
 	<-ctx.Done()
 	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
+	// Members of batches not started yet are handed on at once rather than
+	// waiting for a slot while the shutdown timeout runs.
+	w.handler.deliveries.stop()
 	w.server.Shutdown()
 	w.handler.semaphore.close() // no delivery runs any more: give every slot back
 	w.handler.breakers.close()

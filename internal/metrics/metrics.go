@@ -71,6 +71,13 @@ var (
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
 
+	// BatchMembers is the number of notifications per batch task a worker ran.
+	BatchMembers = factory.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "notifyd", Name: "task_batch_size",
+		Help:    "Notifications per batch task run by a worker (single tasks are not counted).",
+		Buckets: prometheus.ExponentialBuckets(2, 2, 7),
+	})
+
 	// RecorderErrors counts failed batch writes (each is retried).
 	RecorderErrors = factory.NewCounter(prometheus.CounterOpts{
 		Namespace: "notifyd", Name: "recorder_write_errors_total",

@@ -1,0 +1,163 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/notifyd/notifyd/internal/enqueue"
+	"github.com/notifyd/notifyd/internal/metrics"
+	"github.com/notifyd/notifyd/internal/taskauth"
+	"github.com/notifyd/notifyd/internal/tasks"
+)
+
+// A batch task (tasks.TypeBatch) carries several notifications' attempts.
+// Everything a notification promises stays per member: each is delivered
+// by the same steps as a single task (deliver), under the same limits (the
+// worker-wide deliveryLimit counts deliveries, not tasks; per-receiver
+// slots, circuit, slow start), in its own trace. What a single task hands
+// back to Asynq (a deferral, a retry after an infrastructure error, a
+// shutdown) a member gets as its own task instead, at its own time, so
+// that the batch itself completes once every member is settled or handed
+// on. If even that fails (Redis gone), the whole batch goes back to Asynq:
+// rerun, it re-delivers only what is not on record, as after a SIGKILL.
+
+// errHandedBack: the worker is stopping and the member was not started.
+var errHandedBack = errors.New("worker stopping: member handed back")
+
+// processBatch opens a batch and fans its members out.
+func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
+	members, err := h.openBatch(t)
+	if err != nil {
+		return err
+	}
+	outcomes := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, d := range members {
+		if err := d.CheckID(); err != nil {
+			outcomes[i] = h.refuse("id_mismatch", d, err)
+			continue
+		}
+		if err := h.deliveries.take(ctx); err != nil {
+			outcomes[i] = err // not started: handed on below
+			continue
+		}
+		wg.Go(func() {
+			defer h.deliveries.give()
+			outcomes[i] = h.deliver(ctx, d)
+		})
+	}
+	wg.Wait()
+	metrics.BatchMembers.Observe(float64(len(members)))
+	if err := h.handOn(ctx, members, outcomes); err != nil {
+		return err
+	}
+	batchID, _ := asynq.GetTaskID(ctx)
+	if err := enqueue.Unmark(context.WithoutCancel(ctx), h.rdb, batchID, members); err != nil {
+		// The markers expire on their own; meanwhile a repeat finds the
+		// batch gone and queues again, which the worker records once.
+		h.logger.Warn("batch done; its markers stay until they expire", "task_id", batchID, "err", err)
+	}
+	return nil
+}
+
+// openBatch checks a batch's seal; one that fails is dropped whole, like a
+// single task (handler.open).
+func (h *handler) openBatch(t *asynq.Task) ([]*tasks.Deliver, error) {
+	members, err := tasks.OpenBatch(h.keys, t.Payload())
+	switch {
+	case errors.Is(err, taskauth.ErrUnsigned):
+		return nil, h.refuse("unsigned", nil, err)
+	case errors.Is(err, taskauth.ErrUnknownKey), errors.Is(err, taskauth.ErrBadMAC):
+		return nil, h.refuse("bad_signature", nil, err)
+	case err != nil:
+		metrics.Dropped.WithLabelValues("malformed").Inc()
+		h.logger.Error("dropping malformed batch", "err", err)
+		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	return members, nil
+}
+
+// handOn queues, as its own task, every member whose delivery must happen
+// later: deferred (at its deferral's time, same attempt), cut short or not
+// started (now), or failed on our infrastructure (after Asynq's backoff).
+// Settled members (delivered, recorded, dropped) need nothing. An error
+// means a member could not be queued: the caller hands the whole batch back.
+func (h *handler) handOn(ctx context.Context, members []*tasks.Deliver, outcomes []error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for i, err := range outcomes {
+		if err == nil || errors.Is(err, asynq.SkipRetry) {
+			continue
+		}
+		due := time.Now().Add(handOnDelay(err))
+		d := *members[i]
+		task, terr := d.Task(h.keys, asynq.ProcessAt(due))
+		if terr == nil {
+			_, terr = h.queue.EnqueueContext(ctx, task)
+		}
+		if terr != nil && !errors.Is(terr, asynq.ErrTaskIDConflict) {
+			return h.infra("redis", fmt.Errorf("batch member %s: hand on: %w", d.ID, terr))
+		}
+		var rl *retryLater
+		if !errors.As(err, &rl) {
+			h.logger.Info("batch member handed on as its own task", "notification_id", d.ID, "attempt", d.Attempt, "reason", err)
+		}
+	}
+	return nil
+}
+
+// handOnDelay is when a member handed on is due: a deferral's own delay,
+// at once for a member the worker did not finish because it is stopping,
+// the first step of Asynq's backoff (retryDelay) for anything else.
+func handOnDelay(err error) time.Duration {
+	var rl *retryLater
+	switch {
+	case errors.As(err, &rl):
+		return rl.after
+	case errors.Is(err, errHandedBack), errors.Is(err, context.Canceled):
+		return 0
+	}
+	return retryDelay(0, err, nil)
+}
+
+// deliveryLimit is the worker-wide cap on deliveries running at once
+// (Config.Concurrency). Asynq's own concurrency counts tasks, and a batch
+// task is many deliveries.
+type deliveryLimit struct {
+	slots    chan struct{}
+	stopping chan struct{}
+	stopOnce sync.Once
+}
+
+func newDeliveryLimit(n int) *deliveryLimit {
+	return &deliveryLimit{slots: make(chan struct{}, n), stopping: make(chan struct{})}
+}
+
+// take waits for a delivery slot; it fails with errHandedBack once the
+// worker is stopping (a member not started is handed on, not begun), or
+// with ctx's error.
+func (l *deliveryLimit) take(ctx context.Context) error {
+	select {
+	case <-l.stopping:
+		return errHandedBack
+	default:
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return nil
+	case <-l.stopping:
+		return errHandedBack
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *deliveryLimit) give() { <-l.slots }
+
+// stop makes take refuse from now on: the worker is shutting down.
+func (l *deliveryLimit) stop() { l.stopOnce.Do(func() { close(l.stopping) }) }
