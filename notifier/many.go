@@ -31,7 +31,9 @@ type ItemError struct {
 	Err   error
 }
 
-func (e *ItemError) Error() string { return fmt.Sprintf("notifier: notification %d: %v", e.Index, e.Err) }
+func (e *ItemError) Error() string {
+	return fmt.Sprintf("notifier: notification %d: %v", e.Index, e.Err)
+}
 
 // Unwrap makes errors.Is and errors.As see the item's own error.
 func (e *ItemError) Unwrap() error { return e.Err }

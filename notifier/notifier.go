@@ -142,8 +142,8 @@ type Client struct {
 	producer *enqueue.Producer
 	linger   *enqueue.Linger
 	acks     *ackScripter // nil unless WithReplicaAck
-	ownsRDB   bool         // Close closes rdb
-	opts      options
+	ownsRDB  bool         // Close closes rdb
+	opts     options
 	// active holds the receivers found active, for opts.cacheTTL.
 	active *ttlcache.Cache[uuid.UUID, struct{}]
 	// hosts holds receivers' callback_hosts (nil: unrestricted), for
