@@ -111,4 +111,3 @@ func (f *relayFixture) sentIDs(t *testing.T, where string) []string {
 	}
 	return out
 }
-
