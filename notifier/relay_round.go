@@ -216,6 +216,8 @@ func (r *Relay) sendRows(ctx context.Context, rows []outboxRow) []rowOutcome {
 			// Another row (or a Notify) used the key first, with other
 			// content: that one is the notification; this row never will be.
 			o.dead = &deadRow{rows[i].id, "idempotency_conflict", err.Error()}
+		case err != nil && ctx.Err() != nil:
+			// Shutting down: not a failure of the row; the next relay sends it.
 		case err != nil:
 			outboxFailed.WithLabelValues("redis").Inc()
 			o.err = fmt.Errorf("outbox row %d: %w", rows[i].id, err)
