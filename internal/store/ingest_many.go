@@ -150,16 +150,8 @@ func (s *Store) insertMany(ctx context.Context, a *insertArrays) (map[uuid.UUID]
 	if err != nil {
 		return nil, fmt.Errorf("insert %d notifications: %w", len(a.ids), err)
 	}
-	defer rows.Close()
-	created := make(map[uuid.UUID]*Notification, len(a.ids))
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, fmt.Errorf("insert %d notifications: %w", len(a.ids), err)
-		}
-		created[n.ID] = n
-	}
-	if err := rows.Err(); err != nil {
+	created, err := notificationsOf(rows, len(a.ids))
+	if err != nil {
 		return nil, fmt.Errorf("insert %d notifications: %w", len(a.ids), err)
 	}
 	return created, nil
@@ -172,19 +164,25 @@ func (s *Store) notificationsByID(ctx context.Context, ids []uuid.UUID) (map[uui
 		return out, nil
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+notificationColumns+` FROM notifications WHERE id = ANY($1)`, pgIDs(ids))
+	if err == nil {
+		out, err = notificationsOf(rows, len(ids))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get %d notifications: %w", len(ids), err)
 	}
+	return out, nil
+}
+
+// notificationsOf reads rows of notificationColumns, by id, and closes rows.
+func notificationsOf(rows pgx.Rows, expect int) (map[uuid.UUID]*Notification, error) {
 	defer rows.Close()
+	out := make(map[uuid.UUID]*Notification, expect)
 	for rows.Next() {
 		n, err := scanNotification(rows)
 		if err != nil {
-			return nil, fmt.Errorf("get %d notifications: %w", len(ids), err)
+			return nil, err
 		}
 		out[n.ID] = n
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("get %d notifications: %w", len(ids), err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
