@@ -220,11 +220,19 @@ func (f *relayFixture) enqueue(t *testing.T, n Notification) string {
 // batch members included.
 func (f *relayFixture) pending(t *testing.T) []*tasks.Deliver {
 	t.Helper()
+	// After a flush, Asynq's client does not register the queue again (it
+	// remembers having done so), so the Inspector would report it missing
+	// while workers still serve it.
+	if err := f.rdb.SAdd(context.Background(), "asynq:queues", tasks.QueueFirst).Err(); err != nil {
+		t.Fatal(err)
+	}
 	insp := asynq.NewInspectorFromRedisClient(f.rdb)
 	infos, err := insp.ListPendingTasks(tasks.QueueFirst)
 	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
 		t.Fatal(err)
 	}
+	// The relay queues a round's rows as one batch task (internal/enqueue),
+	// or an ordinary task when it holds one: the members, in order.
 	var out []*tasks.Deliver
 	for _, info := range infos {
 		if info.Type == tasks.TypeBatch {
@@ -345,16 +353,29 @@ func TestRelaySendsInOrderAndKillsUndeliverableRows(t *testing.T) {
 		t.Fatalf("third relayBatch = %d, %v", n, err)
 	}
 
-	// A relay that died before marking: the row is sent again, and Asynq
-	// refuses the duplicate of the task still queued.
+	// A relay that died before marking: the row is sent again. Its first
+	// copy is a member of the round's batch task; a re-send of one row is
+	// written alone, and internal/enqueue guards a lone task by its task id
+	// only (BATCH_API.md), not by the members' markers: the copy may be
+	// queued beside the batch, and the worker records the attempt once
+	// (TestOutboxRelayKilledBetweenEnqueueAndMark: delivered once each).
 	if _, err := f.pool.Exec(ctx, `UPDATE notifyd_outbox SET sent_at = NULL WHERE idempotency_key = 'k2'`); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := f.relay.relayBatch(ctx, DefaultOutboxTable); err != nil || n != 1 {
 		t.Fatalf("re-send = %d, %v", n, err)
 	}
-	if got := f.pending(t); len(got) != len(ids) {
-		t.Errorf("%d tasks queued after a re-send, want still %d", len(got), len(ids))
+	copies := map[string]int{}
+	for _, d := range f.pending(t) {
+		copies[d.ID.String()]++
+	}
+	for _, id := range ids {
+		if copies[id] < 1 || (copies[id] > 1 && id != ids[1]) || copies[id] > 2 {
+			t.Errorf("after re-sending k2: notification %s queued %d times", id, copies[id])
+		}
+	}
+	if len(copies) != len(ids) {
+		t.Errorf("%d notifications queued after a re-send, want still %d", len(copies), len(ids))
 	}
 	if n := countRows(t, f.pool, "sent_at IS NOT NULL"); n != len(ids) {
 		t.Errorf("%d rows sent, want %d", n, len(ids))

@@ -16,15 +16,20 @@ import (
 // Relay moves committed outbox rows to notifyd's queue.
 //
 // Each round locks the oldest unsent rows (FOR UPDATE SKIP LOCKED, so
-// several relays can run against one table), enqueues each as the first
-// attempt of its notification exactly as Notify does, and marks them sent in
-// the same transaction. Rows reach the queue at least once, and each becomes
+// several relays can run against one table), enqueues them as the first
+// attempts of their notifications exactly as NotifyMany does (batch tasks
+// of up to 100, one Redis round trip each, instead of one per row), and
+// marks them sent in the same transaction: only the rows whose
+// notifications are in Redis (and acknowledged by the replicas, with
+// WithReplicaAck); a row whose write failed is tried again, whatever
+// happened to the rest of its round. Rows reach the queue at least once, and each becomes
 // exactly one notification in notifyd: a relay that dies between enqueueing
 // and marking leaves the rows unsent, the next round enqueues them again,
-// and because the notification id (and so the task id) is derived from
-// (receiver, idempotency key), the second copy is refused by Asynq while the
-// first is queued or running, and is skipped by the worker once the
-// notification is on record. The relay adds no delivery of its own; the
+// and because the notification id is derived from (receiver, idempotency
+// key), the second copy is refused while the first is queued or running
+// (by its task id, or for a member of a batch by its marker:
+// internal/enqueue), and is skipped by the worker once the notification is
+// on record. The relay adds no delivery of its own; the
 // worker's guarantees (at least once, normally once) apply unchanged.
 //
 // A sent row is not done: until a worker records the notification in
@@ -40,8 +45,10 @@ import (
 //
 // Order: with one relay, rows are enqueued in id order (the order in which
 // they were inserted, which can differ from the order their transactions
-// committed), and a row that cannot be enqueued for a transient reason
-// holds back the rows after it; several relays interleave their batches.
+// committed), and a row whose checks fail for a transient reason (the
+// receiver registry unreachable) holds back the rows after it; a round's
+// rows are written together, so one whose write fails may be overtaken by
+// the others of its round; several relays interleave their batches.
 // Delivery order is not guaranteed even so: workers deliver concurrently,
 // and a retried notification arrives after later ones.
 //

@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -62,28 +63,28 @@ func (r *Relay) confirmBatch(ctx context.Context, table string) (int, error) {
 
 	var confirmed, resent, queued []int64
 	var dead []deadRow
-	var sendErr error
+	var unrecorded []outboxRow
 	for i := range batch {
-		row := &batch[i]
-		if recorded[row.notificationID] {
-			confirmed = append(confirmed, row.id)
-			continue
+		if recorded[batch[i].notificationID] {
+			confirmed = append(confirmed, batch[i].id)
+		} else {
+			unrecorded = append(unrecorded, batch[i])
 		}
-		if sendErr != nil || ctx.Err() != nil {
-			continue // Redis is failing: keep the rest for the next round
-		}
-		created, dr, err := r.send(ctx, row)
+	}
+	var sendErr error // rows that failed keep their grace: tried again next round
+	for i, o := range r.sendRows(ctx, unrecorded) {
+		row := &unrecorded[i]
 		switch {
-		case dr != nil:
-			dead = append(dead, *dr)
-			r.logDead(row, dr)
-		case err != nil:
-			sendErr = err
-		case created:
+		case o.dead != nil:
+			dead = append(dead, *o.dead)
+			r.logDead(row, o.dead)
+		case o.err != nil:
+			sendErr = cmp.Or(sendErr, o.err)
+		case o.created:
 			resent = append(resent, row.id)
 			r.opts.logger.Warn("outbox row re-sent: notifyd had not recorded its notification and Redis no longer held it",
 				"outbox_id", row.id, "notification_id", row.notificationID, "receiver_id", row.receiverID)
-		default:
+		case o.sent:
 			queued = append(queued, row.id)
 		}
 	}

@@ -1,7 +1,8 @@
 package notifier
 
-// One relay round: lock the oldest unsent rows, enqueue each, and mark them
-// sent, dead or failed in the same transaction.
+// One relay round: lock the oldest unsent rows, enqueue them (one write for
+// the round, internal/enqueue), and mark them sent, dead or failed in the
+// same transaction.
 
 import (
 	"context"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/notifyd/notifyd/internal/enqueue"
+	"github.com/notifyd/notifyd/internal/tasks"
 )
 
 // markTimeout bounds marking rows sent after the relay was told to stop:
@@ -82,25 +86,20 @@ func (r *Relay) relayBatch(ctx context.Context, table string) (int, error) {
 	var (
 		sent    []int64
 		dead    []deadRow
-		failed  int64 // the row a transient error stopped the round at
+		failed  []deadRow // rows a transient error kept out of Redis
 		failErr error
 	)
-rows:
-	for i := range batch {
-		if ctx.Err() != nil {
-			break // shutting down: mark what was enqueued and leave
-		}
-		_, dr, err := r.send(ctx, &batch[i])
+	for i, o := range r.sendRows(ctx, batch) {
 		switch {
-		case dr != nil:
-			dead = append(dead, *dr)
-			r.logDead(&batch[i], dr)
-		case err != nil:
-			if ctx.Err() == nil {
-				failed, failErr = batch[i].id, err
+		case o.dead != nil:
+			dead = append(dead, *o.dead)
+			r.logDead(&batch[i], o.dead)
+		case o.err != nil:
+			failed = append(failed, deadRow{id: batch[i].id, err: o.err.Error()})
+			if failErr == nil {
+				failErr = o.err
 			}
-			break rows // keep order: later rows wait for this one
-		default:
+		case o.sent:
 			sent = append(sent, batch[i].id)
 		}
 	}
@@ -117,9 +116,7 @@ rows:
 		b.Queue(`UPDATE `+t+` SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)`, sent)
 	}
 	queueDead(b, t, dead)
-	if failErr != nil {
-		b.Queue(`UPDATE `+t+` SET attempts = attempts + 1, last_error = $2 WHERE id = $1`, failed, failErr.Error())
-	}
+	queueFailed(b, t, failed)
 	if b.Len() > 0 {
 		if err := tx.SendBatch(mctx, b).Close(); err != nil {
 			outboxErrors.Inc()
@@ -158,10 +155,82 @@ func queueDead(b *pgx.Batch, t string, dead []deadRow) {
 		FROM unnest($1::bigint[], $2::text[]) AS d(id, msg) WHERE o.id = d.id`, ids, msgs)
 }
 
-// send enqueues one row. It returns a deadRow if the row can never be sent,
-// an error if it cannot be sent now; created is false when Redis already
-// held a task with the same id (the notification is on its way).
-func (r *Relay) send(ctx context.Context, row *outboxRow) (created bool, _ *deadRow, _ error) {
+// queueFailed adds counting a failed try of each of rows to b.
+func queueFailed(b *pgx.Batch, t string, rows []deadRow) {
+	if len(rows) == 0 {
+		return
+	}
+	ids, msgs := make([]int64, len(rows)), make([]string, len(rows))
+	for i, d := range rows {
+		ids[i], msgs[i] = d.id, d.err
+	}
+	b.Queue(`UPDATE `+t+` o SET attempts = o.attempts + 1, last_error = d.msg
+		FROM unnest($1::bigint[], $2::text[]) AS d(id, msg) WHERE o.id = d.id`, ids, msgs)
+}
+
+// rowOutcome is what sendRows did with one row: sent (in Redis now,
+// created when by this call), dead, failed with err (transient: retry), or
+// none of these (held back behind a row that failed, or shutting down).
+type rowOutcome struct {
+	sent, created bool
+	dead          *deadRow
+	err           error
+}
+
+// sendRows enqueues rows, in one write for all that pass their checks (a
+// batch task per queue and ~100 rows, internal/enqueue), with the
+// replica acknowledgement the client asks for. A row is sent only when its
+// notification is in Redis (and, with WithReplicaAck, on the replicas):
+// any row whose write or acknowledgement failed gets err and is tried
+// again, whatever happened to the others. A transient error while checking
+// a row holds back the rows after it (they are not written at all), so
+// that with one relay rows reach Redis in order as far as that is kept.
+func (r *Relay) sendRows(ctx context.Context, rows []outboxRow) []rowOutcome {
+	out := make([]rowOutcome, len(rows))
+	ds := make([]*tasks.Deliver, 0, len(rows))
+	idx := make([]int, 0, len(rows))
+	for i := range rows {
+		if ctx.Err() != nil {
+			break // shutting down: mark what was enqueued and leave
+		}
+		d, dr, err := r.admit(ctx, &rows[i])
+		if dr != nil {
+			out[i].dead = dr
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				out[i].err = err
+			}
+			break // keep order: later rows wait for this one
+		}
+		ds, idx = append(ds, d), append(idx, i)
+	}
+	if len(ds) == 0 {
+		return out
+	}
+	for k, res := range r.client.write(ctx, ds, true) {
+		i, o := idx[k], &out[idx[k]]
+		switch err := resultError(ds[k], res, res.Err); {
+		case errors.Is(err, ErrIdempotencyConflict):
+			// Another row (or a Notify) used the key first, with other
+			// content: that one is the notification; this row never will be.
+			o.dead = &deadRow{rows[i].id, "idempotency_conflict", err.Error()}
+		case err != nil && ctx.Err() != nil:
+			// Shutting down: not a failure of the row; the next relay sends it.
+		case err != nil:
+			outboxFailed.WithLabelValues("redis").Inc()
+			o.err = fmt.Errorf("outbox row %d: %w", rows[i].id, err)
+		default:
+			o.sent, o.created = true, res.Status == enqueue.Queued
+		}
+	}
+	return out
+}
+
+// admit checks one row and returns its task. It returns a deadRow if the
+// row can never be sent, an error if it cannot be sent now.
+func (r *Relay) admit(ctx context.Context, row *outboxRow) (*tasks.Deliver, *deadRow, error) {
 	// Rows may have been written by other means than EnqueueTx (plain SQL
 	// from a producer in another language), so they are validated again, by
 	// the same code, and their id must be the one notifyd derives.
@@ -170,41 +239,31 @@ func (r *Relay) send(ctx context.Context, row *outboxRow) (created bool, _ *dead
 		CallbackURL: row.callbackURL, Payload: row.payload,
 	})
 	if err != nil {
-		return false, &deadRow{row.id, "invalid", err.Error()}, nil
+		return nil, &deadRow{row.id, "invalid", err.Error()}, nil
 	}
 	if d.ID != row.notificationID {
-		return false, &deadRow{row.id, "invalid", fmt.Sprintf("notification_id %s is not the id derived from receiver_id and idempotency_key (%s)", row.notificationID, d.ID)}, nil
+		return nil, &deadRow{row.id, "invalid", fmt.Sprintf("notification_id %s is not the id derived from receiver_id and idempotency_key (%s)", row.notificationID, d.ID)}, nil
 	}
 	err = r.client.checkReceiver(ctx, d.ReceiverID)
 	switch {
 	case errors.Is(err, ErrUnknownReceiver):
-		return false, &deadRow{row.id, "unknown_receiver", err.Error()}, nil
+		return nil, &deadRow{row.id, "unknown_receiver", err.Error()}, nil
 	case errors.Is(err, ErrReceiverInactive):
-		return false, &deadRow{row.id, "inactive_receiver", err.Error()}, nil
+		return nil, &deadRow{row.id, "inactive_receiver", err.Error()}, nil
 	case errors.Is(err, ErrRegistryUnavailable):
 		outboxFailed.WithLabelValues("registry_unavailable").Inc()
-		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
+		return nil, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	case err != nil:
 		outboxFailed.WithLabelValues("redis").Inc()
-		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
+		return nil, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	}
 	if err := r.client.checkCallbackHost(ctx, d); errors.Is(err, ErrCallbackHostNotAllowed) {
-		return false, &deadRow{row.id, "callback_host", err.Error()}, nil
+		return nil, &deadRow{row.id, "callback_host", err.Error()}, nil
 	} else if err != nil {
-		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
+		return nil, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
 	}
 	// The producer handed the notification in when it wrote the row; the
 	// queueing-delay metric then includes the time spent in the outbox.
 	d.EnqueuedAt = row.createdAt.UTC()
-	created, err = r.client.enqueue(ctx, d)
-	if errors.Is(err, ErrIdempotencyConflict) {
-		// Another row (or a Notify) used the key first, with other
-		// content: that one is the notification; this row never will be.
-		return false, &deadRow{row.id, "idempotency_conflict", err.Error()}, nil
-	}
-	if err != nil {
-		outboxFailed.WithLabelValues("redis").Inc()
-		return false, nil, fmt.Errorf("outbox row %d: %w", row.id, err)
-	}
-	return created, nil, nil
+	return d, nil, nil
 }

@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/notifyd/notifyd/internal/callbackhosts"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
@@ -55,29 +54,18 @@ func (s *Server) ingest(c echo.Context) error {
 		in.Payload = compact.Bytes()
 	}
 	ctx := c.Request().Context()
-	r, err := s.ingestReceiver(ctx, receiverID, in.CallbackURL)
-	if err != nil {
-		return err
-	}
-	policy := s.cfg.Retry
-	if r.Retry != nil {
-		policy = r.Retry.Merge(s.cfg.Retry)
-	}
 	nn := store.NewNotification{
 		ID: tasks.NotificationID(receiverID, in.IdempotencyKey), ReceiverID: receiverID,
-		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL,
-		Payload: in.Payload, MaxAttempts: policy.MaxAttempts,
+		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL, Payload: in.Payload,
 	}
-	if r.Status == store.ReceiverDisabled {
-		// Accepted all the same (the producer must not have to care), and
-		// on record for the receiver's reconciliation and recover.
-		nn.FailedWith = store.DisabledError
-	}
-	n, created, err := s.store.InsertNotification(ctx, nn)
+	// The receiver's checks and the INSERT, shared with concurrent
+	// requests (ingest_batch.go).
+	n, created, err := s.ingests.record(ctx, nn)
 	if err != nil {
 		return err
 	}
-	if created && nn.FailedWith != "" {
+	if created && n.Status == store.StatusFailed {
+		// Its receiver is disabled: accepted and on record as failed.
 		metrics.DisabledFailed.WithLabelValues("ingest").Inc()
 		metrics.Terminal.WithLabelValues(store.StatusFailed).Inc()
 	}
@@ -102,34 +90,23 @@ func (s *Server) ingest(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, map[string]any{"id": n.ID, "status": n.Status})
 }
 
-// ingestReceiver loads the receiver a notification is for and checks that
-// it takes one: it exists, is active, and allows the callback URL override.
-func (s *Server) ingestReceiver(ctx context.Context, id uuid.UUID, callbackURL string) (*store.Receiver, error) {
-	r, err := s.store.GetReceiver(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fieldError("receiver_id", "names no receiver")
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !r.Active {
-		return nil, fieldError("receiver_id", "names a deactivated receiver")
-	}
-	if callbackhosts.Allowed(r.CallbackHosts, callbackURL) != nil {
-		return nil, fieldError("callback_url", "names a host outside the receiver's callback_hosts")
-	}
-	return r, nil
-}
-
 // enqueueIngested queues the next attempt of a pending notification. A
 // failure is not the producer's: the notification is on record, and the
 // re-drive job queues it later.
+//
+// A notification due now goes through the Linger, so concurrent requests
+// share batch tasks; a replay of one waiting for a retry is scheduled as
+// its own task at its time (a batch's members are due together).
 func (s *Server) enqueueIngested(ctx context.Context, n *store.Notification) {
-	due := n.CreatedAt
-	if n.NextAttemptAt != nil {
-		due = *n.NextAttemptAt
+	d := deliverTask(n)
+	var err error
+	if n.NextAttemptAt != nil && n.NextAttemptAt.After(time.Now()) {
+		err = tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, d, n.Attempts+1, *n.NextAttemptAt)
+	} else {
+		d.Attempt = n.Attempts + 1
+		_, err = s.linger.Enqueue(ctx, &d)
 	}
-	if err := tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, deliverTask(n), n.Attempts+1, due); err != nil {
+	if err != nil {
 		metrics.InfraErrors.WithLabelValues("redis").Inc()
 		s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/enqueue"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/netguard"
 	"github.com/notifyd/notifyd/internal/retry"
@@ -100,6 +101,10 @@ type Server struct {
 	routeSet map[string]bool
 	// streams bounds and ends the pull receivers' event streams.
 	streams *streamLimiter
+	// ingests records concurrent ingest requests in shared statements;
+	// linger queues their notifications in shared batch tasks.
+	ingests *ingestRecorder
+	linger  *enqueue.Linger
 }
 
 // New builds the server; it does not listen until Run.
@@ -113,6 +118,12 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 
 		streams: newStreamLimiter(cfg.StreamsPerReceiver),
 	}
+	srv.ingests = newIngestRecorder(srv)
+	producer := enqueue.New(rdb, queue, cfg.TaskKeys)
+	srv.linger = enqueue.NewLinger(func(ctx context.Context, ds []*tasks.Deliver) []enqueue.Result {
+		res, _ := producer.Enqueue(ctx, ds) // each member's error is in its Result
+		return res
+	}, enqueue.DefaultLinger, 0)
 	// Filled once the routes exist; the metrics middleware reads it.
 	srv.routeSet = map[string]bool{}
 	e := echo.New()
@@ -253,7 +264,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.streams.closeAll() // clients reconnect, with Last-Event-ID, to another process
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
+	err := hs.Shutdown(shutdownCtx)
+	// After the requests: the last of them wait for their batch.
+	s.ingests.close()
+	s.linger.Close()
+	if err != nil {
 		return fmt.Errorf("api shutdown: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -96,6 +96,7 @@ func (h *handler) handOn(ctx context.Context, members []*tasks.Deliver, outcomes
 		}
 		due := time.Now().Add(handOnDelay(err))
 		d := *members[i]
+		d.QueueShards = tasks.ShardsOf(h.queue) // the payload does not carry it
 		task, terr := d.Task(h.keys, asynq.ProcessAt(due))
 		if terr == nil {
 			_, terr = h.queue.EnqueueContext(ctx, task)

@@ -50,12 +50,17 @@ func (b *bench) notify(ctx context.Context, i int, pick target) (id string, at t
 // producer goroutines, each taking the next i when its call returns, and
 // stops them all at the first error, which it returns.
 func (b *bench) produce(ctx context.Context, n int, send func(ctx context.Context, i int) error) error {
+	return b.produceFrom(ctx, b.cfg.producers, n, send)
+}
+
+// produceFrom is produce with the given number of goroutines.
+func (b *bench) produceFrom(ctx context.Context, goroutines, n int, send func(ctx context.Context, i int) error) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errc := make(chan error, b.cfg.producers)
+	errc := make(chan error, goroutines)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for range b.cfg.producers {
+	for range goroutines {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)

@@ -23,6 +23,7 @@ type config struct {
 	receivers      int
 	concurrency    int
 	producers      int
+	ingestConns    int
 	payloadBytes   int
 	rate           int
 	duration       time.Duration
@@ -65,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.receivers, "receivers", 100, "receivers the notifications are spread over")
 	fs.IntVar(&c.concurrency, "concurrency", 100, "worker concurrency (also of the no-op ceiling consumer)")
 	fs.IntVar(&c.producers, "producers", 16, "goroutines enqueueing through the Go client")
+	fs.IntVar(&c.ingestConns, "ingest-conns", 64, "concurrent keep-alive HTTP connections of the ingest run")
 	fs.IntVar(&c.payloadBytes, "payload-bytes", 300, "size of each notification's JSON payload")
 	fs.IntVar(&c.rate, "rate", 500, "offered rate of the latency and isolation runs (notifications/s)")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "length of the latency and isolation steady-rate runs")
@@ -155,7 +157,7 @@ func (c *config) validate() error {
 		c.isoN = c.n
 	}
 	switch {
-	case c.n <= 0 || c.receivers <= 0 || c.concurrency <= 0 || c.producers <= 0 || c.rate <= 0 || c.retryN <= 0 || c.repeat <= 0:
+	case c.n <= 0 || c.receivers <= 0 || c.concurrency <= 0 || c.producers <= 0 || c.ingestConns <= 0 || c.rate <= 0 || c.retryN <= 0 || c.repeat <= 0:
 		return errors.New("sizes must be positive")
 	case c.hangTimeout < 100*time.Millisecond || c.hangTimeout > 30*time.Second:
 		return errors.New("--hang-timeout must be between 100ms and 30s (a receiver's timeout range)")

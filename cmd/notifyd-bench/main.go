@@ -22,7 +22,8 @@
 // Scenarios: throughput (N notifications through the Go client), ceiling (the
 // same N as no-op Asynq tasks), latency (steady rate), retry (precision of the
 // retry schedule), isolation (30 % of receivers hanging), query (list and
-// by-key on --query-rows generated rows), storage (bytes per notification).
+// by-key on --query-rows generated rows), storage (bytes per notification),
+// ingest (the throughput run's N through POST /v1/notifications).
 package main
 
 import (
@@ -59,7 +60,7 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var allScenarios = []string{"throughput", "storage", "ceiling", "latency", "retry", "isolation", "query"}
+var allScenarios = []string{"throughput", "storage", "ceiling", "ingest", "latency", "retry", "isolation", "query"}
 
 // Targets from the project's performance issue (2-core machine, everything on it).
 const (
@@ -138,6 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"throughput", b.throughput},
 		{"storage", b.storage},
 		{"ceiling", b.ceiling},
+		{"ingest", b.ingestScenario}, // after ceiling: its verdict is a ratio to it
 		{"latency", b.latency},
 		{"retry", b.retry},
 		{"isolation", b.isolation},

@@ -52,7 +52,7 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 		t.Fatalf("last line is not the JSON line: %v\n%s", err, out)
 	}
-	for _, key := range []string{"bench", "env", "params", "throughput", "storage", "ceiling", "latency", "retry", "isolation", "query", "targets", "scaling", "sizing"} {
+	for _, key := range []string{"bench", "env", "params", "throughput", "storage", "ceiling", "ingest", "latency", "retry", "isolation", "query", "targets", "scaling", "sizing"} {
 		v, ok := res[key]
 		if !ok || string(v) == "null" {
 			t.Errorf("JSON line: %q missing or null", key)

@@ -19,6 +19,7 @@ type Results struct {
 	Throughput *ThroughputResult   `json:"throughput"`
 	Storage    *StorageResult      `json:"storage"`
 	Ceiling    *CeilingResult      `json:"ceiling"`
+	Ingest     *IngestResult       `json:"ingest"`
 	Latency    *LatencyResult      `json:"latency"`
 	Retry      *RetryResult        `json:"retry"`
 	Isolation  *IsolationResult    `json:"isolation"`

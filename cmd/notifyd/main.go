@@ -268,6 +268,7 @@ func runScheduler(ctx context.Context, st *store.Store, rdb redis.UniversalClien
 	// Shares rdb's connections; closing rdb (in start) is what releases them.
 	queue := tasks.Sharded{Enqueuer: asynq.NewClientFromRedisClient(rdb), Shards: cfg.QueueShards}
 	sched, err := scheduler.New(st, queue, scheduler.Config{
+		Redis:           rdb,
 		RedriveSchedule: cfg.RedriveSchedule, RetentionSchedule: cfg.RetentionSchedule,
 		SummarySchedule: cfg.SummarySchedule, GaugesSchedule: cfg.GaugesSchedule, Retention: cfg.Retention, Logger: logger, TaskKeys: cfg.TaskKeys,
 		LifecycleSchedule: cfg.Lifecycle.Schedule, FailingAfter: cfg.Lifecycle.FailingAfter,

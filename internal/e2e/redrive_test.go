@@ -25,7 +25,7 @@ import (
 // newRedrive builds a scheduler on the stack, as `notifyd scheduler` does.
 func (s *stack) newRedrive(grace time.Duration) *scheduler.Scheduler {
 	s.t.Helper()
-	sched, err := scheduler.New(s.store, asynq.NewClientFromRedisClient(s.rdb), scheduler.Config{RedriveGrace: grace, Logger: schedulerLogger(s.t)})
+	sched, err := scheduler.New(s.store, asynq.NewClientFromRedisClient(s.rdb), scheduler.Config{RedriveGrace: grace, Logger: schedulerLogger(s.t), Redis: s.rdb})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -104,6 +104,15 @@ func (p *Producer) EnqueueMany(ctx context.Context, ds []*tasks.Deliver, opts ..
 // Enqueue is EnqueueMany without spans, for callers that started each
 // member's span in the member's own context (Linger).
 func (p *Producer) Enqueue(ctx context.Context, ds []*tasks.Deliver, opts ...asynq.Option) ([]Result, error) {
+	// Members are grouped by queue, and a queue is the receiver's shard:
+	// a member without its own shard count takes q's (tasks.Sharded).
+	if shards := tasks.ShardsOf(p.q); shards > 1 {
+		for _, d := range ds {
+			if d.QueueShards == 0 {
+				d.QueueShards = shards
+			}
+		}
+	}
 	res := make([]Result, len(ds))
 	groups, dups := group(ds)
 	for _, idx := range groups {

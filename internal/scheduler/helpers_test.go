@@ -75,6 +75,9 @@ func (e *env) schedulerOn(st *store.Store, cfg Config) *Scheduler {
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger(e.t)
 	}
+	if cfg.Redis == nil {
+		cfg.Redis = e.rdb // as notifyd runs it: the re-drive queues in batches
+	}
 	s, err := New(st, e.queue, cfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -142,35 +145,55 @@ func (e *env) inspectable() {
 	}
 }
 
-// taskFor returns the task for n's next attempt as Asynq holds it, or nil.
+// taskFor returns the task for n's next attempt as Asynq holds it (its own
+// task, or a member of a batch task), or nil.
 func (e *env) taskFor(n *store.Notification) *tasks.Deliver {
 	e.t.Helper()
-	e.inspectable()
-	d := tasks.Deliver{ID: n.ID, Attempt: n.Attempts + 1}
-	info, err := e.inspect.GetTaskInfo(d.Queue(), d.TaskID())
-	if err != nil {
-		return nil
+	want := tasks.Deliver{ID: n.ID, Attempt: n.Attempts + 1}
+	for _, d := range e.members() {
+		if d.TaskID() == want.TaskID() {
+			return d
+		}
 	}
-	got, err := tasks.Decode(info.Payload)
-	if err != nil {
-		e.t.Fatalf("task %s: %v", d.TaskID(), err)
-	}
-	return got
+	return nil
 }
 
-// queued is the number of tasks in every notifyd queue.
+// queued is the number of notifications' attempts in every notifyd queue,
+// counting each member of a batch task.
 func (e *env) queued() int {
 	e.t.Helper()
+	return len(e.members())
+}
+
+// members lists the attempts every task in notifyd's queues carries: a
+// task of its own, or each member of a batch task.
+func (e *env) members() []*tasks.Deliver {
+	e.t.Helper()
 	e.inspectable()
-	total := 0
+	var out []*tasks.Deliver
 	for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
-		info, err := e.inspect.GetQueueInfo(q)
-		if err != nil {
-			e.t.Fatalf("queue %s: %v", q, err)
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){e.inspect.ListPendingTasks, e.inspect.ListScheduledTasks} {
+			infos, err := list(q, asynq.PageSize(10000))
+			if err != nil {
+				e.t.Fatalf("queue %s: %v", q, err)
+			}
+			for _, info := range infos {
+				var ds []*tasks.Deliver
+				if info.Type == tasks.TypeBatch {
+					ds, err = tasks.DecodeBatch(info.Payload)
+				} else {
+					var d *tasks.Deliver
+					d, err = tasks.Decode(info.Payload)
+					ds = []*tasks.Deliver{d}
+				}
+				if err != nil {
+					e.t.Fatalf("task %s: %v", info.ID, err)
+				}
+				out = append(out, ds...)
+			}
 		}
-		total += info.Size
 	}
-	return total
+	return out
 }
 
 func (e *env) status(n *store.Notification) *store.Notification {

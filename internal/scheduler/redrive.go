@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
+	"github.com/notifyd/notifyd/internal/enqueue"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
@@ -36,7 +38,10 @@ const exhaustedReason = "marked failed by the re-drive job: pending with all aut
 // RunRedrive looks at every pending notification whose next attempt was due
 // more than the grace ago and makes sure the task for that attempt is in
 // Redis. Task ids are deterministic ("<id>:<attempt>") and Asynq refuses a
-// second task with a live id, so a task that exists is never duplicated.
+// second task with a live id; a page is queued in batch tasks whose
+// members carry markers under those ids (internal/enqueue), so a task that
+// exists, alone or in a batch, is not queued again by a batch. (A page's
+// lone member, written as its own task, is guarded by its id only.)
 //
 // Two races are harmless by design. A worker may record the attempt between
 // our read and our enqueue; the task we add then names an attempt already on
@@ -71,24 +76,17 @@ func (s *Scheduler) redrive(ctx context.Context, res *RedriveResult) error {
 			return err
 		}
 		var exhausted []uuid.UUID
+		var due []*store.Notification
 		for _, n := range batch {
 			res.Scanned++
 			if n.Attempts >= n.MaxAttempts {
 				exhausted = append(exhausted, n.ID)
 				continue
 			}
-			queued, err := s.enqueue(ctx, n)
-			if err != nil {
-				return err
-			}
-			if queued {
-				res.Enqueued++
-				metrics.Redriven.WithLabelValues("enqueued").Inc()
-				s.logger.Debug("re-drive: task was missing, queued again", "notification_id", n.ID, "attempt", n.Attempts+1)
-			} else {
-				res.AlreadyQueued++
-				metrics.Redriven.WithLabelValues("already_queued").Inc()
-			}
+			due = append(due, n)
+		}
+		if err := s.enqueuePage(ctx, due, res); err != nil {
+			return err
 		}
 		finalized, err := s.store.FailExhausted(ctx, exhausted, exhaustedReason)
 		if err != nil {
@@ -107,20 +105,82 @@ func (s *Scheduler) redrive(ctx context.Context, res *RedriveResult) error {
 	}
 }
 
-// enqueue queues the task for n's next automatic attempt at its due time
-// and reports whether it was missing (false: a task with its id is in Redis).
-func (s *Scheduler) enqueue(ctx context.Context, n *store.Notification) (queued bool, err error) {
-	d := tasks.Deliver{ID: n.ID, ReceiverID: n.ReceiverID, EventType: n.EventType, IdempotencyKey: n.IdempotencyKey,
-		Payload: n.Payload, EnqueuedAt: n.CreatedAt, QueueShards: tasks.ShardsOf(s.queue)}
+// enqueuePage queues the tasks for the next automatic attempts of ns (all
+// overdue: due now) and counts in res which were missing and which a task
+// in Redis already held. With a producer the page goes in batch tasks
+// (internal/enqueue: a member whose task, or whose batch's marker, is live
+// is AlreadyQueued and nothing is written for it); the members that could
+// not be written fail the run, after the others are counted.
+func (s *Scheduler) enqueuePage(ctx context.Context, ns []*store.Notification, res *RedriveResult) error {
+	if len(ns) == 0 {
+		return nil
+	}
+	ds := make([]*tasks.Deliver, len(ns))
+	for i, n := range ns {
+		ds[i] = redriveTask(n)
+	}
+	var results []enqueue.Result
+	if s.producer != nil {
+		results, _ = s.producer.EnqueueMany(ctx, ds)
+	} else {
+		results = s.enqueueEach(ctx, ns, ds)
+	}
+	var firstErr error
+	for i, r := range results {
+		switch {
+		case r.Err != nil:
+			firstErr = cmp.Or(firstErr, r.Err)
+			continue
+		case r.Status == enqueue.Queued:
+			res.Enqueued++
+			s.logger.Debug("re-drive: task was missing, queued again", "notification_id", ns[i].ID, "attempt", ds[i].Attempt)
+		default:
+			// AlreadyQueued, or a Conflict: a live task holds the id with
+			// other content (the worker compares it with the row).
+			res.AlreadyQueued++
+		}
+		metrics.Redriven.WithLabelValues(redriveLabel(r.Status)).Inc()
+	}
+	return firstErr
+}
+
+func redriveLabel(st enqueue.Status) string {
+	if st == enqueue.Queued {
+		return "enqueued"
+	}
+	return "already_queued"
+}
+
+// redriveTask is the task for n's next automatic attempt.
+func redriveTask(n *store.Notification) *tasks.Deliver {
+	d := &tasks.Deliver{ID: n.ID, ReceiverID: n.ReceiverID, EventType: n.EventType, IdempotencyKey: n.IdempotencyKey,
+		Payload: n.Payload, EnqueuedAt: n.CreatedAt, Attempt: n.Attempts + 1}
 	if n.CallbackURL != nil {
 		d.CallbackURL = *n.CallbackURL
 	}
-	// The probe hides s.queue's shard count from Schedule: d carries it.
-	probe := conflictProbe{Enqueuer: s.queue}
-	if err := tasks.Schedule(ctx, &probe, s.cfg.TaskKeys, d, n.Attempts+1, *n.NextAttemptAt); err != nil {
-		return false, err
+	return d
+}
+
+// enqueueEach queues ds one by one at their due times, as tasks of their
+// own (no Config.Redis), stopping at the first failure.
+func (s *Scheduler) enqueueEach(ctx context.Context, ns []*store.Notification, ds []*tasks.Deliver) []enqueue.Result {
+	out := make([]enqueue.Result, len(ds))
+	for i, d := range ds {
+		// The probe hides s.queue's shard count from Schedule: d carries it.
+		d.QueueShards = tasks.ShardsOf(s.queue)
+		probe := conflictProbe{Enqueuer: s.queue}
+		if err := tasks.Schedule(ctx, &probe, s.cfg.TaskKeys, *d, d.Attempt, *ns[i].NextAttemptAt); err != nil {
+			for j := i; j < len(out); j++ {
+				out[j].Err = err
+			}
+			return out
+		}
+		out[i].Status = enqueue.Queued
+		if probe.conflict {
+			out[i].Status = enqueue.AlreadyQueued
+		}
 	}
-	return !probe.conflict, nil
+	return out
 }
 
 // conflictProbe remembers whether the last enqueue found the task id taken;

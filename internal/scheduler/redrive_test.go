@@ -161,3 +161,71 @@ func TestRedriveHonoursContext(t *testing.T) {
 		t.Fatalf("run after the cancelled one: %+v %v", res, err)
 	}
 }
+
+// TestRedriveQueuesPagesInBatches: a page of overdue notifications goes to
+// Redis in batch tasks, and a second run finds every one of them already
+// queued (the batch members' markers), adding nothing.
+func TestRedriveQueuesPagesInBatches(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	r := e.receiver()
+	for i := range 60 {
+		attempts := i % 2 // first attempts and retries: two queues
+		e.notification(r, "next_attempt_at = "+ago(5*time.Minute)+", attempts = $2", attempts)
+	}
+	s := e.scheduler(Config{RedriveBatch: 1000})
+	res, err := s.RunRedrive(ctx)
+	if err != nil || res.Scanned != 60 || res.Enqueued != 60 || res.AlreadyQueued != 0 {
+		t.Fatalf("first run: %+v, %v; want 60 enqueued", res, err)
+	}
+	tasksInRedis := 0
+	for _, q := range []string{tasks.QueueFirst, tasks.QueueRetry} {
+		info, err := e.inspect.GetQueueInfo(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasksInRedis += info.Size
+	}
+	if got := e.queued(); got != 60 || tasksInRedis != 2 {
+		t.Fatalf("%d attempts queued in %d tasks, want 60 in 2 batch tasks (one per queue)", got, tasksInRedis)
+	}
+	res, err = s.RunRedrive(ctx)
+	if err != nil || res.Enqueued != 0 || res.AlreadyQueued != 60 {
+		t.Fatalf("second run: %+v, %v; want all 60 already queued", res, err)
+	}
+	if got := e.queued(); got != 60 {
+		t.Fatalf("after the second run: %d attempts queued, want still 60", got)
+	}
+}
+
+// TestRedriveWithoutRedisQueuesOneByOne: a scheduler built without
+// Config.Redis queues each notification as its own task at its due time,
+// and counts a task already there as already queued.
+func TestRedriveWithoutRedisQueuesOneByOne(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.receiver()
+	var ns []*store.Notification
+	for range 3 {
+		ns = append(ns, e.notification(r, "next_attempt_at = "+ago(5*time.Minute)))
+	}
+	e.schedule(ns[0])
+	s, err := New(e.store, e.queue, Config{Logger: quietLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.RunRedrive(context.Background())
+	if err != nil || res.Enqueued != 2 || res.AlreadyQueued != 1 {
+		t.Fatalf("run: %+v, %v; want 2 enqueued, 1 already queued", res, err)
+	}
+	for _, n := range ns {
+		own := &tasks.Deliver{ID: n.ID, Attempt: 1}
+		if info, err := e.inspect.GetTaskInfo(own.Queue(), own.TaskID()); err != nil || info.Type != tasks.TypeDeliver {
+			t.Errorf("no task of its own for %s: %v", n.ID, err)
+		}
+	}
+	if got := e.queued(); got != 3 {
+		t.Errorf("%d tasks queued, want 3", got)
+	}
+}

@@ -38,8 +38,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 
+	"github.com/notifyd/notifyd/internal/enqueue"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/retry"
 	"github.com/notifyd/notifyd/internal/store"
@@ -113,6 +115,10 @@ type Config struct {
 	// TaskKeys seals the tasks the re-drive queues (NOTIFYD_TASK_KEY; nil:
 	// unsigned).
 	TaskKeys *taskauth.Keyring
+	// Redis is the queue's Redis: with it the re-drive queues a page's
+	// tasks in batches (internal/enqueue, whose markers live there); nil
+	// queues them one by one through the queue alone.
+	Redis redis.UniversalClient
 }
 
 func (c *Config) setDefaults() {
@@ -154,11 +160,14 @@ func (c *Config) setDefaults() {
 
 // Scheduler owns the cron jobs.
 type Scheduler struct {
-	cfg    Config
-	store  *store.Store
-	queue  tasks.Enqueuer
-	logger *slog.Logger
-	jobs   []job
+	cfg   Config
+	store *store.Store
+	queue tasks.Enqueuer
+	// producer queues the re-drive's pages in batches (nil without
+	// Config.Redis).
+	producer *enqueue.Producer
+	logger   *slog.Logger
+	jobs     []job
 
 	// afterLock, when set (tests), runs once a job holds its lock, before
 	// the job's work.
@@ -220,6 +229,9 @@ func New(st *store.Store, queue tasks.Enqueuer, cfg Config) (*Scheduler, error) 
 		return nil, fmt.Errorf("scheduler: re-drive grace %s must not be negative", cfg.RedriveGrace)
 	}
 	s := &Scheduler{cfg: cfg, store: st, queue: queue, logger: cfg.Logger.With("component", "scheduler")}
+	if cfg.Redis != nil && queue != nil {
+		s.producer = enqueue.New(cfg.Redis, queue, cfg.TaskKeys)
+	}
 	specs := []struct {
 		name, spec string
 		run        func(context.Context)
