@@ -29,6 +29,25 @@ import (
 // errHandedBack: the worker is stopping and the member was not started.
 var errHandedBack = errors.New("worker stopping: member handed back")
 
+// memberPatience is how long a batch waits for its slowest members. A
+// member still running then is guarded by its own task, due once the
+// longest attempt is surely over (guardAfter): run by this worker's
+// successors, it finds the attempt on record and does nothing, or makes it
+// if this worker died meanwhile. Without it a hanging receiver's member
+// would hold its batch, and one of Asynq's task slots with it, for the
+// receiver's whole timeout, and the other receivers' notifications behind
+// it (the bench's isolation run: healthy p99 of tens of seconds).
+const memberPatience = time.Second
+
+// errStillRunning: the member's attempt outlived memberPatience.
+var errStillRunning = errors.New("still running when its batch completed: guarded by its own task")
+
+// memberOutcome is one member's delivery result.
+type memberOutcome struct {
+	i   int
+	err error
+}
+
 // processBatch opens a batch and fans its members out.
 func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 	members, err := h.openBatch(t)
@@ -36,22 +55,30 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	outcomes := make([]error, len(members))
-	var wg sync.WaitGroup
+	done := make([]bool, len(members))
+	results := make(chan memberOutcome, len(members))
+	running := 0
 	for i, d := range members {
 		if err := d.CheckID(); err != nil {
-			outcomes[i] = h.refuse("id_mismatch", d, err)
+			outcomes[i], done[i] = h.refuse("id_mismatch", d, err), true
 			continue
 		}
 		if err := h.deliveries.take(ctx); err != nil {
-			outcomes[i] = err // not started: handed on below
+			outcomes[i], done[i] = err, true // not started: handed on below
 			continue
 		}
-		wg.Go(func() {
+		running++
+		h.members.run(ctx, func(ctx context.Context) {
 			defer h.deliveries.give()
-			outcomes[i] = h.deliver(ctx, d)
+			results <- memberOutcome{i, h.deliver(ctx, d)}
 		})
 	}
-	wg.Wait()
+	awaitMembers(results, running, outcomes, done)
+	for i := range members {
+		if !done[i] {
+			outcomes[i] = &retryLater{after: h.guardAfter(), err: errStillRunning}
+		}
+	}
 	metrics.BatchMembers.Observe(float64(len(members)))
 	if err := h.handOn(ctx, members, outcomes); err != nil {
 		return err
@@ -64,6 +91,26 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 	}
 	return nil
 }
+
+// awaitMembers collects the running members' outcomes for up to
+// memberPatience. Outcomes that arrive later go to the channel's buffer,
+// unread: those members are guarded.
+func awaitMembers(results <-chan memberOutcome, running int, outcomes []error, done []bool) {
+	timer := time.NewTimer(memberPatience)
+	defer timer.Stop()
+	for ; running > 0; running-- {
+		select {
+		case r := <-results:
+			outcomes[r.i], done[r.i] = r.err, true
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// guardAfter is when a guarded member's own task is due: after the longest
+// attempt this worker makes, and its record, are over.
+func (h *handler) guardAfter() time.Duration { return h.maxTimeout + 30*time.Second }
 
 // openBatch checks a batch's seal; one that fails is dropped whole, like a
 // single task (handler.open).
@@ -162,3 +209,43 @@ func (l *deliveryLimit) give() { <-l.slots }
 
 // stop makes take refuse from now on: the worker is shutting down.
 func (l *deliveryLimit) stop() { l.stopOnce.Do(func() { close(l.stopping) }) }
+
+// batchMembers runs batch members, which may outlive their batch's
+// handler (memberPatience), so their context is not the handler's: a
+// shutdown ends them through abandon once Asynq's handlers are done.
+type batchMembers struct {
+	wg      sync.WaitGroup
+	stopped context.Context // done once abandon is called
+	stop    context.CancelFunc
+}
+
+func newBatchMembers() *batchMembers {
+	m := &batchMembers{}
+	m.stopped, m.stop = context.WithCancel(context.Background())
+	return m
+}
+
+// run starts f in a goroutine of its own with ctx's values, cancelled by
+// abandon rather than by ctx.
+func (m *batchMembers) run(ctx context.Context, f func(context.Context)) {
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer cancel()
+		defer context.AfterFunc(m.stopped, cancel)()
+		f(mctx)
+	}()
+}
+
+// abandon cancels the members still running and waits up to timeout for
+// them to return. Each is guarded by its own task, so none is lost.
+func (m *batchMembers) abandon(timeout time.Duration) {
+	m.stop()
+	finished := make(chan struct{})
+	go func() { m.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(timeout):
+	}
+}

@@ -230,3 +230,55 @@ func TestBatchForgedMemberRefused(t *testing.T) {
 		t.Error("the forged member was recorded")
 	}
 }
+
+// A member whose receiver hangs does not hold its batch: the batch
+// completes after the worker's patience with that member guarded by its
+// own task, which, run after the attempt is on record, sends nothing more.
+func TestBatchSlowMemberIsGuardedNotWaitedFor(t *testing.T) {
+	t.Parallel()
+	s, receivers, _, c := batchStack(t, 1, 0, func(int) int { return 200 })
+	var slowHits atomic.Int64
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slowHits.Add(1)
+		<-release
+	}))
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(slow.Close)
+	t.Cleanup(releaseAll)
+	receivers = append(receivers, s.CreateReceiver(slow.URL, nil).ID)
+	insp := asynq.NewInspectorFromRedisClient(s.Redis)
+	ids := notifyMany(t, c, receivers, 4, "slow-") // 0 and 2 fast, 1 and 3 hang
+	waitDelivered(t, s, 20*time.Second, ids[0], ids[2])
+	testenv.WaitFor(t, 10*time.Second, "the batch completed and the hanging members guarded", func() bool {
+		active, _ := insp.ListActiveTasks(tasks.QueueFirst)
+		scheduled, _ := insp.ListScheduledTasks(tasks.QueueFirst)
+		guarded := 0
+		for _, info := range scheduled {
+			if info.ID == ids[1]+":1" || info.ID == ids[3]+":1" {
+				guarded++
+			}
+		}
+		return len(active) == 0 && guarded == 2
+	})
+	releaseAll()
+	waitDelivered(t, s, 20*time.Second, ids[1], ids[3])
+	// Run the guards now rather than after the longest timeout.
+	for _, id := range []string{ids[1], ids[3]} {
+		if err := insp.RunTask(tasks.QueueFirst, id+":1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, 10*time.Second, "the guards ran", func() bool {
+		q, err := insp.GetQueueInfo(tasks.QueueFirst)
+		return err == nil && q.Size == 0
+	})
+	if n := slowHits.Load(); n != 2 {
+		t.Errorf("hanging receiver got %d requests for 2 notifications", n)
+	}
+	for id, as := range attemptsOf(t, s.Store, ids) {
+		if fmt.Sprint(as) != "[1]" {
+			t.Errorf("%s: attempts %v, want [1]", id, as)
+		}
+	}
+}

@@ -43,6 +43,7 @@ type handler struct {
 	// deliveries is the worker-wide limit on deliveries at once: tasks and
 	// batch members alike (batch.go).
 	deliveries *deliveryLimit
+	members    *batchMembers
 }
 
 // pendingFailer ends a pending notification that must not be attempted.

@@ -121,6 +121,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		defaultTimeout: cfg.DefaultTimeout,
 		maxTimeout:     cfg.MaxTimeout,
 		deliveries:     newDeliveryLimit(cfg.Concurrency),
+		members:        newBatchMembers(),
 	}
 	w.asynqCfg = asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -194,6 +195,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	// waiting for a slot while the shutdown timeout runs.
 	w.handler.deliveries.stop()
 	w.server.Shutdown()
+	// Batch members that outlived their batch (each guarded by its own task).
+	w.handler.members.abandon(5 * time.Second)
 	w.handler.semaphore.close() // no delivery runs any more: give every slot back
 	w.handler.breakers.close()
 	w.recorder.close(10 * time.Second)
