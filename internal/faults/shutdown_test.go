@@ -3,12 +3,12 @@ package faults
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -86,18 +86,9 @@ func TestGracefulShutdown(t *testing.T) {
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	queued := func(id string, attempt int) bool {
-		d := tasks.Deliver{ID: uuid.MustParse(id), Attempt: attempt}
-		info, err := insp.GetTaskInfo(d.Queue(), d.TaskID())
-		if err != nil {
-			return false
-		}
-		switch info.State {
-		case asynq.TaskStatePending, asynq.TaskStateScheduled, asynq.TaskStateRetry:
-			return true
-		}
-		return false
-	}
+	// What is queued now: single tasks and the members of batch tasks.
+	waiting := queuedAttempts(t, insp)
+	queued := func(id string, attempt int) bool { return waiting[id+":"+strconv.Itoa(attempt)] }
 
 	// Every delivery in flight at SIGTERM was either finished and recorded
 	// (the worker waited) or handed back to the queue.
@@ -230,5 +221,49 @@ func checkNoActiveTasks(t *testing.T, insp *asynq.Inspector) {
 		for _, ti := range active {
 			t.Errorf("task %s still active in queue %s", ti.ID, q)
 		}
+	}
+}
+
+// queuedAttempts returns the attempts ("<notification>:<attempt>") that
+// tasks waiting in Redis (pending, scheduled or retry) will make, whether
+// as single tasks or as members of a batch task.
+func queuedAttempts(t *testing.T, insp *asynq.Inspector) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for q := range tasks.QueueWeights {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+			insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks,
+		} {
+			infos, err := list(q, asynq.PageSize(100000))
+			if errors.Is(err, asynq.ErrQueueNotFound) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, info := range infos {
+				addQueued(t, out, info)
+			}
+		}
+	}
+	return out
+}
+
+func addQueued(t *testing.T, out map[string]bool, info *asynq.TaskInfo) {
+	t.Helper()
+	if info.Type != tasks.TypeBatch {
+		d, err := tasks.Decode(info.Payload)
+		if err != nil {
+			t.Fatalf("task %s: %v", info.ID, err)
+		}
+		out[d.TaskID()] = true
+		return
+	}
+	members, err := tasks.DecodeBatch(info.Payload)
+	if err != nil {
+		t.Fatalf("batch %s: %v", info.ID, err)
+	}
+	for _, d := range members {
+		out[d.TaskID()] = true
 	}
 }
