@@ -73,7 +73,7 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 			results <- memberOutcome{i, h.deliver(ctx, d)}
 		})
 	}
-	awaitMembers(results, running, outcomes, done)
+	late := running - awaitMembers(results, running, outcomes, done)
 	for i := range members {
 		if !done[i] {
 			outcomes[i] = &retryLater{after: h.guardAfter(), err: errStillRunning}
@@ -82,6 +82,9 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 	metrics.BatchMembers.Observe(float64(len(members)))
 	if err := h.handOn(ctx, members, outcomes); err != nil {
 		return err
+	}
+	if late > 0 {
+		go h.settleLate(context.WithoutCancel(ctx), members, results, late)
 	}
 	batchID, _ := asynq.GetTaskID(ctx)
 	if err := enqueue.Unmark(context.WithoutCancel(ctx), h.rdb, batchID, members); err != nil {
@@ -93,17 +96,36 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 }
 
 // awaitMembers collects the running members' outcomes for up to
-// memberPatience. Outcomes that arrive later go to the channel's buffer,
-// unread: those members are guarded.
-func awaitMembers(results <-chan memberOutcome, running int, outcomes []error, done []bool) {
+// memberPatience and returns how many it collected. The others are
+// guarded; settleLate reads their outcomes.
+func awaitMembers(results <-chan memberOutcome, running int, outcomes []error, done []bool) (collected int) {
 	timer := time.NewTimer(memberPatience)
 	defer timer.Stop()
-	for ; running > 0; running-- {
+	for ; collected < running; collected++ {
 		select {
 		case r := <-results:
 			outcomes[r.i], done[r.i] = r.err, true
 		case <-timer.C:
-			return
+			return collected
+		}
+	}
+	return collected
+}
+
+// settleLate reads the outcomes of the n members that outlived their
+// batch. One that must be tried again (deferred, cut short, failed on our
+// side) has its guard run now rather than at the guard's time: the worker
+// then decides again, as for any single task.
+func (h *handler) settleLate(ctx context.Context, members []*tasks.Deliver, results <-chan memberOutcome, n int) {
+	for range n {
+		r := <-results
+		if r.err == nil || errors.Is(r.err, asynq.SkipRetry) {
+			continue
+		}
+		d := *members[r.i]
+		d.QueueShards = tasks.ShardsOf(h.queue)
+		if err := h.inspector.RunTask(d.Queue(), d.TaskID()); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			h.logger.Warn("batch member: its guard runs at its own time", "notification_id", d.ID, "attempt", d.Attempt, "err", err)
 		}
 	}
 }

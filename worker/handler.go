@@ -44,6 +44,7 @@ type handler struct {
 	// batch members alike (batch.go).
 	deliveries *deliveryLimit
 	members    *batchMembers
+	inspector  *asynq.Inspector // runs a late batch member's guard (batch.go)
 }
 
 // pendingFailer ends a pending notification that must not be attempted.

@@ -122,6 +122,7 @@ func New(s *store.Store, rdb redis.UniversalClient, cfg Config) *Worker {
 		maxTimeout:     cfg.MaxTimeout,
 		deliveries:     newDeliveryLimit(cfg.Concurrency),
 		members:        newBatchMembers(),
+		inspector:      asynq.NewInspectorFromRedisClient(rdb),
 	}
 	w.asynqCfg = asynq.Config{
 		Concurrency:              cfg.Concurrency,
