@@ -11,7 +11,6 @@ import (
 
 	"github.com/notifyd/notifyd/internal/enqueue"
 	"github.com/notifyd/notifyd/internal/metrics"
-	"github.com/notifyd/notifyd/internal/taskauth"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -138,15 +137,8 @@ func (h *handler) guardAfter() time.Duration { return h.maxTimeout + 30*time.Sec
 // single task (handler.open).
 func (h *handler) openBatch(t *asynq.Task) ([]*tasks.Deliver, error) {
 	members, err := tasks.OpenBatch(h.keys, t.Payload())
-	switch {
-	case errors.Is(err, taskauth.ErrUnsigned):
-		return nil, h.refuse("unsigned", nil, err)
-	case errors.Is(err, taskauth.ErrUnknownKey), errors.Is(err, taskauth.ErrBadMAC):
-		return nil, h.refuse("bad_signature", nil, err)
-	case err != nil:
-		metrics.Dropped.WithLabelValues("malformed").Inc()
-		h.logger.Error("dropping malformed batch", "err", err)
-		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	if err != nil {
+		return nil, h.refuseUnopened("batch", err)
 	}
 	return members, nil
 }

@@ -178,20 +178,27 @@ func (h *handler) failDisabled(ctx context.Context, d *tasks.Deliver, rc *receiv
 // Redis): it is dropped, never delivered and never retried.
 func (h *handler) open(t *asynq.Task) (*tasks.Deliver, error) {
 	d, err := tasks.Open(h.keys, t.Payload())
-	switch {
-	case errors.Is(err, taskauth.ErrUnsigned):
-		return nil, h.refuse("unsigned", nil, err)
-	case errors.Is(err, taskauth.ErrUnknownKey), errors.Is(err, taskauth.ErrBadMAC):
-		return nil, h.refuse("bad_signature", nil, err)
-	case err != nil:
-		metrics.Dropped.WithLabelValues("malformed").Inc()
-		h.logger.Error("dropping malformed task", "err", err)
-		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	if err != nil {
+		return nil, h.refuseUnopened("task", err)
 	}
 	if err := d.CheckID(); err != nil {
 		return nil, h.refuse("id_mismatch", d, err)
 	}
 	return d, nil
+}
+
+// refuseUnopened drops a task or batch (what) whose payload did not open:
+// unsigned, signed with no key of ours, or not decodable.
+func (h *handler) refuseUnopened(what string, err error) error {
+	switch {
+	case errors.Is(err, taskauth.ErrUnsigned):
+		return h.refuse("unsigned", nil, err)
+	case errors.Is(err, taskauth.ErrUnknownKey), errors.Is(err, taskauth.ErrBadMAC):
+		return h.refuse("bad_signature", nil, err)
+	}
+	metrics.Dropped.WithLabelValues("malformed").Inc()
+	h.logger.Error("dropping malformed "+what, "err", err)
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 }
 
 // refuse drops a task that must not be delivered, counting it by reason.
