@@ -3,14 +3,11 @@ package migrations_test
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/notifyd/notifyd/internal/store"
-	"github.com/notifyd/notifyd/internal/testenv"
-	"github.com/notifyd/notifyd/migrations"
 )
 
 // TestAPIKeysMigration: a receiver whose key was stored before 00006 (one
@@ -18,19 +15,7 @@ import (
 // "default"; and 00006 rolls back keeping each receiver's oldest key.
 func TestAPIKeysMigration(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testenv.Database(t)
-	db, err := sql.Open("pgx", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	p, err := migrations.NewProvider(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 5); err != nil {
-		t.Fatalf("down to before 00006: %v", err)
-	}
+	dbURL, db, p := databaseAt(t, 5)
 	id, key := uuid.New(), "nfy_from-before-the-migration"
 	hash := sha256.Sum256([]byte(key))
 	if _, err := db.ExecContext(ctx, `INSERT INTO receivers (id, name, callback_url, api_key_hash, signing_secret)

@@ -2,7 +2,6 @@ package migrations_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/notifyd/notifyd/internal/store"
 	"github.com/notifyd/notifyd/internal/tasks"
-	"github.com/notifyd/notifyd/internal/testenv"
 	"github.com/notifyd/notifyd/migrations"
 )
 
@@ -24,19 +22,7 @@ import (
 // batched retention empties the old partition of what is past retention.
 func TestPartitionMigrationMovesRows(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testenv.Database(t)
-	db, err := sql.Open("pgx", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	p, err := migrations.NewProvider(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 9); err != nil {
-		t.Fatalf("down to before 00010: %v", err)
-	}
+	dbURL, db, p := databaseAt(t, 9)
 	r := uuid.New()
 	if _, err := db.ExecContext(ctx, `INSERT INTO receivers (id, name, callback_url, signing_secret)
 		VALUES ($1, 'old', 'https://example.com/cb', 'whsec_x')`, r); err != nil {
