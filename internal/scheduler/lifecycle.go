@@ -60,10 +60,31 @@ func (s *Scheduler) lifecycle(ctx context.Context, res *LifecycleResult) error {
 	for _, t := range moves {
 		s.logTransition(t)
 	}
+	// A disabled receiver's pending notifications fail before its event is
+	// queued: whoever reacts to receiver.disabled finds them failed. The
+	// events are on record already; if failing them errs, they still go out.
+	failErr := s.failPendingOfDisabled(ctx, moves, res)
 	if err := lifecycle.Queue(ctx, s.queue, s.cfg.TaskKeys, events); err != nil {
 		metrics.InfraErrors.WithLabelValues("redis").Inc()
 		s.logger.Warn("lifecycle: queueing events failed; the re-drive job will queue them", "err", err)
 	}
+	if failErr != nil {
+		return failErr
+	}
+	// The gauges job refreshes this too; a transition shows at once.
+	res.Receivers, err = s.store.ReceiverCounts(ctx)
+	if err != nil {
+		return err
+	}
+	for state, n := range res.Receivers {
+		metrics.Receivers.WithLabelValues(state).Set(float64(n))
+	}
+	return nil
+}
+
+// failPendingOfDisabled fails the pending notifications of every receiver
+// that moves disabled, in batches of disableBatch.
+func (s *Scheduler) failPendingOfDisabled(ctx context.Context, moves []store.Transition, res *LifecycleResult) error {
 	for _, t := range moves {
 		if t.Event != store.EventDisabled {
 			continue
@@ -80,14 +101,6 @@ func (s *Scheduler) lifecycle(ctx context.Context, res *LifecycleResult) error {
 				break
 			}
 		}
-	}
-	// The gauges job refreshes this too; a transition shows at once.
-	res.Receivers, err = s.store.ReceiverCounts(ctx)
-	if err != nil {
-		return err
-	}
-	for state, n := range res.Receivers {
-		metrics.Receivers.WithLabelValues(state).Set(float64(n))
 	}
 	return nil
 }
