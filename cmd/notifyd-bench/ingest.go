@@ -135,7 +135,9 @@ func (b *bench) ingestRun(ctx context.Context, rep int, token string) (*IngestRe
 	apiBefore, _, _ := procTicks(fmt.Sprintf("/proc/%d", api.pid()))
 	before := b.sampler.snapshot()
 	start := time.Now()
-	p := startProducers(ctx, func(ctx context.Context) error { return b.produceFrom(ctx, cfg.ingestConns, (cfg.n+batch-1)/batch, send) })
+	p := startProducers(ctx, func(ctx context.Context) error {
+		return b.produceFrom(ctx, cfg.ingestConns, (cfg.n+batch-1)/batch, send)
+	})
 	defer p.stop()
 	timeout := max(5*time.Minute, time.Duration(cfg.n/200)*time.Second)
 	end, err := b.waitDelivered(p.ctx, label, ids(rs), base, cfg.n, start, timeout)
