@@ -73,7 +73,8 @@ func (a *testAPI) checkResults(got batchAnswer, wants []want) {
 // TestIngestManyGivesEachItsResult sends a batch mixing valid and refused
 // notifications with a token scoped to one receiver: each refused one gets
 // the single endpoint's error with its place in the batch, the others are
-// recorded and queued. Keys repeat within the batch and across batches and
+// recorded and queued (a payload nested 5000 deep is its notification's
+// error, not the request's). Keys repeat within the batch and across batches and
 // the single endpoint: a repeat with the same content replays, with other
 // content conflicts.
 func TestIngestManyGivesEachItsResult(t *testing.T) {
@@ -97,6 +98,7 @@ func TestIngestManyGivesEachItsResult(t *testing.T) {
 		note(uuid.Nil, "d", 1),
 		map[string]any{"receiver_id": "nope", "event_type": "t", "idempotency_key": "e", "payload": 1},
 		note(mine.ID, "f", 3),
+		note(mine.ID, "h", json.RawMessage(strings.Repeat("[", 5000)+strings.Repeat("]", 5000))),
 	)
 	a.checkResults(first, []want{
 		{}, {code: "invalid_field", field: "notifications[1].event_type"},
@@ -106,6 +108,7 @@ func TestIngestManyGivesEachItsResult(t *testing.T) {
 		{code: "invalid_field", field: "notifications[7].colour"}, {code: "invalid_field", field: "notifications[8]"},
 		{code: "invalid_field", field: "notifications[9].payload"}, {code: "receiver_not_allowed", field: "notifications[10].receiver_id"},
 		{code: "invalid_field", field: "notifications[11].receiver_id"}, {},
+		{code: "invalid_field", field: "notifications[13].payload"},
 	})
 	if msg := first.Results[1].Error.Message; msg != "notifications[1].event_type is required" {
 		t.Errorf("message %q names the field by its place", msg)
