@@ -4,13 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
 
@@ -213,4 +221,45 @@ func TestIngestManyRateLimitCountsNotifications(t *testing.T) {
 	if e := apiErr(t, raw); status != http.StatusUnprocessableEntity || e.Field != "notifications" {
 		t.Errorf("a batch of 11 with a burst of 10: %d %+v, want 422 on notifications", status, e)
 	}
+}
+
+// TestIngestManyWithRedisDownIsRedriven: with Redis unreachable, a batch is
+// still answered, every notification on record in Postgres, and the
+// scheduler's re-drive queues them all once Redis is back, as it does for
+// the single endpoint's.
+func TestIngestManyWithRedisDownIsRedriven(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t)
+	r := a.receiver()
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { down.Close() })
+	srv := New(a.store, down, asynq.NewClientFromRedisClient(down), Config{
+		ProducerTokens: []string{testProducerToken}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	off := *a
+	off.api = apitest.NewClient(t, hs.URL)
+	const n = 20
+	got := off.sendBatch(testProducerToken, manyNotes(r.ID, n)...)
+	a.checkResults(got, make([]want, n))
+
+	sched, err := scheduler.New(a.store, a.queue, scheduler.Config{RedriveGrace: time.Millisecond, Redis: a.rdb,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each run queues what is past the grace by then.
+	queued := 0
+	for deadline := time.Now().Add(5 * time.Second); queued < n && time.Now().Before(deadline); {
+		res, err := sched.RunRedrive(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued += res.Enqueued
+	}
+	if queued != n {
+		t.Fatalf("the re-drive queued %d, want %d", queued, n)
+	}
+	a.checkQueuedOnce(n, nil)
 }
