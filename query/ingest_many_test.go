@@ -14,10 +14,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/ingest"
+	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/scheduler"
 	"github.com/notifyd/notifyd/internal/tasks"
 )
@@ -262,4 +265,34 @@ func TestIngestManyWithRedisDownIsRedriven(t *testing.T) {
 		t.Fatalf("the re-drive queued %d, want %d", queued, n)
 	}
 	a.checkQueuedOnce(n, nil)
+}
+
+// TestIngestManyCounts: a batch counts each notification in the ingest
+// metrics as the single endpoint does. Not parallel: the counters are the
+// process's.
+func TestIngestManyCounts(t *testing.T) {
+	a := newTestAPI(t)
+	r := a.receiver()
+	count := func() (accepted, conflicts float64) {
+		return counterValue(t, metrics.Accepted, "http"), counterValue(t, metrics.IdempotencyConflicts, "http")
+	}
+	acceptedBefore, conflictsBefore := count()
+	a.checkResults(a.sendBatch(testProducerToken, note(r.ID, "a", 1), note(r.ID, "b", 1), note(r.ID, "a", 1), note(r.ID, "b", 2),
+		map[string]any{"receiver_id": r.ID}),
+		[]want{{}, {}, {replayed: true}, {code: "idempotency_conflict", field: "notifications[3].idempotency_key"},
+			{code: "invalid_field", field: "notifications[4].event_type"}})
+	accepted, conflicts := count()
+	if accepted-acceptedBefore != 2 || conflicts-conflictsBefore != 1 {
+		t.Errorf("notifyd_notifications_accepted_total{source=http} rose by %v, want 2; idempotency conflicts (http) by %v, want 1",
+			accepted-acceptedBefore, conflicts-conflictsBefore)
+	}
+}
+
+func counterValue(t *testing.T, v *prometheus.CounterVec, label string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := v.WithLabelValues(label).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
