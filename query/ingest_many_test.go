@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +17,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/notifyd/notifyd/internal/apitest"
 	"github.com/notifyd/notifyd/internal/ingest"
 	"github.com/notifyd/notifyd/internal/metrics"
 	"github.com/notifyd/notifyd/internal/scheduler"
@@ -234,15 +232,11 @@ func TestIngestManyWithRedisDownIsRedriven(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t)
 	r := a.receiver()
-	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
-	t.Cleanup(func() { down.Close() })
-	srv := New(a.store, down, asynq.NewClientFromRedisClient(down), Config{
-		ProducerTokens: []string{testProducerToken}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	off := *a
-	off.api = apitest.NewClient(t, hs.URL)
+	down := *a
+	down.rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { down.rdb.Close() })
+	down.queue = asynq.NewClientFromRedisClient(down.rdb)
+	off, _ := down.serveWith(func(*Config) {})
 	const n = 20
 	got := off.sendBatch(testProducerToken, manyNotes(r.ID, n)...)
 	a.checkResults(got, make([]want, n))
