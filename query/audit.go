@@ -19,7 +19,7 @@ import (
 // with a notification, and they are recorded in notifications already.
 // So are a pull receiver's acknowledgements: its stream's traffic, recorded
 // as the notification's delivered_at.
-var unaudited = []string{"/v1/notifications", "/v1/notifications/recorded",
+var unaudited = []string{"/v1/notifications", "/v1" + ingestBatchRoute, "/v1/notifications/recorded",
 	"/v1/notifications/:id/ack", "/v1/notifications/ack"}
 
 const auditTargetKey = "notifyd.audit.target"

@@ -36,12 +36,23 @@ var (
 	errNotFound     = apiError(http.StatusNotFound, "not_found", "no such resource")
 )
 
-// handleError turns every error into the JSON error body. Internal errors
-// are logged with detail and answered without it.
+// handleError turns every error into the JSON error body.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	ae := s.apiErrorOf(c, err)
+	if ae.Status == http.StatusUnauthorized {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="notifyd"`)
+	}
+	if err := c.JSON(ae.Status, map[string]*APIError{"error": ae}); err != nil {
+		s.cfg.Logger.Warn("write error response", "err", err)
+	}
+}
+
+// apiErrorOf is the answer to err: internal errors are logged with detail
+// and answered without it.
+func (s *Server) apiErrorOf(c echo.Context, err error) *APIError {
 	var ae *APIError
 	var fe *ingest.FieldError
 	var he *echo.HTTPError
@@ -60,12 +71,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.cfg.Logger.Error("internal error", "method", c.Request().Method, "path", c.Path(), "err", err)
 		ae = apiError(http.StatusInternalServerError, "internal", "internal error; see the server log")
 	}
-	if ae.Status == http.StatusUnauthorized {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="notifyd"`)
-	}
-	if err := c.JSON(ae.Status, map[string]*APIError{"error": ae}); err != nil {
-		s.cfg.Logger.Warn("write error response", "err", err)
-	}
+	return ae
 }
 
 func httpCode(status int) string {

@@ -35,17 +35,46 @@ func (s *Server) ingest(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
+	nn, err := s.prepareIngest(principalOf(c), &in)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	// The receiver's checks and the INSERT, shared with concurrent
+	// requests (ingest_batch.go).
+	n, created, err := s.ingests.record(ctx, nn)
+	if err != nil {
+		return err
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(tracing.NotificationID.String(n.ID.String()), tracing.ReceiverID.String(n.ReceiverID.String()))
+	}
+	if err := settleIngest(n, created, &in); err != nil {
+		return err
+	}
+	if !created {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	// Also on a replay: a first request whose enqueue failed is queued now.
+	s.enqueueIngested(ctx, n)
+	return c.JSON(http.StatusAccepted, map[string]any{"id": n.ID, "status": n.Status})
+}
+
+// prepareIngest checks what can be checked of in without the database
+// (the token's scope, the fields) and returns the notification to record.
+// Both ingest endpoints hand every notification through it.
+func (s *Server) prepareIngest(p *principal, in *ingestInput) (store.NewNotification, error) {
 	receiverID, err := uuid.Parse(in.ReceiverID)
 	if err != nil {
-		return fieldError("receiver_id", "must be a receiver id (UUID)")
+		return store.NewNotification{}, fieldError("receiver_id", "must be a receiver id (UUID)")
 	}
-	if !principalOf(c).mayProduceFor(receiverID) {
-		return errReceiverNotAllowed
+	if !p.mayProduceFor(receiverID) {
+		return store.NewNotification{}, errReceiverNotAllowed
 	}
 	if err := s.rules.Validate(&ingest.Input{
 		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL, Payload: in.Payload,
 	}); err != nil {
-		return err
+		return store.NewNotification{}, err
 	}
 	// Store what receivers will get: the task encoding compacts JSON, so
 	// the Go client's notifications are compact too.
@@ -53,62 +82,75 @@ func (s *Server) ingest(c echo.Context) error {
 	if err := json.Compact(&compact, in.Payload); err == nil {
 		in.Payload = compact.Bytes()
 	}
-	ctx := c.Request().Context()
-	nn := store.NewNotification{
+	return store.NewNotification{
 		ID: tasks.NotificationID(receiverID, in.IdempotencyKey), ReceiverID: receiverID,
 		EventType: in.EventType, IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL, Payload: in.Payload,
-	}
-	// The receiver's checks and the INSERT, shared with concurrent
-	// requests (ingest_batch.go).
-	n, created, err := s.ingests.record(ctx, nn)
-	if err != nil {
-		return err
-	}
+	}, nil
+}
+
+// settleIngest judges a recorded notification n against what was sent
+// (in, after prepareIngest): a replay with other content is a conflict.
+// It counts the outcome in the metrics.
+func settleIngest(n *store.Notification, created bool, in *ingestInput) error {
 	if created && n.Status == store.StatusFailed {
 		// Its receiver is disabled: accepted and on record as failed.
 		metrics.DisabledFailed.WithLabelValues("ingest").Inc()
 		metrics.Terminal.WithLabelValues(store.StatusFailed).Inc()
 	}
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.SetAttributes(tracing.NotificationID.String(n.ID.String()), tracing.ReceiverID.String(n.ReceiverID.String()))
-	}
-	if !created {
-		if !ingest.SameContent(n.EventType, n.Payload, in.EventType, in.Payload) {
-			metrics.IdempotencyConflicts.WithLabelValues("http").Inc()
-			return &APIError{Status: http.StatusConflict, Code: "idempotency_conflict", Field: "idempotency_key",
-				Message: "idempotency_key was already used for notification " + n.ID.String() + " with a different event_type or payload (stored " +
-					ingest.PayloadHash(n.Payload) + ", sent " + ingest.PayloadHash(in.Payload) + ")"}
-		}
-		c.Response().Header().Set("Idempotent-Replayed", "true")
-	} else {
+	if created {
 		metrics.Accepted.WithLabelValues("http").Inc()
+		return nil
 	}
-	if n.Status == store.StatusPending {
-		// Also on a replay: a first request whose enqueue failed is queued now.
-		s.enqueueIngested(ctx, n)
+	if !ingest.SameContent(n.EventType, n.Payload, in.EventType, in.Payload) {
+		metrics.IdempotencyConflicts.WithLabelValues("http").Inc()
+		return &APIError{Status: http.StatusConflict, Code: "idempotency_conflict", Field: "idempotency_key",
+			Message: "idempotency_key was already used for notification " + n.ID.String() + " with a different event_type or payload (stored " +
+				ingest.PayloadHash(n.Payload) + ", sent " + ingest.PayloadHash(in.Payload) + ")"}
 	}
-	return c.JSON(http.StatusAccepted, map[string]any{"id": n.ID, "status": n.Status})
+	return nil
 }
 
-// enqueueIngested queues the next attempt of a pending notification. A
-// failure is not the producer's: the notification is on record, and the
-// re-drive job queues it later.
+// enqueueIngested queues the next attempt of the pending notifications
+// among ns. A failure is not the producer's: the notifications are on
+// record, and the re-drive job queues them later.
 //
-// A notification due now goes through the Linger, so concurrent requests
-// share batch tasks; a replay of one waiting for a retry is scheduled as
-// its own task at its time (a batch's members are due together).
-func (s *Server) enqueueIngested(ctx context.Context, n *store.Notification) {
-	d := deliverTask(n)
-	var err error
-	if n.NextAttemptAt != nil && n.NextAttemptAt.After(time.Now()) {
-		err = tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, d, n.Attempts+1, *n.NextAttemptAt)
-	} else {
+// A lone notification due now goes through the Linger, so concurrent
+// requests share batch tasks; several (a batch request's) go out together
+// as batch tasks at once. A replay of one waiting for a retry is scheduled
+// as its own task at its time (a batch's members are due together).
+func (s *Server) enqueueIngested(ctx context.Context, ns ...*store.Notification) {
+	var due []*tasks.Deliver
+	for _, n := range ns {
+		if n.Status != store.StatusPending {
+			continue
+		}
+		d := deliverTask(n)
+		if n.NextAttemptAt != nil && n.NextAttemptAt.After(time.Now()) {
+			s.enqueueFailed(n.ID, tasks.Schedule(ctx, s.queue, s.cfg.TaskKeys, d, n.Attempts+1, *n.NextAttemptAt))
+			continue
+		}
 		d.Attempt = n.Attempts + 1
-		_, err = s.linger.Enqueue(ctx, &d)
+		due = append(due, &d)
 	}
+	switch len(due) {
+	case 0:
+	case 1:
+		_, err := s.linger.Enqueue(ctx, due[0])
+		s.enqueueFailed(due[0].ID, err)
+	default:
+		res, _ := s.producer.Enqueue(ctx, due) // each member's error is in its Result
+		for i, r := range res {
+			s.enqueueFailed(due[i].ID, r.Err)
+		}
+	}
+}
+
+// enqueueFailed logs and counts the failed enqueue of notification id
+// (err nil: none).
+func (s *Server) enqueueFailed(id uuid.UUID, err error) {
 	if err != nil {
 		metrics.InfraErrors.WithLabelValues("redis").Inc()
-		s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", n.ID, "err", err)
+		s.cfg.Logger.Warn("ingest: enqueue failed; the re-drive job will queue it", "notification_id", id, "err", err)
 	}
 }
 

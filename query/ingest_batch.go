@@ -56,10 +56,25 @@ func newIngestRecorder(s *Server) *ingestRecorder {
 // record checks nn's receiver and records nn (see Server.ingest): it
 // returns the stored notification and whether this call created it.
 func (r *ingestRecorder) record(ctx context.Context, nn store.NewNotification) (*store.Notification, bool, error) {
-	it := &ingestItem{nn: nn, done: make(chan ingestOutcome, 1)}
-	if err := r.batches.Add(ctx, it); err != nil {
+	it, err := r.add(ctx, nn)
+	if err != nil {
 		return nil, false, err
 	}
+	return it.wait(ctx)
+}
+
+// add queues nn for the next batch without waiting for it: a batch request
+// adds all its notifications, in order, before it waits for the first.
+func (r *ingestRecorder) add(ctx context.Context, nn store.NewNotification) (*ingestItem, error) {
+	it := &ingestItem{nn: nn, done: make(chan ingestOutcome, 1)}
+	if err := r.batches.Add(ctx, it); err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+// wait is record's outcome for an added item.
+func (it *ingestItem) wait(ctx context.Context) (*store.Notification, bool, error) {
 	select {
 	case o := <-it.done:
 		return o.n, o.created, o.err

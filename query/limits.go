@@ -36,9 +36,15 @@ var errBodyTooDeep = apiError(http.StatusBadRequest, "invalid_json",
 // limit is: a Content-Length over it before anything is read, a chunked
 // body once it passes the limit (decodeJSON sees http.MaxBytesError).
 // Echo's own BodyLimit answers only "Request Entity Too Large".
-func bodyLimit(limit int64) echo.MiddlewareFunc {
+//
+// The batch ingest route has its own, larger limit (batchLimit).
+func bodyLimit(limit, batchLimit int64) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			limit := limit
+			if isIngestBatch(c) {
+				limit = batchLimit
+			}
 			req := c.Request()
 			if req.ContentLength > limit {
 				return bodyTooLarge(c, req.ContentLength, limit)
@@ -61,10 +67,14 @@ func bodyTooLarge(c echo.Context, size, limit int64) *APIError {
 	}
 	e := apiError(http.StatusRequestEntityTooLarge, "too_large",
 		fmt.Sprintf("the body is %s bytes, larger than the limit of %d bytes", got, limit))
-	if isIngest(c) {
+	switch {
+	case isIngest(c):
 		e.Field = "payload"
 		e.Message += fmt.Sprintf(" (a payload of at most %d bytes, NOTIFYD_MAX_PAYLOAD_BYTES, and %d bytes for the other fields)",
 			limit-envelopeRoom, envelopeRoom)
+	case isIngestBatch(c):
+		e.Field = "notifications"
+		e.Message += "; send the notifications in several requests"
 	}
 	return e
 }
@@ -74,13 +84,19 @@ func isIngest(c echo.Context) bool {
 	return c.Request().Method == http.MethodPost && c.Path() == "/v1/notifications"
 }
 
+// isIngestBatch: the request is POST /v1/notifications/batch.
+func isIngestBatch(c echo.Context) bool {
+	return c.Request().Method == http.MethodPost && c.Path() == "/v1"+ingestBatchRoute
+}
+
 // limitBody wraps a request body for decodeJSON. It refuses the body as soon
-// as its nesting passes maxBodyDepth, before the decoder recurses into those
-// levels.
-func limitBody(r io.Reader) *limitedBody { return &limitedBody{r: r} }
+// as its nesting passes max (0: no bound), before the decoder recurses into
+// those levels.
+func limitBody(r io.Reader, max int) *limitedBody { return &limitedBody{r: r, max: max} }
 
 type limitedBody struct {
 	r     io.Reader
+	max   int
 	depth ingest.DepthScanner
 	err   error
 	// start is the body's first non-blank byte once read: '{' for an
@@ -98,7 +114,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 			b.start = t[0]
 		}
 	}
-	if b.depth.Write(p[:n]) > maxBodyDepth {
+	if b.max > 0 && b.depth.Write(p[:n]) > b.max {
 		b.err = errBodyTooDeep
 		return 0, b.err
 	}

@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"net/netip"
@@ -82,32 +83,54 @@ func newRateLimiter(cfg RateLimits) *rateLimiter {
 // receiver shares one bucket and a rotated key gets no fresh one).
 func (l *rateLimiter) perPrincipal(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p := principalOf(c)
-		var b *buckets
-		var key string
-		switch p.role {
-		case roleAdmin:
-			b, key = l.admin, "admin"
-		case roleProducer:
-			b, key = l.producer, p.producerID
-		case roleReceiver:
-			b, key = l.receiver, p.receiver.String()
-		default:
-			return next(c)
+		if err := l.take(c, 1); err != nil {
+			return err
 		}
-		if b.rate.off() {
-			return next(c)
-		}
-		lim, now := b.get(key), time.Now()
-		h := c.Response().Header()
-		if !lim.AllowN(now, 1) {
-			setRetryAfter(h, b.rate, lim, now)
-			setRateHeaders(h, b.rate, lim, now)
-			return errRateLimited
-		}
-		setRateHeaders(h, b.rate, lim, now)
 		return next(c)
 	}
+}
+
+// take takes n tokens from the bucket of c's principal, or none and
+// answers errRateLimited.
+func (l *rateLimiter) take(c echo.Context, n int) error {
+	b, key := l.bucketOf(principalOf(c))
+	if b == nil || b.rate.off() || n <= 0 {
+		return nil
+	}
+	lim, now := b.get(key), time.Now()
+	h := c.Response().Header()
+	if !lim.AllowN(now, n) {
+		setRetryAfter(h, b.rate, lim, now, n)
+		setRateHeaders(h, b.rate, lim, now)
+		return errRateLimited
+	}
+	setRateHeaders(h, b.rate, lim, now)
+	return nil
+}
+
+// takeBatch takes the tokens of a batch request of count notifications,
+// beyond the one its request took: the limit counts notifications, however
+// they are sent. A batch larger than the bucket can ever hold is refused
+// as too large, not told to wait.
+func (l *rateLimiter) takeBatch(c echo.Context, count int) error {
+	if b, _ := l.bucketOf(principalOf(c)); b != nil && !b.rate.off() && count > b.rate.Burst {
+		return fieldError("notifications", fmt.Sprintf(
+			"holds %d notifications, more than this token's rate limit lets through at once (%d); send fewer per request", count, b.rate.Burst))
+	}
+	return l.take(c, count-1)
+}
+
+// bucketOf is p's bucket set and key in it (nil: p has no bucket).
+func (l *rateLimiter) bucketOf(p *principal) (*buckets, string) {
+	switch p.role {
+	case roleAdmin:
+		return l.admin, "admin"
+	case roleProducer:
+		return l.producer, p.producerID
+	case roleReceiver:
+		return l.receiver, p.receiver.String()
+	}
+	return nil, ""
 }
 
 // authFailures runs before authentication. Every failed authentication
@@ -123,7 +146,7 @@ func (l *rateLimiter) authFailures(next echo.HandlerFunc) echo.HandlerFunc {
 		lim, now := b.get(ipKey(c.RealIP())), time.Now()
 		if lim.TokensAt(now) < 1 {
 			h := c.Response().Header()
-			setRetryAfter(h, b.rate, lim, now)
+			setRetryAfter(h, b.rate, lim, now, 1)
 			setRateHeaders(h, b.rate, lim, now)
 			return errRateLimited
 		}
@@ -161,9 +184,10 @@ func setRateHeaders(h http.Header, r Rate, lim *rate.Limiter, now time.Time) {
 	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds((float64(r.Burst)-tokens)/r.PerSecond)))
 }
 
-// setRetryAfter sets Retry-After to the seconds until the next token.
-func setRetryAfter(h http.Header, r Rate, lim *rate.Limiter, now time.Time) {
-	h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds((1-lim.TokensAt(now))/r.PerSecond))))
+// setRetryAfter sets Retry-After to the seconds until the bucket holds n
+// tokens.
+func setRetryAfter(h http.Header, r Rate, lim *rate.Limiter, now time.Time, n int) {
+	h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds((float64(n)-lim.TokensAt(now))/r.PerSecond))))
 }
 
 func ceilSeconds(s float64) int {

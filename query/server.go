@@ -103,8 +103,9 @@ type Server struct {
 	streams *streamLimiter
 	// ingests records concurrent ingest requests in shared statements;
 	// linger queues their notifications in shared batch tasks.
-	ingests *ingestRecorder
-	linger  *enqueue.Linger
+	ingests  *ingestRecorder
+	linger   *enqueue.Linger
+	producer *enqueue.Producer
 }
 
 // New builds the server; it does not listen until Run.
@@ -119,9 +120,9 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 		streams: newStreamLimiter(cfg.StreamsPerReceiver),
 	}
 	srv.ingests = newIngestRecorder(srv)
-	producer := enqueue.New(rdb, queue, cfg.TaskKeys)
+	srv.producer = enqueue.New(rdb, queue, cfg.TaskKeys)
 	srv.linger = enqueue.NewLinger(func(ctx context.Context, ds []*tasks.Deliver) []enqueue.Result {
-		res, _ := producer.Enqueue(ctx, ds) // each member's error is in its Result
+		res, _ := srv.producer.Enqueue(ctx, ds) // each member's error is in its Result
 		return res
 	}, enqueue.DefaultLinger, 0)
 	// Filled once the routes exist; the metrics middleware reads it.
@@ -138,7 +139,7 @@ func New(s *store.Store, rdb redis.UniversalClient, queue tasks.Enqueuer, cfg Co
 		return err
 	}}))
 	// The payload limit plus room for the envelope fields.
-	e.Use(bodyLimit(int64(cfg.MaxPayload + envelopeRoom)))
+	e.Use(bodyLimit(int64(cfg.MaxPayload+envelopeRoom), batchBodyLimit(cfg.MaxPayload)))
 	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
@@ -178,6 +179,7 @@ func (s *Server) routes() {
 	v1.GET("/receivers/:id/summary", s.receiverSummary, requireAdminOrSelf)
 
 	v1.POST("/notifications", s.ingest, requireProducer)
+	v1.POST(ingestBatchRoute, s.ingestMany, requireProducer)
 	v1.GET("/notifications/:id", s.getNotification)
 	v1.GET("/notifications", s.listNotifications)
 	v1.GET("/notifications/by-key/:key", s.getByKey)

@@ -274,19 +274,27 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 }
 
 func runSend(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("send", "send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|- [--callback-url URL]")
+	fs := e.flags("send", "send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|- [--callback-url URL]\n"+
+		"       notifyctl send --file FILE|-    (many: a JSON array of notifications, or one JSON object per line)")
 	var n client.NewNotification
 	fs.StringVar(&n.ReceiverID, "receiver", "", "receiver `id` (required)")
 	fs.StringVar(&n.EventType, "type", "", "event `type`, like trade.paid (required)")
 	fs.StringVar(&n.IdempotencyKey, "key", "", "idempotency `key`: sending the same key again is a no-op (required)")
 	fs.StringVar(&n.CallbackURL, "callback-url", "", "deliver to this `URL` instead of the receiver's")
 	payload := fs.String("payload", "", "JSON payload: inline `JSON`, @file, or - for stdin (required)")
+	file := fs.String("file", "", "send the notifications in `FILE` (- for stdin) through the batch endpoint, 500 a request, instead of one from the flags")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
+	}
+	if *file != "" {
+		if n.ReceiverID+n.EventType+n.IdempotencyKey+n.CallbackURL+*payload != "" {
+			return usagef("--file takes the notifications from the file: no --receiver, --type, --key, --payload or --callback-url")
+		}
+		return sendFile(ctx, e, *file)
 	}
 	for _, req := range []struct{ flag, v string }{
 		{"--receiver", n.ReceiverID}, {"--type", n.EventType}, {"--key", n.IdempotencyKey}, {"--payload", *payload},

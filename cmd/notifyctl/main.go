@@ -173,7 +173,7 @@ func init() {
 		"redeliver":       {"redeliver <id> | redeliver --key KEY [--receiver ID]", runRedeliver},
 		"recover":         {"recover --since T [--until T] [--receiver ID]", runRecover},
 		"cancel":          {"cancel <id> | cancel --key KEY --receiver ID", runCancel},
-		"send":            {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-", runSend},
+		"send":            {"send --receiver ID --type TYPE --key KEY --payload JSON|@FILE|-, or --file FILE (many)", runSend},
 		"reconcile":       {"reconcile --checkpoint FILE [--handler-url URL] [--status S] [--since T]", runReconcile},
 		"receiver-schema": {"receiver-schema [--table NAME]", runReceiverSchema},
 		"listen":          {"listen --forward URL [--last-event-id ID]", runListen},

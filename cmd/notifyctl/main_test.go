@@ -166,6 +166,16 @@ func TestCommandsAgainstServer(t *testing.T) {
 	if err := os.WriteFile(payloadFile, []byte(`{"amount": 7}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Many at once: a JSON array with one refused, and JSON Lines.
+	manyFile, linesFile := filepath.Join(t.TempDir(), "many.json"), filepath.Join(t.TempDir(), "many.jsonl")
+	many := `[{"receiver_id":"` + r.ID + `","event_type":"trade.paid","idempotency_key":"order-3","payload":{"amount":3}},
+	  {"receiver_id":"` + r.ID + `","idempotency_key":"order-4","payload":{}},
+	  {"receiver_id":"` + r.ID + `","event_type":"trade.paid","idempotency_key":"order-1","payload":{"amount":42}}]`
+	lines := `{"receiver_id":"` + r.ID + `","event_type":"trade.paid","idempotency_key":"order-5","payload":5}` + "\n" +
+		`{"receiver_id":"` + r.ID + `","event_type":"trade.paid","idempotency_key":"order-3","payload":{"amount":3}}` + "\n"
+	if os.WriteFile(manyFile, []byte(many), 0o644) != nil || os.WriteFile(linesFile, []byte(lines), 0o644) != nil {
+		t.Fatal("write the notification files")
+	}
 	id1 := sendJSON(t, s, r.ID, "order-1", `{"amount":42}`)
 	id2 := sendJSON(t, s, r.ID, "order-2", "@"+payloadFile)
 	s.WaitStatus(10*time.Second, client.StatusDelivered, id1, id2)
@@ -216,6 +226,12 @@ func TestCommandsAgainstServer(t *testing.T) {
 			nil, []string{"idempotency_conflict (HTTP 409)"}, 0},
 		{"send invalid field", with(prod, "send", "--receiver", "nope", "--type", "trade.paid", "--key", "k", "--payload", `{}`), 1,
 			nil, []string{"invalid_field (HTTP 422): receiver_id"}, 0},
+		{"send file", with(prod, "send", "--file", manyFile), 1,
+			[]string{"0 accepted ", "1 refused: invalid_field: notifications[1].event_type is required",
+				"2 accepted " + id1 + " (status delivered); already sent with this key"}, []string{"1 of 3 notifications refused"}, 3},
+		{"send file of JSON lines", with(prod, "--json", "send", "--file", linesFile), 0,
+			[]string{`"replayed":false`, `"replayed":true`}, nil, 2},
+		{"send file and flags", with(prod, "send", "--file", linesFile, "--key", "k"), 2, nil, []string{"--file takes the notifications from the file"}, 0},
 		{"recover with own key", with(recv, "recover", "--since", "1h"), 0, []string{"recovered 0 failed notifications of receiver " + r.ID}, nil, 1},
 		{"producer may not recover", with(prod, "--json", "recover", "--receiver", r.ID, "--since", "2026-01-01T00:00:00Z"), 1, nil, []string{"(HTTP 403)"}, 0},
 		{"recover admin", []string{"--url", s.URL, "--token", apitest.AdminToken, "--json", "recover", "--receiver", r.ID, "--since", "24h"}, 0,

@@ -24,6 +24,7 @@ type config struct {
 	concurrency    int
 	producers      int
 	ingestConns    int
+	ingestBatch    int
 	payloadBytes   int
 	rate           int
 	duration       time.Duration
@@ -67,6 +68,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 100, "worker concurrency (also of the no-op ceiling consumer)")
 	fs.IntVar(&c.producers, "producers", 16, "goroutines enqueueing through the Go client")
 	fs.IntVar(&c.ingestConns, "ingest-conns", 64, "concurrent keep-alive HTTP connections of the ingest run")
+	fs.IntVar(&c.ingestBatch, "ingest-batch", 1,
+		"notifications per request of the ingest run: 1 sends each through POST /v1/notifications, more sends them through POST /v1/notifications/batch (at most 500)")
 	fs.IntVar(&c.payloadBytes, "payload-bytes", 300, "size of each notification's JSON payload")
 	fs.IntVar(&c.rate, "rate", 500, "offered rate of the latency and isolation runs (notifications/s)")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "length of the latency and isolation steady-rate runs")
@@ -163,6 +166,8 @@ func (c *config) validate() error {
 		return errors.New("--hang-timeout must be between 100ms and 30s (a receiver's timeout range)")
 	case c.queryReceivers <= 0 || c.queryRows < c.queryReceivers:
 		return errors.New("--query-rows must be at least --query-receivers")
+	case c.ingestBatch < 1 || c.ingestBatch > 500:
+		return errors.New("--ingest-batch must be between 1 and 500 (the batch endpoint's limit)")
 	case c.payloadBytes < 64:
 		return errors.New("--payload-bytes must be at least 64")
 	}

@@ -36,9 +36,11 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	// The bench's own redis-server (the default), two worker counts and a
-	// sharded run, so that every throughput configuration and cost runs.
+	// sharded run, so that every throughput configuration and cost runs;
+	// the ingest through the batch endpoint, in batches that do not divide
+	// n (query's tests cover the single endpoint).
 	code := run(ctx, []string{
-		"--smoke", "--database-url", testenv.DatabaseURL(), "--workers", "1,2", "--queue-shards", "2",
+		"--smoke", "--database-url", testenv.DatabaseURL(), "--workers", "1,2", "--queue-shards", "2", "--ingest-batch", "7",
 	}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -66,6 +68,10 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("throughput = %s (%v)", res["throughput"], err)
 	}
 	checkCosts(t, tp.Costs)
+	var in IngestResult
+	if err := json.Unmarshal(res["ingest"], &in); err != nil || in.N != 500 || in.Batch != 7 || in.PerSecond <= 0 {
+		t.Errorf("ingest = %s (%v)", res["ingest"], err)
+	}
 	checkScaling(t, res["scaling"])
 	checkSizing(t, res["sizing"], out)
 	var q QueryResult
@@ -114,6 +120,9 @@ func TestParseFlags(t *testing.T) {
 		{"interval below minimum", []string{"--retry-intervals", "10ms"}, true, nil},
 		{"hang timeout out of range", []string{"--hang-timeout", "1m"}, true, nil},
 		{"stray argument", []string{"run"}, true, nil},
+		{"ingest batch", []string{"--ingest-batch", "500"}, false, func(c *config) bool { return c.ingestBatch == 500 }},
+		{"ingest batch over the endpoint's limit", []string{"--ingest-batch", "501"}, true, nil},
+		{"ingest batch of none", []string{"--ingest-batch", "0"}, true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

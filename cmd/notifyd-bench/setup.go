@@ -119,7 +119,7 @@ func (b *bench) setupDatabase(ctx context.Context, push func(func())) error {
 func (b *bench) params() map[string]any {
 	cfg := b.cfg
 	return map[string]any{
-		"n": cfg.n, "receivers": cfg.receivers, "concurrency": cfg.concurrency, "producers": cfg.producers, "ingest_conns": cfg.ingestConns,
+		"n": cfg.n, "receivers": cfg.receivers, "concurrency": cfg.concurrency, "producers": cfg.producers, "ingest_conns": cfg.ingestConns, "ingest_batch": cfg.ingestBatch,
 		"payload_bytes": cfg.payloadBytes, "rate": cfg.rate, "duration_s": cfg.duration.Seconds(), "retry_n": cfg.retryN,
 		"retry_intervals": durStrings(cfg.retryIntervals), "iso_n": cfg.isoN, "hang_timeout_s": cfg.hangTimeout.Seconds(),
 		"query_rows": cfg.queryRows, "query_receivers": cfg.queryReceivers, "query_conns": cfg.queryConns,

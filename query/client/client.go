@@ -288,6 +288,27 @@ func (c *Client) Send(ctx context.Context, n NewNotification) (*Accepted, error)
 	return &out, nil
 }
 
+// MaxBatch is the most notifications SendBatch takes at once.
+const MaxBatch = 500
+
+// SendBatch hands up to MaxBatch notifications in with one request
+// (POST /v1/notifications/batch): each is treated as Send treats it, and
+// gets its own result, in order. err is the request's own failure (an
+// *APIError for a 4xx of the request as a whole, nothing recorded); a
+// notification refused alone has its error in its result.
+func (c *Client) SendBatch(ctx context.Context, ns []NewNotification) ([]BatchResult, error) {
+	var out struct {
+		Results []BatchResult `json:"results"`
+	}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/notifications/batch", nil, map[string]any{"notifications": ns}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != len(ns) {
+		return nil, fmt.Errorf("notifyd: POST /v1/notifications/batch: %d results for %d notifications", len(out.Results), len(ns))
+	}
+	return out.Results, nil
+}
+
 // GetReceiver returns a receiver (a receiver may read only itself).
 func (c *Client) GetReceiver(ctx context.Context, id string) (*Receiver, error) {
 	var r Receiver

@@ -144,6 +144,19 @@ type Accepted struct {
 	Replayed bool `json:"-"`
 }
 
+// BatchResult is one notification's result from SendBatch: what Send
+// would have returned for it.
+type BatchResult struct {
+	ID     string `json:"id,omitempty"`
+	Status string `json:"status,omitempty"`
+	// Replayed is Accepted.Replayed.
+	Replayed bool `json:"replayed,omitempty"`
+	// Error is why the notification was refused (nil: accepted). Its
+	// Field names the notification by its place in the request,
+	// notifications[3].event_type; its StatusCode is 0.
+	Error *APIError `json:"error,omitempty"`
+}
+
 // Redelivery is the answer to Redeliver.
 type Redelivery struct {
 	ID string `json:"id"`
