@@ -149,7 +149,8 @@ func (s *Store) recordAttempts(ctx context.Context, batch []AttemptRecord) ([]At
 // attempt. ins: the attempts, for notifications created here or visible,
 // each in its notification's partition (keyed). The UPDATE applies each inserted
 // attempt to a notification that existed. The SELECT names the records to
-// run again (see recordAttempts).
+// run again (see recordAttempts): to be created, yet neither created nor on
+// record.
 const recordAttemptsSQL = `
 		WITH u AS (
 			SELECT * FROM unnest($1::uuid[], $2::int2[], $3::timestamptz[], $4::int4[], $5::int2[],
@@ -171,8 +172,11 @@ const recordAttemptsSQL = `
 			-- Each record's notification with its partition key: created
 			-- here (the key table's new rows are not visible to this
 			-- statement), or on record before it. None: not on record.
-			SELECT u.*, coalesce(c.created_at, k.created_at) AS created_at
-			FROM u LEFT JOIN created c ON c.id = u.id LEFT JOIN notification_keys k ON k.id = u.id
+			-- The key is a sub-select, one probe of its primary key per
+			-- record not created here (coalesce skips it for those): a join
+			-- was planned as a sequential scan of the key table.
+			SELECT u.*, coalesce(c.created_at, (SELECT k.created_at FROM notification_keys k WHERE k.id = u.id)) AS created_at
+			FROM u LEFT JOIN created c ON c.id = u.id
 		), ins AS (
 			INSERT INTO delivery_attempts (notification_id, attempt_no, started_at, duration_ms, status_code, outcome, error, response_body,
 				notification_created_at)
@@ -196,9 +200,7 @@ const recordAttemptsSQL = `
 			WHERE n.id = u.id AND n.created_at = ins.notification_created_at
 				AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
 		)` + healthSQL + `
-		SELECT u.id FROM u
-		WHERE create_it AND NOT EXISTS (SELECT FROM created c WHERE c.id = u.id)
-			AND NOT EXISTS (SELECT FROM notification_keys k WHERE k.id = u.id)`
+		SELECT id FROM keyed WHERE create_it AND created_at IS NULL`
 
 // healthSQL continues recordAttemptsSQL: it keeps each receiver's run of
 // failures (failing_since: the first failed attempt since the last success)

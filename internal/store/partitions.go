@@ -26,13 +26,20 @@ func createdAtOf(id string) string {
 	return "(SELECT created_at FROM notification_keys WHERE id = " + id + ")"
 }
 
-// keyedNotifications is a FROM item: the notifications whose ids are in
-// the uuid[] expression ids, n their rows, each looked up in its own
-// partition (OFFSET 0 keeps the lateral sub-select a parameterised scan,
-// pruned per id, instead of a join over every partition).
+// keyedNotifications is a FROM item and the start of a WHERE clause (the
+// caller may go on with AND): the notifications whose ids are in the uuid[]
+// expression ids, n their rows, each looked up in its own partition. Each
+// distinct id is a probe of notification_keys' primary key, then of its
+// partition's (OFFSET 0 keeps each lateral sub-select a parameterised scan:
+// pruned per id, and not a join the planner may turn into a hash join). A
+// join on k.id = ANY(ids) instead was planned as a sequential scan of the
+// whole key table, comparing every row with every id, while the table held
+// tens of thousands of rows (TestHotStatementsStayIndexScansAfterTheTableGrows).
 func keyedNotifications(ids string) string {
-	return `notification_keys k CROSS JOIN LATERAL (SELECT * FROM notifications n
-		WHERE n.id = k.id AND n.created_at = k.created_at OFFSET 0) n WHERE k.id = ANY(` + ids + `)`
+	return `(SELECT DISTINCT q.id FROM unnest(` + ids + `::uuid[]) q(id)) q
+		CROSS JOIN LATERAL (SELECT k.id, k.created_at FROM notification_keys k WHERE k.id = q.id OFFSET 0) k
+		CROSS JOIN LATERAL (SELECT * FROM notifications n
+		WHERE n.id = k.id AND n.created_at = k.created_at OFFSET 0) n WHERE true`
 }
 
 // The partition maintenance of the retention job (internal/partition does
