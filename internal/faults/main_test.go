@@ -1,10 +1,12 @@
 package faults
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -34,9 +36,29 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	runWaitingTestsTogether(faultParallel)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// faultParallel is how many fault tests run at once unless -parallel says
+// otherwise. They spend most of their time waiting (for a lease to expire,
+// a failover, an outage to end), so running them two at a time (the
+// default, GOMAXPROCS) leaves the machine idle for minutes.
+const faultParallel = 6
+
+// runWaitingTestsTogether sets -test.parallel to n when the command line
+// did not set it.
+func runWaitingTestsTogether(n int) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // faultTest marks a long fault test: skipped on request, parallel otherwise
