@@ -53,6 +53,10 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	// Held until the late members' guards are run: a shutdown cuts those
+	// members short (abandon), and their guards must be run at once before
+	// the worker exits, rather than be found at their own time (guardAfter).
+	settled := h.members.hold()
 	outcomes := make([]error, len(members))
 	done := make([]bool, len(members))
 	results := make(chan memberOutcome, len(members))
@@ -80,11 +84,13 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 	}
 	metrics.BatchMembers.Observe(float64(len(members)))
 	if err := h.handOn(ctx, members, outcomes); err != nil {
+		settled()
 		return err
 	}
-	if late > 0 {
-		go h.settleLate(context.WithoutCancel(ctx), members, results, late)
-	}
+	go func() {
+		defer settled()
+		h.settleLate(members, results, late)
+	}()
 	batchID, _ := asynq.GetTaskID(ctx)
 	if err := enqueue.Unmark(context.WithoutCancel(ctx), h.rdb, batchID, members); err != nil {
 		// The markers expire on their own; meanwhile a repeat finds the
@@ -115,7 +121,7 @@ func awaitMembers(results <-chan memberOutcome, running int, outcomes []error, d
 // batch. One that must be tried again (deferred, cut short, failed on our
 // side) has its guard run now rather than at the guard's time: the worker
 // then decides again, as for any single task.
-func (h *handler) settleLate(ctx context.Context, members []*tasks.Deliver, results <-chan memberOutcome, n int) {
+func (h *handler) settleLate(members []*tasks.Deliver, results <-chan memberOutcome, n int) {
 	for range n {
 		r := <-results
 		if r.err == nil || errors.Is(r.err, asynq.SkipRetry) {
@@ -250,6 +256,13 @@ func (m *batchMembers) run(ctx context.Context, f func(context.Context)) {
 		defer context.AfterFunc(m.stopped, cancel)()
 		f(mctx)
 	}()
+}
+
+// hold makes abandon wait until release is called, for what follows a
+// batch's members (settleLate); it is taken before the members start.
+func (m *batchMembers) hold() (release func()) {
+	m.wg.Add(1)
+	return m.wg.Done
 }
 
 // abandon cancels the members still running and waits up to timeout for

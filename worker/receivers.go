@@ -46,10 +46,22 @@ type receiverCache struct {
 	defaults retry.Policy
 	cache    *ttlcache.Cache[uuid.UUID, *receiverConfig]
 	group    singleflight.Group
+	// now is the clock an entry's expiry is computed on (a previous
+	// secret's end, the unhealthy bound), the cache's own clock too.
+	now func() time.Time
 }
 
 func newReceiverCache(s receiverGetter, defaults retry.Policy) *receiverCache {
-	return &receiverCache{store: s, defaults: defaults, cache: ttlcache.New[uuid.UUID, *receiverConfig](receiverTTL, receiverCacheSize)}
+	return &receiverCache{store: s, defaults: defaults, now: time.Now,
+		cache: ttlcache.New[uuid.UUID, *receiverConfig](receiverTTL, receiverCacheSize)}
+}
+
+// setClock moves the whole cache onto now (tests): an expiry computed on
+// the real clock but read on a test's would depend on how long the test
+// waited to run.
+func (c *receiverCache) setClock(now func() time.Time) {
+	c.now = now
+	c.cache.SetClock(now)
 }
 
 func (c *receiverCache) get(ctx context.Context, id uuid.UUID) (*receiverConfig, error) {
@@ -81,14 +93,15 @@ func (c *receiverCache) refresh(ctx context.Context, id uuid.UUID) (*receiverCon
 // prepare readies r for delivery; expires, when not zero, is when the
 // prepared form goes stale before receiverTTL.
 func (c *receiverCache) prepare(r *store.Receiver) (rc *receiverConfig, expires time.Time, err error) {
-	signer, expires, err := signing.ForReceiver(r.SigningSecret, r.PreviousSecret, r.PreviousSecretUntil, time.Now())
+	now := c.now()
+	signer, expires, err := signing.ForReceiver(r.SigningSecret, r.PreviousSecret, r.PreviousSecretUntil, now)
 	if err != nil {
 		return nil, expires, fmt.Errorf("receiver %s: %w", r.ID, err)
 	}
 	if r.Status == store.ReceiverFailing || r.Status == store.ReceiverDisabled {
 		// A failing receiver may be disabled any moment (and a disabled one
 		// enabled): its deliveries must see that within a second, not a TTL.
-		if soon := time.Now().Add(unhealthyTTL); expires.IsZero() || soon.Before(expires) {
+		if soon := now.Add(unhealthyTTL); expires.IsZero() || soon.Before(expires) {
 			expires = soon
 		}
 	}

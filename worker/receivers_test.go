@@ -51,7 +51,7 @@ func TestReceiverCacheUnhealthy(t *testing.T) {
 		g := &countingGetter{byID: map[uuid.UUID]*store.Receiver{r.ID: r}}
 		c := newReceiverCache(g, retry.Default())
 		now := time.Now()
-		c.cache.SetClock(func() time.Time { return now })
+		c.setClock(func() time.Time { return now })
 		for _, after := range []time.Duration{0, unhealthyTTL / 2, unhealthyTTL + time.Millisecond} {
 			now = now.Add(after)
 			if _, err := c.get(context.Background(), r.ID); err != nil {
@@ -92,7 +92,7 @@ func TestReceiverCacheExpiry(t *testing.T) {
 			g := &countingGetter{byID: map[uuid.UUID]*store.Receiver{plain.ID: plain, rotating.ID: rotating}}
 			c := newReceiverCache(g, retry.Default())
 			now := start
-			c.cache.SetClock(func() time.Time { return now })
+			c.setClock(func() time.Time { return now })
 			for i := range 2 {
 				if i == 1 {
 					now = start.Add(tc.after)

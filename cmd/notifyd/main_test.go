@@ -42,7 +42,7 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 		"NOTIFYD_ADMIN_TOKEN=t",
 		"NOTIFYD_LOG_FORMAT=text",
 	)
-	var logs bytes.Buffer
+	var logs testenv.SyncBuffer // written by the process while the test reads it
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -64,16 +64,19 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	get := func(path string) (int, string) { return getFrom(addr, path) }
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := get("/healthz"); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("/healthz never answered 200")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, "/healthz to answer 200", func() bool {
+		code, _ := get("/healthz")
+		return code == http.StatusOK
+	})
+	// The components start side by side: the API may answer before the ops
+	// listener, the worker or the scheduler (which first sets up the
+	// operator receiver) is up. A SIGTERM in the middle of start-up is not
+	// what this test is about; wait until each has said it started.
+	testenv.WaitFor(t, 30*time.Second, "every component to start", func() bool {
+		l := logs.String()
+		return strings.Contains(l, "ops endpoints listening") && strings.Contains(l, "worker started") &&
+			strings.Contains(l, "scheduler started")
+	})
 	if code, body := get("/readyz"); code != http.StatusOK || !strings.Contains(body, `"ready":true`) {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}

@@ -1,14 +1,10 @@
 package faults
 
 import (
-	"context"
-	"encoding/json"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/notifyd/notifyd/notifier"
 )
 
 // TestWorkerKilledMidBatch kills a worker with SIGKILL while it is in the
@@ -44,27 +40,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	})
 	_, a := c.startAPI()
 	receiverIDs := a.createReceivers(rs)
-	client, err := notifier.NewFromURL(c.redisURL, notifier.WithAllowPrivateTargets(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	ids := make([]string, 0, notifications)
-	for start := 0; start < notifications; start += perBatch {
-		ns := make([]notifier.Notification, perBatch)
-		for k := range ns {
-			i := start + k
-			ns[k] = notifier.Notification{ReceiverID: receiverIDs[i%receiverCount], EventType: "trade.paid",
-				IdempotencyKey: "order-" + strconv.Itoa(i), Payload: json.RawMessage(`{"i":` + strconv.Itoa(i) + `}`)}
-		}
-		res, err := client.NotifyMany(context.Background(), ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range res {
-			ids = append(ids, r.ID)
-		}
-	}
+	ids := notifyManyBatches(t, c, receiverIDs, notifications, perBatch)
 
 	w1, _ := c.start("worker", nil)
 	waitFor(t, "the first worker to be in the middle of its batches", 60*time.Second, func() bool {

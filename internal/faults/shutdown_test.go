@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/notifyd/notifyd/internal/fleet"
 	"github.com/notifyd/notifyd/internal/tasks"
@@ -79,16 +78,10 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("worker exit code %d after SIGTERM, want 0", w1.ExitCode())
 	}
 
-	opt, err := redis.ParseURL(c.redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	insp := asynq.NewInspectorFromRedisClient(rdb)
+	insp := asynq.NewInspectorFromRedisClient(c.redis(t))
 	// What is queued now: single tasks and the members of batch tasks.
 	waiting := queuedAttempts(t, insp)
-	queued := func(id string, attempt int) bool { return waiting[id+":"+strconv.Itoa(attempt)] }
+	queued := func(id string, attempt int) bool { return waiting[id+":"+strconv.Itoa(attempt)] != 0 }
 
 	// Every delivery in flight at SIGTERM was either finished and recorded
 	// (the worker waited) or handed back to the queue.
@@ -226,10 +219,10 @@ func checkNoActiveTasks(t *testing.T, insp *asynq.Inspector) {
 
 // queuedAttempts returns the attempts ("<notification>:<attempt>") that
 // tasks waiting in Redis (pending, scheduled or retry) will make, whether
-// as single tasks or as members of a batch task.
-func queuedAttempts(t *testing.T, insp *asynq.Inspector) map[string]bool {
+// as single tasks or as members of a batch task, with their task's state.
+func queuedAttempts(t *testing.T, insp *asynq.Inspector) map[string]asynq.TaskState {
 	t.Helper()
-	out := map[string]bool{}
+	out := map[string]asynq.TaskState{}
 	for q := range tasks.QueueWeights {
 		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
 			insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks,
@@ -249,14 +242,21 @@ func queuedAttempts(t *testing.T, insp *asynq.Inspector) map[string]bool {
 	return out
 }
 
-func addQueued(t *testing.T, out map[string]bool, info *asynq.TaskInfo) {
+// addQueued adds the attempts info's task will make; an attempt queued
+// twice keeps the state that runs it first (pending before the others).
+func addQueued(t *testing.T, out map[string]asynq.TaskState, info *asynq.TaskInfo) {
 	t.Helper()
+	add := func(d *tasks.Deliver) {
+		if s, ok := out[d.TaskID()]; !ok || info.State == asynq.TaskStatePending && s != asynq.TaskStatePending {
+			out[d.TaskID()] = info.State
+		}
+	}
 	if info.Type != tasks.TypeBatch {
 		d, err := tasks.Decode(info.Payload)
 		if err != nil {
 			t.Fatalf("task %s: %v", info.ID, err)
 		}
-		out[d.TaskID()] = true
+		add(d)
 		return
 	}
 	members, err := tasks.DecodeBatch(info.Payload)
@@ -264,6 +264,6 @@ func addQueued(t *testing.T, out map[string]bool, info *asynq.TaskInfo) {
 		t.Fatalf("batch %s: %v", info.ID, err)
 	}
 	for _, d := range members {
-		out[d.TaskID()] = true
+		add(d)
 	}
 }
