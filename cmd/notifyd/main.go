@@ -109,10 +109,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return operatorSecret(ctx, cfg, stdout, stderr, logger)
 	}
 	if err := start(ctx, cmd, cfg, logger); err != nil {
+		if stoppedWhileStarting(ctx, cmd, err) {
+			logger.Info("notifyd stopped by a signal while starting", "err", err)
+			return 0
+		}
 		logger.Error("notifyd failed", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// stoppedWhileStarting tells a SIGTERM or SIGINT that cut start-up short
+// (a step that was waiting on Postgres or Redis returns the cancelled
+// context) from a failure: an orchestrator that stops a process it has just
+// started is not told it failed. `notifyd migrate` is a job, not a service:
+// cut short, it did not do its work.
+func stoppedWhileStarting(ctx context.Context, cmd string, err error) bool {
+	return cmd != "migrate" && ctx.Err() != nil && errors.Is(err, context.Canceled)
 }
 
 func start(ctx context.Context, cmd string, cfg *config.Config, logger *slog.Logger) error {
