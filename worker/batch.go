@@ -54,7 +54,7 @@ func (h *handler) processBatch(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	// Held until the late members' guards are run: a shutdown cuts those
-	// members short (abandon), and their guards must be run at once before
+	// members short (finish), and their guards must be run at once before
 	// the worker exits, rather than be found at their own time (guardAfter).
 	settled := h.members.hold()
 	outcomes := make([]error, len(members))
@@ -232,10 +232,11 @@ func (l *deliveryLimit) stop() { l.stopOnce.Do(func() { close(l.stopping) }) }
 
 // batchMembers runs batch members, which may outlive their batch's
 // handler (memberPatience), so their context is not the handler's: a
-// shutdown ends them through abandon once Asynq's handlers are done.
+// shutdown gives them what is left of its timeout once Asynq's handlers
+// are done, then cuts them short (finish).
 type batchMembers struct {
 	wg      sync.WaitGroup
-	stopped context.Context // done once abandon is called
+	stopped context.Context // done once finish cuts the members short
 	stop    context.CancelFunc
 }
 
@@ -246,7 +247,7 @@ func newBatchMembers() *batchMembers {
 }
 
 // run starts f in a goroutine of its own with ctx's values, cancelled by
-// abandon rather than by ctx.
+// finish rather than by ctx.
 func (m *batchMembers) run(ctx context.Context, f func(context.Context)) {
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.wg.Add(1)
@@ -258,19 +259,26 @@ func (m *batchMembers) run(ctx context.Context, f func(context.Context)) {
 	}()
 }
 
-// hold makes abandon wait until release is called, for what follows a
+// hold makes finish wait until release is called, for what follows a
 // batch's members (settleLate); it is taken before the members start.
 func (m *batchMembers) hold() (release func()) {
 	m.wg.Add(1)
 	return m.wg.Done
 }
 
-// abandon cancels the members still running and waits up to timeout for
-// them to return. Each is guarded by its own task, so none is lost.
-func (m *batchMembers) abandon(timeout time.Duration) {
-	m.stop()
+// finish waits up to grace for the members still running to end on their
+// own, then cancels those left and waits up to timeout for them to return.
+// Each is guarded by its own task, so none cut short is lost.
+func (m *batchMembers) finish(grace, timeout time.Duration) {
+	defer m.stop()
 	finished := make(chan struct{})
 	go func() { m.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		return
+	case <-time.After(grace):
+	}
+	m.stop()
 	select {
 	case <-finished:
 	case <-time.After(timeout):

@@ -169,7 +169,7 @@ func TestBatchLateMemberCutShortAtShutdownRunsItsGuard(t *testing.T) {
 			guardState(1) == asynq.TaskStateScheduled && guardState(3) == asynq.TaskStateScheduled
 	})
 	if took := stop(); took > shutdownTimeout+5*time.Second {
-		t.Errorf("worker took %s to stop, bound %s (shutdown timeout) + 5 s (abandon)", took, shutdownTimeout)
+		t.Errorf("worker took %s to stop, bound %s (shutdown timeout) + 5 s (finish)", took, shutdownTimeout)
 	}
 	for _, i := range []int{1, 3} {
 		if s := guardState(i); s != asynq.TaskStatePending {
@@ -193,6 +193,57 @@ func TestBatchLateMemberCutShortAtShutdownRunsItsGuard(t *testing.T) {
 	}
 	if n := slowHits.Load(); n != 4 {
 		t.Errorf("hanging receiver got %d requests, want 4 (2 cut short, 2 made again)", n)
+	}
+}
+
+// A member still running when its worker stops gets what is left of the
+// shutdown timeout, like any delivery in flight: a receiver that answers
+// within it has its attempt recorded, and is not sent the notification
+// again by the next worker.
+func TestBatchLateMemberFinishesWithinTheShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	const hold = 2500 * time.Millisecond // past the batch's patience (1 s), within the shutdown timeout
+	st, rdb := openStores(t)
+	var hits atomic.Int64
+	started := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		if hits.Add(1) == 1 {
+			started <- struct{}{}
+		}
+		time.Sleep(hold)
+	}))
+	t.Cleanup(slow.Close)
+	fast := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(fast.Close)
+	var members []*tasks.Deliver // a batch: the fast member, then the slow one
+	for _, url := range []string{fast.URL, slow.URL} {
+		rcv := createReceiver(t, st, url)
+		members = append(members, &tasks.Deliver{ID: tasks.NotificationID(rcv, "late-ok"), ReceiverID: rcv, EventType: "trade.paid",
+			IdempotencyKey: "late-ok", Payload: json.RawMessage(`{}`), Attempt: 1, EnqueuedAt: time.Now()})
+	}
+	m := members[1]
+	if _, err := enqueue.New(rdb, asynq.NewClientFromRedisClient(rdb), nil).EnqueueMany(t.Context(), members); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, st, rdb, 10*time.Second)
+	<-started
+	time.Sleep(1200 * time.Millisecond) // the member has outlived its batch
+	if took := stop(); took > hold+2*time.Second {
+		t.Errorf("worker took %s to stop; the member needed %s", took, hold)
+	}
+	id := m.ID.String()
+	if got := fmt.Sprint(attemptsOf(t, st, []string{id})); got != fmt.Sprint(map[string][]int{id: {1}}) {
+		t.Fatalf("attempts on record once the worker stopped: %s, want the late member's attempt 1", got)
+	}
+	waitDelivered(t, st, time.Second, id)
+	runWorker(t, st, rdb, time.Second) // the guard finds the attempt on record
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	if err := insp.RunTask(tasks.QueueFirst, m.TaskID()); err != nil {
+		t.Fatalf("run the slow member's guard: %v", err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "nothing left queued", func() bool { return queuesEmpty(insp) })
+	if n := hits.Load(); n != 1 {
+		t.Errorf("receiver got %d requests, want 1", n)
 	}
 }
 

@@ -191,13 +191,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "max_attempts", w.cfg.Retry.MaxAttempts,
 		"queue_shards", max(w.cfg.QueueShards, 1), "queues", len(cfg.Queues))
 	<-ctx.Done()
+	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 	w.cfg.Logger.Info("worker stopping: finishing in-flight deliveries", "timeout", w.cfg.ShutdownTimeout)
 	// Members of batches not started yet are handed on at once rather than
 	// waiting for a slot while the shutdown timeout runs.
 	w.handler.deliveries.stop()
 	w.server.Shutdown()
-	// Batch members that outlived their batch (each guarded by its own task).
-	w.handler.members.abandon(5 * time.Second)
+	// Batch members that outlived their batch (each guarded by its own
+	// task) get the rest of the shutdown timeout, as other deliveries do.
+	w.handler.members.finish(time.Until(deadline), 5*time.Second)
 	w.handler.semaphore.close() // no delivery runs any more: give every slot back
 	w.handler.breakers.close()
 	w.recorder.close(10 * time.Second)
