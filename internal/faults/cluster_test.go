@@ -51,7 +51,7 @@ func newCluster(t *testing.T, redisURL string, env map[string]string) *cluster {
 	c := &cluster{t: t, dbURL: dbURL, redisURL: redisURL, db: db, env: map[string]string{
 		// Small pools: several clusters of three processes share the test
 		// server's 100 connections.
-		"NOTIFYD_DATABASE_URL":          dbURL + "&pool_max_conns=6",
+		"NOTIFYD_DATABASE_URL":          dbURL + "&pool_max_conns=5",
 		"NOTIFYD_REDIS_URL":             redisURL,
 		"NOTIFYD_ALLOW_PRIVATE_TARGETS": "true",
 		// Private targets, short tokens, no Redis password: development.

@@ -45,8 +45,10 @@ func TestMain(m *testing.M) {
 // faultParallel is how many fault tests run at once unless -parallel says
 // otherwise. They spend most of their time waiting (for a lease to expire,
 // a failover, an outage to end), so running them two at a time (the
-// default, GOMAXPROCS) leaves the machine idle for minutes.
-const faultParallel = 6
+// default, GOMAXPROCS) leaves the machine idle for minutes. More than five
+// at once, with each process's pool of 5 (newCluster), would take most of
+// the test Postgres's 100 connections while another package's tests run.
+const faultParallel = 5
 
 // runWaitingTestsTogether sets -test.parallel to n when the command line
 // did not set it.
