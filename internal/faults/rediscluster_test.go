@@ -127,13 +127,14 @@ func TestRedisCluster(t *testing.T) {
 	c.checkNoDuplicateAttempts(t)
 	checkReceiverCap(t, rs, receiverCap)
 	checkQueuesSpread(t, rc)
-	checkQueueMetrics(t, workerOps)
+	checkClusterMetrics(t, workerOps, len(rc.Nodes))
 	checkModeRefused(t, rc)
 }
 
-// checkQueueMetrics checks that the queue depth metrics, read through
-// Asynq's inspector on the cluster, name every shard.
-func checkQueueMetrics(t *testing.T, ops string) {
+// checkClusterMetrics checks that the queue depth metrics, read through
+// Asynq's inspector on the cluster, name every shard, and that the Redis
+// pool metrics count a pool per node.
+func checkClusterMetrics(t *testing.T, ops string, nodes int) {
 	t.Helper()
 	resp, err := http.Get(ops + "/metrics")
 	if err != nil {
@@ -154,6 +155,16 @@ func checkQueueMetrics(t *testing.T, ops string) {
 	}
 	if !strings.Contains(string(body), "notifyd_queue_read_errors_total 0") {
 		t.Errorf("queue metrics could not be read on the cluster")
+	}
+	var max, idle, inUse int
+	for line := range strings.Lines(string(body)) {
+		fmt.Sscanf(line, "notifyd_redis_pool_max_connections %d", &max)
+		fmt.Sscanf(line, `notifyd_redis_pool_connections{state="idle"} %d`, &idle)
+		fmt.Sscanf(line, `notifyd_redis_pool_connections{state="in_use"} %d`, &inUse)
+	}
+	if max == 0 || max%nodes != 0 || idle+inUse == 0 || idle+inUse > max {
+		t.Errorf("Redis pool metrics on a cluster of %d nodes: max %d (want a pool size times %d), idle %d, in use %d",
+			nodes, max, nodes, idle, inUse)
 	}
 }
 

@@ -1,6 +1,10 @@
 package metrics
 
 import (
+	"context"
+	"sync/atomic"
+	"time"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -72,17 +76,35 @@ func (c *DBPoolCollector) Collect(ch chan<- prometheus.Metric) {
 // RedisPoolCollector reports go-redis pool statistics.
 type RedisPoolCollector struct {
 	stats    func() *redis.PoolStats
-	maxConns int
+	maxConns func() int
 }
 
-// NewRedisPoolCollector reports the pool of rdb (a *redis.Client, single
-// node or Sentinel failover); any other client reports nothing.
+// NewRedisPoolCollector reports the pool of rdb: a *redis.Client (single
+// node or Sentinel failover), or a *redis.ClusterClient, whose statistics
+// sum one pool per node, so its maximum is the pool size times the nodes it
+// knows. Any other client reports nothing.
 func NewRedisPoolCollector(rdb redis.UniversalClient) *RedisPoolCollector {
-	c, ok := rdb.(*redis.Client)
-	if !ok {
-		return &RedisPoolCollector{}
+	switch c := rdb.(type) {
+	case *redis.Client:
+		size := c.Options().PoolSize
+		return &RedisPoolCollector{stats: c.PoolStats, maxConns: func() int { return size }}
+	case *redis.ClusterClient:
+		size := c.Options().PoolSize
+		return &RedisPoolCollector{stats: c.PoolStats, maxConns: func() int { return size * clusterNodes(c) }}
 	}
-	return &RedisPoolCollector{stats: c.PoolStats, maxConns: c.Options().PoolSize}
+	return &RedisPoolCollector{}
+}
+
+// clusterNodes counts the nodes (masters and replicas) c has a pool for,
+// from its cached view of the cluster.
+func clusterNodes(c *redis.ClusterClient) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var n atomic.Int64
+	count := func(context.Context, *redis.Client) error { n.Add(1); return nil }
+	_ = c.ForEachMaster(ctx, count)
+	_ = c.ForEachSlave(ctx, count)
+	return int(n.Load())
 }
 
 // Describe implements prometheus.Collector.
@@ -99,7 +121,7 @@ func (c *RedisPoolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	s := c.stats()
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
-	ch <- prometheus.MustNewConstMetric(redisMaxDesc, gauge, float64(c.maxConns))
+	ch <- prometheus.MustNewConstMetric(redisMaxDesc, gauge, float64(c.maxConns()))
 	ch <- prometheus.MustNewConstMetric(redisConnsDesc, gauge, float64(s.IdleConns), "idle")
 	ch <- prometheus.MustNewConstMetric(redisConnsDesc, gauge, float64(s.TotalConns-min(s.IdleConns, s.TotalConns)), "in_use")
 	ch <- prometheus.MustNewConstMetric(redisHitsDesc, counter, float64(s.Hits))
