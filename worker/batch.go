@@ -118,17 +118,23 @@ func awaitMembers(results <-chan memberOutcome, running int, outcomes []error, d
 }
 
 // settleLate reads the outcomes of the n members that outlived their
-// batch. One that must be tried again (deferred, cut short, failed on our
-// side) has its guard run now rather than at the guard's time: the worker
-// then decides again, as for any single task.
+// batch. One that is settled (its attempt on record, any retry queued by
+// itself) has its guard deleted: run, it would only find the attempt on
+// record, a task run and a look-up per notification for a receiver that
+// answers slowly. One that must be tried again (deferred, cut short, failed
+// on our side) has its guard run now rather than at the guard's time: the
+// worker then decides again, as for any single task.
 func (h *handler) settleLate(members []*tasks.Deliver, results <-chan memberOutcome, n int) {
 	for range n {
 		r := <-results
-		if r.err == nil || errors.Is(r.err, asynq.SkipRetry) {
-			continue
-		}
 		d := *members[r.i]
 		d.QueueShards = tasks.ShardsOf(h.queue)
+		if r.err == nil || errors.Is(r.err, asynq.SkipRetry) {
+			if err := h.inspector.DeleteTask(d.Queue(), d.TaskID()); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				h.logger.Debug("batch member settled: its guard runs at its own time and finds it on record", "notification_id", d.ID, "err", err)
+			}
+			continue
+		}
 		if err := h.inspector.RunTask(d.Queue(), d.TaskID()); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			h.logger.Warn("batch member: its guard runs at its own time", "notification_id", d.ID, "attempt", d.Attempt, "err", err)
 		}
