@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -91,18 +90,8 @@ func TestAllStartsServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("notifyd did not exit within 20 s of SIGTERM")
+	if err := terminate(t, cmd, 20*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
 	for _, want := range []string{"worker stopped", "api stopped", "scheduler stopped"} {

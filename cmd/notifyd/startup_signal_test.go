@@ -34,19 +34,27 @@ func TestSIGTERMWhileStartingIsACleanStop(t *testing.T) {
 			return strings.Contains(logs.String(), "notifyd starting")
 		})
 		time.Sleep(after)
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
+		if err := terminate(t, cmd, 20*time.Second); err != nil || strings.Contains(logs.String(), "notifyd failed") {
+			t.Errorf("SIGTERM %v after start: %v, want exit 0 and no failure logged; log:\n%s", after, err, logs.String())
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil || strings.Contains(logs.String(), "notifyd failed") {
-				t.Errorf("SIGTERM %v after start: %v, want exit 0 and no failure logged; log:\n%s", after, err, logs.String())
-			}
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("SIGTERM %v after start: still running after 20 s; log:\n%s", after, logs.String())
-		}
+	}
+}
+
+// terminate sends cmd SIGTERM and returns how it exited; one still running
+// after within is killed and fails the test.
+func terminate(t *testing.T, cmd *exec.Cmd, within time.Duration) error {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		cmd.Process.Kill()
+		t.Fatalf("notifyd did not exit within %s of SIGTERM", within)
+		return nil
 	}
 }
