@@ -46,6 +46,11 @@ const prefix = "nt1."
 // macLen is the encoded length of a MAC in the trailer.
 var macLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
 
+// macEncoding decodes a trailer's MAC strictly: its last character carries
+// two unused bits, which a lenient decoder ignores, so four spellings of one
+// MAC would open (found by FuzzOpen). Only what Seal wrote is accepted.
+var macEncoding = base64.RawURLEncoding.Strict()
+
 // Keyring holds the task keys: the first signs, all verify. A nil *Keyring
 // is valid and means "no keys" (development): Seal leaves payloads unsigned
 // and Open accepts any payload, stripping a trailer it cannot check.
@@ -189,7 +194,7 @@ func (k *Keyring) Open(taskType string, payload []byte) ([]byte, error) {
 		if len(mac) != macLen {
 			return nil, ErrBadMAC
 		}
-		n, err := base64.RawURLEncoding.Decode(got[:], mac)
+		n, err := macEncoding.Decode(got[:], mac)
 		if err != nil || !hmac.Equal(got[:n], key.mac(taskType, body)) {
 			return nil, ErrBadMAC
 		}
